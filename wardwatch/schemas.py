@@ -112,9 +112,9 @@ class Outcome(BaseModel):
 
     patient_id: str
     ts: AwareDatetime
-    kind: Literal[
-        "icu_transfer", "cardiac_arrest", "death", "rapid_response", "none"
-    ] = "icu_transfer"
+    kind: Literal["icu_transfer", "cardiac_arrest", "death", "rapid_response", "none"] = (
+        "icu_transfer"
+    )
     cause: str | None = None
 
 

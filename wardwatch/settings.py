@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, ge=1, description="partitions of the patient-keyed topics")
     replication_factor: int = Field(1, ge=1)
     app_id: str = Field("wardwatch", description="Faust app id = Kafka consumer group")
+    kafka_session_timeout_s: float = Field(
+        10.0, description="a worker silent this long loses its partitions to the others"
+    )
+    kafka_rebalance_timeout_s: float = 10.0
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: str | None = Field(
@@ -72,9 +76,21 @@ class Settings(BaseSettings):
     model_registry: Path = Field(Path("model-registry"), description="model registry root")
     onnx_provider: Literal["auto", "cpu", "cuda"] = "auto"
 
+    time_scale: float = Field(
+        1.0,
+        gt=0,
+        description="1: timers run on the wall clock. >1: they run on event time advanced "
+        "this many times faster than the wall clock (the demo's compressed simulation)",
+    )
+
     # --- alert policy --------------------------------------------------------------------
     alert_cooldown_s: float = 15 * 60
     escalate_after_s: float = 15 * 60
+    artifact_confirm_s: float = Field(
+        20 * 60,
+        description="an isolated single-parameter extreme reading waits this long for a "
+        "confirming observation before it alerts; set just above the devices' interval",
+    )
 
     # --- web / metrics -------------------------------------------------------------------
     web_host: str = "127.0.0.1"

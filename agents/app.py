@@ -1,0 +1,283 @@
+"""The Faust app: topics, agents and web views of a wardwatch worker.
+
+    vitals ──► score agent (batched) ──► alerts
+                   │ rejects ──────────► dead-letter
+    patient-context ──► context agent ──► Redis
+    timer ──► escalation of unacknowledged alerts ──► alerts
+
+Several workers with the same app id share the partitions of ``vitals``; each patient
+lives on one partition, so one worker owns a patient at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+import wardwatch
+from agents.metrics import Metrics
+from agents.pipeline import Incoming, ScoringPipeline
+from alerts.policy import PolicyConfig
+from wardwatch.ingest import Decoded, Rejection, decode_vitals
+from wardwatch.schemas import DeadLetter, PatientContext, RejectReason
+from wardwatch.settings import Settings
+from wardwatch.store import RedisStateStore
+
+log = logging.getLogger("wardwatch.worker")
+
+
+class Worker:
+    """What one worker process holds: settings, store, pipeline, metrics, topics."""
+
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
+        if not settings.redis_url:
+            raise ValueError("a worker needs WARDWATCH_REDIS_URL")
+        self.settings = settings
+        self.metrics = Metrics(registry)
+        self.metrics.build_info.info({"version": wardwatch.__version__})
+        self.store = RedisStateStore.from_url(
+            settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.state_ttl_s
+        )
+        self.pipeline = ScoringPipeline(
+            self.store,
+            PolicyConfig.from_settings(settings),
+            time_scale=settings.time_scale,
+        )
+        self.app = build_app(self)
+        t = settings.topics
+        self.vitals_topic = self.app.topic(t.vitals, value_serializer="raw", key_serializer="raw")
+        self.context_topic = self.app.topic(
+            t.patient_context, value_serializer="raw", key_serializer="raw"
+        )
+        self.alerts_topic = self.app.topic(t.alerts, value_serializer="raw", key_serializer="raw")
+        self.dead_letter_topic = self.app.topic(
+            t.dead_letter, value_serializer="raw", key_serializer="raw"
+        )
+        self.ready = False
+        self._register_agents()
+
+    # ---- agents -----------------------------------------------------------------------
+    def _register_agents(self) -> None:
+        app, s = self.app, self.settings
+
+        @app.agent(self.vitals_topic, name="score")
+        async def score(stream: faust.StreamT) -> None:
+            async for events in cast(faust.Stream, stream).take_events(
+                s.batch_size, within=s.batch_within_s
+            ):
+                await self.handle_vitals(events)
+
+        @app.agent(self.context_topic, name="context")
+        async def context(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await self.handle_context(event)
+
+        # often enough for the escalation interval, in wall-clock seconds
+        tick_s = max(0.5, min(10.0, s.escalate_after_s / s.time_scale / 3))
+
+        @app.timer(interval=tick_s)
+        async def escalate() -> None:
+            await self.escalate_due()
+
+        @app.task
+        async def startup() -> None:
+            await self.store.ping()
+            await self.flush_outbox()
+            self.ready = True
+            log.info("worker ready (redis %s)", (self.settings.redis_url or "").split("@")[-1])
+
+    async def handle_vitals(self, events: Sequence[faust.EventT]) -> None:
+        topic = self.settings.topics.vitals
+        self.metrics.consumed.labels(topic).inc(len(events))
+        self.metrics.batch_size.observe(len(events))
+        now = datetime.now(UTC)
+        t0 = time.perf_counter()
+        batch: list[Incoming] = []
+        for ev in events:
+            msg = ev.message
+            raw = ev.value if isinstance(ev.value, bytes) else bytes(ev.value or b"")
+            decoded = decode_vitals(raw, now=now, max_future_skew_s=s_skew(self.settings))
+            if isinstance(decoded, Rejection):
+                await self.dead_letter(raw, decoded, msg.topic, msg.partition, msg.offset)
+                continue
+            assert isinstance(decoded, Decoded)
+            for w in decoded.warnings:
+                self.metrics.warnings.labels(w).inc()
+            source_ms = int(msg.timestamp * 1000) if msg.timestamp else None
+            for i, vitals in enumerate(decoded.events):
+                event_id = f"{msg.topic}:{msg.partition}:{msg.offset}:{i}"
+                batch.append(Incoming(vitals, event_id, source_ms))
+        t1 = time.perf_counter()
+        self.metrics.stage_seconds.labels("decode").observe(t1 - t0)
+        if not batch:
+            return
+        result = await self.pipeline.process(batch)
+        t2 = time.perf_counter()
+        self.metrics.stage_seconds.labels("score").observe(t2 - t1)
+        self.metrics.scored.labels(topic).inc(len(result.scored))
+        self.metrics.skipped.labels("duplicate").inc(result.duplicates)
+        self.metrics.skipped.labels("stale").inc(result.stale)
+        if result.conflicts:
+            self.metrics.skipped.labels("conflict").inc(len(result.conflicts))
+        await self.publish_alerts(result.emitted, result.outbox_ids)
+        self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
+
+    async def publish_alerts(self, emitted: list[dict[str, Any]], outbox_ids: list[str]) -> None:
+        if not emitted:
+            return
+        futures = []
+        for msg in emitted:
+            msg["published_ms"] = int(time.time() * 1000)
+            fut = await self.alerts_topic.send(
+                key=msg["patient_id"].encode(), value=json.dumps(msg).encode()
+            )
+            futures.append(fut)
+            self.metrics.alerts.labels(msg["transition"], msg["priority"]).inc()
+            if msg.get("source_ts_ms") and msg["transition"] in ("OPEN", "ESCALATED"):
+                self.metrics.event_to_alert.observe(
+                    max(0.0, (msg["published_ms"] - msg["source_ts_ms"]) / 1000)
+                )
+        await asyncio.gather(*futures)  # delivered: safe to clear the outbox
+        await self.store.outbox_done(outbox_ids)
+
+    async def flush_outbox(self) -> None:
+        """Publish transitions a previous run committed but may not have published."""
+        pending = await self.store.outbox()
+        if pending:
+            log.info("re-publishing %d alert transitions from the outbox", len(pending))
+            await self.publish_alerts([e for _, e in pending], [sid for sid, _ in pending])
+
+    async def escalate_due(self) -> None:
+        open_alerts = await self.store.open_alerts()
+        self.metrics.open_alerts.set(len(open_alerts))
+        self.metrics.patients.set(await self.store.patients_monitored())
+        watched = await self.store.watched()
+        if not watched:
+            return
+        result = await self.pipeline.tick(watched)
+        await self.publish_alerts(result.emitted, result.outbox_ids)
+
+    async def handle_context(self, event: faust.EventT) -> None:
+        msg = event.message
+        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        self.metrics.consumed.labels(self.settings.topics.patient_context).inc()
+        try:
+            ctx = PatientContext.model_validate_json(raw)
+        except ValueError as exc:
+            rej = Rejection(RejectReason.SCHEMA, _first_error(exc))
+            await self.dead_letter(raw, rej, msg.topic, msg.partition, msg.offset)
+            return
+        await self.store.set_context(ctx.patient_id, ctx.model_dump(mode="json"))
+
+    async def dead_letter(
+        self, raw: bytes, rej: Rejection, topic: str, partition: int, offset: int
+    ) -> None:
+        letter = DeadLetter(
+            reason=rej.reason,
+            detail=rej.detail,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            original_b64=base64.b64encode(raw).decode(),
+            rejected_at=datetime.now(UTC),
+        )
+        await self.dead_letter_topic.send(
+            key=f"{topic}:{partition}:{offset}".encode(),
+            value=letter.model_dump_json().encode(),
+        )
+        self.metrics.dead_lettered.labels(rej.reason.value).inc()
+        log.warning("dead-lettered %s:%s:%s: %s", topic, partition, offset, rej.reason.value)
+
+
+def s_skew(settings: Settings) -> float:
+    return settings.max_future_skew_s
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        first = errors()[0]
+        return f"{'.'.join(str(x) for x in first.get('loc', ()))}: {first.get('msg')}"
+    return str(exc)
+
+
+def faust_broker_credentials(settings: Settings) -> Any:
+    sec = settings.kafka_security
+    if sec.protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    ctx = None
+    if sec.protocol.endswith("SSL"):
+        ctx = ssl.create_default_context(cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None)
+        if sec.ssl_certfile:
+            ctx.load_cert_chain(str(sec.ssl_certfile), str(sec.ssl_keyfile or "") or None)
+    if sec.protocol.startswith("SASL"):
+        password = sec.sasl_password.get_secret_value() if sec.sasl_password else ""
+        return faust.SASLCredentials(
+            username=sec.sasl_username or "",
+            password=password,
+            mechanism=sec.sasl_mechanism,
+            ssl_context=ctx,
+        )
+    return faust.SSLCredentials(ctx)
+
+
+def build_app(worker: Worker) -> faust.App:
+    s = worker.settings
+    datadir = s.data_dir / f"{s.app_id}-{s.web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    urls = ";".join(f"kafka://{h}" for h in s.kafka_bootstrap().split(","))
+    app = faust.App(
+        s.app_id,
+        broker=urls,
+        broker_credentials=faust_broker_credentials(s),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        topic_allow_declare=True,  # Faust's internal leader-assignor topic
+        store="memory://",
+        web_host=s.web_host,
+        web_port=s.web_port,
+        web_in_thread=False,
+        datadir=str(datadir),
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000,
+        broker_rebalance_timeout=s.kafka_rebalance_timeout_s,
+        broker_session_timeout=s.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 5),
+        broker_commit_interval=1.0,
+        producer_linger_ms=1,
+        logging_config=None,
+    )
+    registry = worker.metrics.registry
+
+    @app.page("/metrics")
+    async def metrics(self: View, request: Request) -> Response:
+        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def healthz(self: View, request: Request) -> Response:
+        return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(self: View, request: Request) -> Response:
+        ok = worker.ready
+        try:
+            await asyncio.wait_for(worker.store.ping(), 1.0)
+        except Exception:  # noqa: BLE001 - any Redis failure means not ready
+            ok = False
+        return self.json({"ready": ok}, status=200 if ok else 503)
+
+    return app

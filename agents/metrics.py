@@ -1,0 +1,74 @@
+"""Prometheus metrics of a worker, on an injected CollectorRegistry.
+
+Labels carry only bounded, non-identifying values (topic names, reason codes, priorities,
+transition names, model names/versions). Never a patient id, never free text.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.consumed = Counter(
+            "wardwatch_events_consumed_total", "Messages consumed", ["topic"], registry=r
+        )
+        self.scored = Counter(
+            "wardwatch_events_scored_total", "Vitals events scored", ["topic"], registry=r
+        )
+        self.skipped = Counter(
+            "wardwatch_events_skipped_total",
+            "Valid events with no effect (duplicate, stale, conflict)",
+            ["reason"],
+            registry=r,
+        )
+        self.dead_lettered = Counter(
+            "wardwatch_dead_letter_total", "Messages sent to dead-letter", ["reason"], registry=r
+        )
+        self.warnings = Counter(
+            "wardwatch_ingest_warnings_total",
+            "Accepted but suspicious values",
+            ["code"],
+            registry=r,
+        )
+        self.alerts = Counter(
+            "wardwatch_alert_transitions_total",
+            "Alert transitions emitted",
+            ["transition", "priority"],
+            registry=r,
+        )
+        self.event_to_alert = Histogram(
+            "wardwatch_event_to_alert_seconds",
+            "From the vitals message's produce time to its alert transition being published",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "wardwatch_batch_size", "Events per scoring batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.stage_seconds = Histogram(
+            "wardwatch_stage_seconds",
+            "Time per batch in each stage",
+            ["stage"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.time_to_ack = Histogram(
+            "wardwatch_time_to_acknowledge_seconds",
+            "From alert open to acknowledgement",
+            buckets=(10, 30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=r,
+        )
+        self.patients = Gauge(
+            "wardwatch_patients_monitored", "Patients with an event in the state TTL", registry=r
+        )
+        self.open_alerts = Gauge("wardwatch_open_alerts", "Open alerts", registry=r)
+        self.model_info = Info("wardwatch_model", "Active model", registry=r)
+        self.build_info = Info("wardwatch_build", "wardwatch version", registry=r)

@@ -1,0 +1,226 @@
+"""The scoring pipeline: one batch of validated vitals events in, alert transitions out.
+
+Free of Kafka and Faust so that the worker, the ``wardwatch score`` replay and the tests
+run exactly the same code. Per batch:
+
+1. ``store.load``: one round trip for every patient in the batch (state + context);
+2. per event, in order: apply to the patient's state (stale/duplicate events change
+   nothing), NEWS2 and qSOFA on the patient's current vitals, the alert policy;
+3. ``store.commit``: one atomic round trip (conditional on each patient's version) that
+   writes the states and puts new transitions, guarded by their ids, into the outbox.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerts.policy import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
+from alerts.policy import acknowledge as policy_acknowledge
+from alerts.policy import resolve as policy_resolve
+from alerts.policy import tick as policy_tick
+from models.news2 import News2Result, news2_from_vitals
+from models.qsofa import QsofaResult, qsofa_from_vitals
+from wardwatch.patient import PatientState, apply_event, history_entry
+from wardwatch.schemas import VitalsEvent
+from wardwatch.store import CommitResult, Emit, StateStore, Update
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A validated event with where it came from."""
+
+    event: VitalsEvent
+    event_id: str = ""  # "topic:partition:offset" or a replay line number
+    source_ts_ms: int | None = None  # when the source message was produced (latency)
+
+
+@dataclass(frozen=True)
+class Scored:
+    patient_id: str
+    ts_ms: int
+    news2: News2Result
+    qsofa: QsofaResult
+    model_risk: float | None = None
+    model_version: str | None = None
+
+
+@dataclass
+class BatchResult:
+    scored: list[Scored] = field(default_factory=list)
+    duplicates: int = 0
+    stale: int = 0
+    conflicts: list[str] = field(default_factory=list)
+    emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
+    outbox_ids: list[str] = field(default_factory=list)
+
+
+def alert_message(ev: AlertEvent, source_ts_ms: int | None, now_ms: int) -> dict[str, Any]:
+    """The JSON published on the alerts topic: the transition plus delivery timing."""
+    msg = ev.to_dict()
+    msg["emitted_ms"] = now_ms
+    if source_ts_ms is not None:
+        msg["source_ts_ms"] = source_ts_ms
+    return msg
+
+
+def _emit(pid: str, state: AlertState, ev: AlertEvent, source_ts_ms: int | None, now: int) -> Emit:
+    return Emit(
+        pid=pid,
+        transition_id=ev.transition_id,
+        event=alert_message(ev, source_ts_ms, now),
+        open=state.status in ("open", "acknowledged"),
+        opened_ms=state.opened_ts_ms or ev.ts_ms,
+    )
+
+
+def _watch(state: PatientState) -> bool:
+    """Whether the patient's alert state has timers to run (see ``ScoringPipeline.tick``)."""
+    alert = AlertState.from_json(state.alert)
+    return alert.status in ("open", "acknowledged") or alert.pending_candidate is not None
+
+
+class ScoringPipeline:
+    def __init__(
+        self,
+        store: StateStore,
+        policy: PolicyConfig | None = None,
+        *,
+        vitals_max_age_s: float = 4 * 3600,
+        baseline_alpha: float = 0.02,
+        time_scale: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.policy = policy or PolicyConfig()
+        self.max_age_ms = int(vitals_max_age_s * 1000)
+        self.baseline_alpha = baseline_alpha
+        self.clock = clock
+        self.time_scale = time_scale
+        self._stream_ms: int | None = None  # newest event time processed
+        self._stream_wall = 0.0
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def policy_now_ms(self) -> int:
+        """The clock timers (escalation, artifact hold) run on.
+
+        Wall-clock time in production. When time is compressed (``time_scale`` > 1, the
+        demo), event time advanced ``time_scale`` times faster than the wall clock since the
+        newest event, so timers keep their clinical meaning in simulated hours.
+        """
+        if self.time_scale == 1.0 or self._stream_ms is None:
+            return self.now_ms()
+        return self._stream_ms + int((self.clock() - self._stream_wall) * 1000 * self.time_scale)
+
+    async def process(self, batch: Sequence[Incoming]) -> BatchResult:
+        result = BatchResult()
+        if not batch:
+            return result
+        loaded = await self.store.load([i.event.patient_id for i in batch])
+        touched: dict[str, PatientState] = {}
+        history: dict[str, list[str]] = {}
+        emits: list[Emit] = []
+        now = self.now_ms()
+        for item in batch:
+            ev = item.event
+            pid = ev.patient_id
+            entry = loaded[pid]
+            state = entry.state
+            applied = apply_event(
+                state, ev, baseline_alpha=self.baseline_alpha, max_age_ms=self.max_age_ms
+            )
+            if applied.status == "duplicate":
+                result.duplicates += 1
+                continue
+            if applied.status == "stale":
+                result.stale += 1
+                continue
+            touched[pid] = state
+            ctx = entry.context or {}
+            scale = int(ctx.get("spo2_scale") or state.spo2_scale_device or 1)
+            n2 = news2_from_vitals(applied.current, spo2_scale=scale)
+            q = qsofa_from_vitals(applied.current)
+            result.scored.append(Scored(pid, ev.ts_ms(), n2, q))
+            history.setdefault(pid, []).append(history_entry(ev, n2.total, None))
+
+            obs = Observation(
+                ts_ms=ev.ts_ms(),
+                news2=n2,
+                vitals=applied.current,
+                baseline_z=applied.baseline_z,
+                baseline_n=applied.baseline_n,
+                event_id=item.event_id,
+            )
+            alert_state, events = evaluate(pid, AlertState.from_json(state.alert), obs, self.policy)
+            state.alert = alert_state.to_json()
+            emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
+
+        updates = [
+            Update(pid, s.version, s, history.get(pid, []), seen_ms=s.watermark_ms, watch=_watch(s))
+            for pid, s in touched.items()
+        ]
+        commit = await self.store.commit(updates, emits)
+        self._collect(result, commit, emits)
+        newest = max(i.event.ts_ms() for i in batch)
+        if self._stream_ms is None or newest > self._stream_ms:
+            self._stream_ms, self._stream_wall = newest, self.clock()
+        return result
+
+    @staticmethod
+    def _collect(result: BatchResult, commit: CommitResult, emits: Sequence[Emit]) -> None:
+        result.conflicts = commit.conflicts
+        accepted = set(commit.accepted)
+        result.emitted = [e.event for e in emits if e.transition_id in accepted]
+        result.outbox_ids = commit.outbox_ids
+
+    async def tick(self, pids: Sequence[str]) -> BatchResult:
+        """Time-driven transitions (escalation of unacknowledged alerts)."""
+        return await self._act(pids, lambda pid, st, now: policy_tick(pid, st, now, self.policy))
+
+    async def acknowledge(self, pid: str, actor: str) -> BatchResult:
+        return await self._act(
+            [pid], lambda p, st, now: policy_acknowledge(p, st, actor, now), retries=3
+        )
+
+    async def resolve(self, pid: str, actor: str) -> BatchResult:
+        return await self._act(
+            [pid], lambda p, st, now: policy_resolve(p, st, actor, now), retries=3
+        )
+
+    async def _act(
+        self,
+        pids: Sequence[str],
+        fn: Callable[[str, AlertState, int], tuple[AlertState, list[AlertEvent]]],
+        retries: int = 1,
+    ) -> BatchResult:
+        result = BatchResult()
+        todo = list(dict.fromkeys(pids))
+        for _ in range(retries):
+            if not todo:
+                break
+            loaded = await self.store.load(todo)
+            now = self.policy_now_ms()
+            updates: list[Update] = []
+            emits: list[Emit] = []
+            for pid in todo:
+                state = loaded[pid].state
+                alert_state, events = fn(pid, AlertState.from_json(state.alert), now)
+                if not events:
+                    if not _watch(state):  # nothing left to time: stop watching
+                        updates.append(Update(pid, state.version, state, watch=False))
+                    continue
+                state.alert = alert_state.to_json()
+                updates.append(Update(pid, state.version, state, watch=_watch(state)))
+                emits.extend(_emit(pid, alert_state, e, None, now) for e in events)
+            commit = await self.store.commit(updates, emits)
+            step = BatchResult()
+            self._collect(step, commit, emits)
+            result.emitted += step.emitted
+            result.outbox_ids += step.outbox_ids
+            todo = commit.conflicts
+        result.conflicts = todo
+        return result

@@ -1,0 +1,116 @@
+"""Helpers for tests against the real broker and Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from wardwatch.demo import WorkerProcess
+from wardwatch.settings import Settings
+from wardwatch.stack import free_port
+from wardwatch.topics import producer
+
+
+def start_worker(settings: Settings, tmp_path: Path, name: str = "w0") -> WorkerProcess:
+    wp = WorkerProcess(settings, free_port(), tmp_path / f"{name}.log")
+    wp.start()
+    try:
+        wp.wait_ready(90)
+    except RuntimeError:
+        wp.stop()
+        print(wp.log_path.read_text()[-4000:])
+        raise
+    return wp
+
+
+def publish(settings: Settings, topic: str, items: Iterable[tuple[str, bytes]]) -> int:
+    prod = producer(settings)
+    n = 0
+    for key, value in items:
+        prod.send(topic, key=key, value=value)
+        n += 1
+    prod.flush(10)
+    prod.close(5)
+    return n
+
+
+def vitals(pid: str, ts: datetime, **values: Any) -> bytes:
+    return json.dumps({"patient_id": pid, "ts": ts.isoformat(), **values}).encode()
+
+
+def consume(
+    settings: Settings,
+    topic: str,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool],
+    timeout_s: float = 30.0,
+    partitions: int | None = None,
+) -> list[dict[str, Any]]:
+    """Read ``topic`` from the beginning until ``until(messages)`` or the timeout."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap(),
+        enable_auto_commit=False,
+        consumer_timeout_ms=200,
+    )
+    parts = [TopicPartition(topic, p) for p in range(partitions or settings.partitions)]
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    out: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=200).values():
+                out.extend(json.loads(r.value) for r in records)
+            if until(out):
+                break
+    finally:
+        consumer.close()
+    return out
+
+
+def deteriorating(pid: str, start: datetime, steps: int = 12) -> list[bytes]:
+    """A patient worsening from normal to NEWS2 >= 7 over ``steps`` quarter-hours."""
+    out = []
+    for i in range(steps):
+        f = i / (steps - 1)
+        out.append(
+            vitals(
+                pid,
+                start + timedelta(minutes=15 * i),
+                heart_rate_bpm=round(78 + 45 * f),
+                respiratory_rate_per_min=round(15 + 12 * f),
+                spo2_pct=round(97 - 7 * f),
+                on_oxygen=False,
+                systolic_bp_mmhg=round(125 - 35 * f),
+                temperature_c=round(36.9 + 2.0 * f, 1),
+                consciousness="A",
+            )
+        )
+    return out
+
+
+def stable(pid: str, start: datetime, steps: int = 12) -> list[bytes]:
+    return [
+        vitals(
+            pid,
+            start + timedelta(minutes=15 * i),
+            heart_rate_bpm=72 + (i % 3),
+            respiratory_rate_per_min=15,
+            spo2_pct=97,
+            on_oxygen=False,
+            systolic_bp_mmhg=124,
+            temperature_c=36.8,
+            consciousness="A",
+        )
+        for i in range(steps)
+    ]
+
+
+def hours_ago(h: float) -> datetime:
+    return datetime.now(UTC) - timedelta(hours=h)

@@ -1,0 +1,275 @@
+"""Alert explanations (texts, drivers, trend, model, guideline response) and their FHIR R4
+DetectedIssue rendering."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+from fhir.resources.R4B.detectedissue import DetectedIssue
+
+from alerts.explain import action_explanation, explain, news2_rise
+from alerts.fhir import NEWS2_SNOMED, detected_issue, fhir_datetime
+from alerts.policy import (
+    AlertEvent,
+    AlertState,
+    Observation,
+    PolicyConfig,
+    acknowledge,
+    evaluate,
+    resolve,
+    tick,
+)
+from models.news2 import news2_from_vitals
+
+PID = "pt-SECRET-9137"
+T0 = 1_700_000_000_000
+MIN = 60_000
+NORMAL: dict[str, Any] = {
+    "respiratory_rate_per_min": 16,
+    "spo2_pct": 97,
+    "on_oxygen": False,
+    "systolic_bp_mmhg": 125,
+    "heart_rate_bpm": 75,
+    "consciousness": "A",
+    "temperature_c": 37.0,
+}
+N5 = {"heart_rate_bpm": 95, "respiratory_rate_per_min": 22, "temperature_c": 38.3, "spo2_pct": 95}
+N7 = {**N5, "heart_rate_bpm": 112, "spo2_pct": 94, "systolic_bp_mmhg": 108}
+
+
+def obs(t_min: float, changes: dict[str, Any] | None = None, **kw: Any) -> Observation:
+    vitals = {**NORMAL, **(changes or {})}
+    vitals.update({k: kw.pop(k) for k in list(kw) if k in NORMAL})
+    scale = kw.pop("scale", 1)
+    drop = kw.pop("drop", ())
+    for name in drop:
+        vitals.pop(name)
+    return Observation(
+        ts_ms=T0 + int(t_min * MIN),
+        news2=news2_from_vitals(vitals, spo2_scale=scale),
+        vitals=vitals,
+        baseline_z=kw.pop("z", {}),
+        baseline_n=kw.pop("n", 0),
+        event_id=f"vitals:0:{t_min}",
+        **kw,
+    )
+
+
+def lifecycle() -> list[AlertEvent]:
+    """Every transition kind, for one patient."""
+    cfg = PolicyConfig()
+    st = AlertState()
+    events: list[AlertEvent] = []
+
+    def feed(o: Observation) -> None:
+        nonlocal st
+        st, ev = evaluate(PID, st, o, cfg)
+        events.extend(ev)
+
+    feed(obs(0))
+    feed(obs(10, spo2_pct=72))  # held
+    feed(obs(11, spo2_pct=73))  # confirmed: OPEN medium
+    st, ev = tick(PID, st, T0 + 26 * MIN, cfg)  # ESCALATED (unacknowledged)
+    events.extend(ev)
+    st, ev = acknowledge(PID, st, "nurse-7", T0 + 27 * MIN)
+    events.extend(ev)
+    feed(obs(30, N7, model_risk=0.8, model_version="det-1.2.0"))  # ESCALATED high
+    for m in range(40, 170, 10):
+        feed(obs(m, N5))  # UPDATED medium after an hour lower
+    for m in range(170, 240, 10):
+        feed(obs(m))  # RESOLVED after an hour of NEWS2 0
+    feed(obs(300, N7))  # new episode
+    st, ev = resolve(PID, st, "Practitioner/dr-3", T0 + 301 * MIN)
+    events.extend(ev)
+    return events
+
+
+@pytest.fixture(scope="module")
+def events() -> list[AlertEvent]:
+    return lifecycle()
+
+
+def test_lifecycle_covers_every_transition(events: list[AlertEvent]) -> None:
+    assert [e.transition for e in events] == [
+        "OPEN",
+        "ESCALATED",
+        "ACKNOWLEDGED",
+        "ESCALATED",
+        "UPDATED",
+        "RESOLVED",
+        "OPEN",
+        "RESOLVED",
+    ]
+
+
+def test_no_patient_id_in_any_explanation(events: list[AlertEvent]) -> None:
+    for e in events:
+        assert PID not in json.dumps(e.explanation)
+        assert PID not in e.explanation["summary"]
+        for d in e.explanation["drivers"]:
+            assert PID not in d["text"]
+
+
+def test_every_explanation_has_the_contract_keys(events: list[AlertEvent]) -> None:
+    for e in events:
+        x = e.explanation
+        assert {"summary", "news2", "drivers", "trend", "model", "response", "priority"} <= set(x)
+        assert x["priority"] == e.priority
+        assert x["response"]["text"] and x["response"]["min_obs_frequency"]
+        assert x["summary"].endswith(".") and x["summary"].count(". ") == 0
+        json.dumps(x)  # JSON-ready
+
+
+def test_drivers_units_points_and_baseline_text() -> None:
+    o = obs(
+        0,
+        {"respiratory_rate_per_min": 26, "heart_rate_bpm": 112, "temperature_c": 38.4},
+        z={"respiratory_rate_per_min": 4.2, "heart_rate_bpm": 2.1, "systolic_bp_mmhg": -3.4},
+        baseline_mean={"respiratory_rate_per_min": 18.0, "systolic_bp_mmhg": 150.0},
+        n=30,
+    )
+    x = explain(PID, o, AlertState(), "medium", ["news2_threshold"])
+    drivers = x["drivers"]
+    assert [d["parameter"] for d in drivers] == [
+        "respiratory_rate_per_min",  # 3 points
+        "heart_rate_bpm",  # 2 points
+        "temperature_c",  # 1 point
+        "systolic_bp_mmhg",  # 0 points but |z| >= 3
+    ]
+    rr = drivers[0]
+    assert rr["text"] == "Respiratory rate 26 /min (3 points), 8/min above this patient's baseline"
+    assert rr["unit"] == "/min" and rr["points"] == 3 and rr["baseline_mean"] == 18.0
+    assert rr["delta_from_baseline"] == 8.0
+    assert drivers[2]["text"] == "Temperature 38.4 °C (1 point)"
+    sbp = drivers[3]
+    assert sbp["points"] == 0 and sbp["unit"] == "mmHg"
+    assert "25 mmHg below this patient's baseline" in sbp["text"]
+    assert "systolic BP 125 mmHg (25 mmHg below usual) unusual for this patient" in x["summary"]
+    assert x["summary"].startswith("Medium priority: NEWS2 6; driven by respiratory rate 26 /min")
+
+
+def test_consciousness_oxygen_and_spo2_texts() -> None:
+    o = obs(0, {"consciousness": "C", "on_oxygen": True, "spo2_pct": 93})
+    texts = [d["text"] for d in explain(PID, o, AlertState(), "high", [])["drivers"]]
+    assert texts == [
+        "Consciousness: new confusion (ACVPU C) (3 points)",
+        "SpO2 93% (2 points)",
+        "On supplemental oxygen (2 points)",
+    ]
+
+
+def test_trend_in_explanation() -> None:
+    st = AlertState(recent_news2=[(T0 - 120 * MIN, 1), (T0 - 60 * MIN, 3)])
+    x = explain(PID, obs(0, N5), st, "medium", ["news2_threshold", "news2_trend"])
+    assert x["trend"] == {"news2_rise": 4, "window_h": 6.0, "from": 1, "to": 5}
+    assert "NEWS2 5, up 4 in the last 6 h" in x["summary"]
+    assert explain(PID, obs(0), AlertState(), "low", [])["trend"] is None
+    # entries at or after the observation time are ignored (state before or after)
+    assert news2_rise([(T0, 5), (T0 - MIN, 2)], T0, 5, 3600) == 3
+    assert news2_rise([(T0 - 7 * 3600_000, 0)], T0, 5, 6 * 3600) == 0
+
+
+def test_model_section_and_guideline_note() -> None:
+    o = obs(
+        0,
+        model_risk=0.72,
+        model_version="det-1.2.0",
+        model_contributions={"hr_slope": 0.1, "spo2_min": -0.3, "age": 0.05},
+    )
+    x = explain(PID, o, AlertState(), "high", ["model_risk"])
+    assert x["model"]["risk"] == 0.72 and x["model"]["version"] == "det-1.2.0"
+    assert list(x["model"]["contributions"]) == ["spo2_min", "hr_slope", "age"]
+    assert "deterioration model risk 72%" in x["summary"]
+    # the response stays the NEWS2 guideline response; the note says so
+    assert x["response"]["text"] == o.news2.response
+    assert "guideline response" in x["response"]["note"]
+    assert explain(PID, obs(0), AlertState(), "low", [])["model"] is None
+
+
+def test_partial_score_and_scale_2_are_explained() -> None:
+    o = obs(0, drop=("temperature_c", "consciousness"), spo2_pct=89, scale=2)
+    x = explain(PID, o, AlertState(), "low", [])
+    assert "partial set (missing consciousness, temperature)" in x["summary"]
+    assert x["personal"]["spo2_scale"] == 2 and "88-92%" in x["personal"]["spo2_target"]
+    assert x["news2"]["complete"] is False
+
+
+def test_action_explanation_without_a_previous_one() -> None:
+    x = action_explanation(None, "medium", ["acknowledged"], "Acknowledged.")
+    assert x["summary"] == "Acknowledged." and x["response"]["text"] and x["drivers"] == []
+
+
+def test_no_treatment_orders_in_texts(events: list[AlertEvent]) -> None:
+    forbidden = re.compile(r"\b(administer|give|mg\b|dose|start (antibiotics|fluids))", re.I)
+    for e in events:
+        assert not forbidden.search(json.dumps(e.explanation))
+
+
+# ---------------------------------------------------------------------------------------
+# FHIR DetectedIssue
+# ---------------------------------------------------------------------------------------
+
+STATUS = {
+    "OPEN": "preliminary",
+    "ESCALATED": "preliminary",
+    "UPDATED": "preliminary",
+    "ACKNOWLEDGED": "final",
+    "RESOLVED": "cancelled",
+}
+SEVERITY = {"high": "high", "medium": "moderate", "low": "low"}
+
+
+def test_detected_issue_validates_for_every_transition(events: list[AlertEvent]) -> None:
+    for e in events:
+        resource = detected_issue(e, evidence_observation_ids=["obs-1", "Observation/obs-2"])
+        json.dumps(resource)
+        model = DetectedIssue.model_validate(resource)
+        assert model.status == STATUS[e.transition]
+        assert model.severity == SEVERITY[e.priority]
+        assert resource["patient"] == {"reference": f"Patient/{PID}"}
+        assert resource["id"] == e.alert_id
+        assert re.fullmatch(
+            r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", resource["identifiedDateTime"]
+        )
+        assert resource["detail"] == e.explanation["summary"]
+        refs = [r["reference"] for ev in resource["evidence"] for r in ev.get("detail", [])]
+        assert refs == ["Observation/obs-1", "Observation/obs-2"]
+
+
+def test_detected_issue_codes_news2_and_mitigation(events: list[AlertEvent]) -> None:
+    opened = events[0]
+    r = detected_issue(opened)
+    codes = [c["code"] for c in r["code"]["coding"]]
+    assert NEWS2_SNOMED in codes and "single_parameter_3" in codes
+    assert r["identifiedDateTime"] == fhir_datetime(opened.ts_ms)
+    assert "mitigation" not in r
+
+    ack = next(e for e in events if e.transition == "ACKNOWLEDGED")
+    ack_codes = [c["code"] for c in detected_issue(ack)["code"]["coding"]]
+    assert ack_codes[0] == NEWS2_SNOMED and {"acknowledged", "single_parameter_3"} <= set(ack_codes)
+    m = detected_issue(ack)["mitigation"][0]
+    assert m["author"] == {"display": "nurse-7"} and m["date"] == fhir_datetime(ack.ts_ms)
+    DetectedIssue.model_validate(detected_issue(ack))
+
+    manual = events[-1]
+    assert manual.transition == "RESOLVED" and manual.actor == "Practitioner/dr-3"
+    m = detected_issue(manual)["mitigation"][0]
+    assert m["author"] == {"reference": "Practitioner/dr-3"}
+    auto = events[5]
+    assert "automatically" in detected_issue(auto)["mitigation"][0]["action"]["text"]
+
+
+def test_model_only_alert_has_no_news2_code() -> None:
+    st, ev = evaluate(PID, AlertState(), obs(0, model_risk=0.9), PolicyConfig())
+    r = detected_issue(ev[0])
+    assert [c["code"] for c in r["code"]["coding"]] == ["model_risk"]
+    assert r["severity"] == "high"
+    DetectedIssue.model_validate(r)
+
+
+def test_fhir_datetime_is_utc() -> None:
+    assert fhir_datetime(0) == "1970-01-01T00:00:00.000Z"
+    assert fhir_datetime(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"

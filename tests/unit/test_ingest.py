@@ -1,0 +1,744 @@
+"""Ingest decoder: every rejection reason, the FHIR mapping, plausibility limits and
+warnings, and property tests that no input bytes can make the decoder raise."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import wardwatch.ingest as ingest
+from wardwatch.ingest import (
+    PLAUSIBLE_RANGES,
+    Decoded,
+    IngestUsageError,
+    Rejection,
+    decode_vitals,
+    validate_event,
+)
+from wardwatch.schemas import VITAL_FIELDS, RejectReason, VitalsEvent
+
+NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+TS = "2024-06-01T11:55:00Z"
+PID = "MRN-7731-QX"
+FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ---------------------------------------------------------------------------------------
+# Builders
+# ---------------------------------------------------------------------------------------
+
+
+def event(**fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"patient_id": PID, "ts": TS, "heart_rate_bpm": 88}
+    base.update(fields)
+    return {k: v for k, v in base.items() if v is not ...}
+
+
+def enc(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def coding(code: str, system: str = "http://loinc.org") -> dict[str, Any]:
+    return {"coding": [{"system": system, "code": code}]}
+
+
+def qty(value: Any, ucum: str | None) -> dict[str, Any]:
+    q: dict[str, Any] = {"value": value}
+    if ucum is not None:
+        q |= {"unit": ucum, "system": "http://unitsofmeasure.org", "code": ucum}
+    return q
+
+
+def obs(code: str | None = "8867-4", value: Any = 88, unit: str | None = "/min", **extra: Any):
+    o: dict[str, Any] = {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": coding(code) if code is not None else {"text": "?"},
+        "subject": {"reference": f"Patient/{PID}"},
+        "effectiveDateTime": TS,
+    }
+    if value is not None:
+        o["valueQuantity"] = qty(value, unit)
+    o.update(extra)
+    return {k: v for k, v in o.items() if v is not ...}
+
+
+def bp_panel(sbp: float = 120, dbp: float = 80, **extra: Any) -> dict[str, Any]:
+    return obs(
+        "85354-9",
+        None,
+        component=[
+            {"code": coding("8480-6"), "valueQuantity": qty(sbp, "mm[Hg]")},
+            {"code": coding("8462-4"), "valueQuantity": qty(dbp, "mm[Hg]")},
+        ],
+        **extra,
+    )
+
+
+def bundle(*resources: dict[str, Any], btype: str = "collection") -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": btype, "entry": [{"resource": r} for r in resources]}
+
+
+def decode(raw: bytes | dict[str, Any], **kw: Any) -> Decoded | Rejection:
+    return decode_vitals(raw if isinstance(raw, bytes) else enc(raw), now=NOW, **kw)
+
+
+def ok(raw: bytes | dict[str, Any], **kw: Any) -> Decoded:
+    out = decode(raw, **kw)
+    assert isinstance(out, Decoded), out
+    assert out.events
+    return out
+
+
+def rejected(raw: bytes | dict[str, Any], reason: RejectReason, **kw: Any) -> Rejection:
+    out = decode(raw, **kw)
+    assert isinstance(out, Rejection), out
+    assert out.reason is reason, out
+    assert PID not in out.detail
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# One case (at least) per rejection reason; the detail names the field
+# ---------------------------------------------------------------------------------------
+
+REJECTIONS: list[tuple[str, bytes | dict[str, Any], RejectReason, str]] = [
+    ("not json", b"{patient_id: 1", RejectReason.MALFORMED_JSON, "JSON"),
+    ("invalid utf-8", b'{"patient_id": "\xff"}', RejectReason.MALFORMED_JSON, "UTF-8"),
+    ("NaN token", b'{"heart_rate_bpm": NaN}', RejectReason.MALFORMED_JSON, "JSON"),
+    ("empty", b"", RejectReason.MALFORMED_JSON, "empty"),
+    ("array", b"[1, 2]", RejectReason.NOT_AN_OBJECT, "array"),
+    ("string", b'"hello"', RejectReason.NOT_AN_OBJECT, "string"),
+    ("number as string", event(heart_rate_bpm="88"), RejectReason.SCHEMA, "heart_rate_bpm"),
+    ("unknown field", event(pulse=88), RejectReason.SCHEMA, "pulse"),
+    ("naive ts", event(ts="2024-06-01T11:55:00"), RejectReason.SCHEMA, "ts"),
+    ("date-only ts", event(ts="2024-06-01"), RejectReason.SCHEMA, "ts"),
+    ("bad ACVPU", event(consciousness="X"), RejectReason.SCHEMA, "consciousness"),
+    ("bool as number", event(spo2_pct=True), RejectReason.SCHEMA, "spo2_pct"),
+    ("no patient_id", event(patient_id=...), RejectReason.MISSING_PATIENT_ID, "patient_id"),
+    ("empty patient_id", event(patient_id=""), RejectReason.MISSING_PATIENT_ID, "patient_id"),
+    ("null patient_id", event(patient_id=None), RejectReason.MISSING_PATIENT_ID, "patient_id"),
+    ("blank patient_id", event(patient_id="  "), RejectReason.MISSING_PATIENT_ID, "patient_id"),
+    ("no ts", event(ts=...), RejectReason.MISSING_TIMESTAMP, "ts"),
+    ("null ts", event(ts=None), RejectReason.MISSING_TIMESTAMP, "ts"),
+    ("no vitals", event(heart_rate_bpm=..., device_id="mon-1"), RejectReason.NO_VITALS, "vital"),
+    ("hr 0", event(heart_rate_bpm=0), RejectReason.IMPOSSIBLE_VALUE, "heart_rate_bpm"),
+    ("hr 400", event(heart_rate_bpm=400), RejectReason.IMPOSSIBLE_VALUE, "heart_rate_bpm"),
+    ("spo2 101", event(spo2_pct=101), RejectReason.IMPOSSIBLE_VALUE, "spo2_pct"),
+    ("temp 60", event(temperature_c=60), RejectReason.IMPOSSIBLE_VALUE, "temperature_c"),
+    (
+        "temp 1e400",
+        b'{"patient_id": "x", "ts": "2024-06-01T11:55:00Z", "temperature_c": 1e400}',
+        RejectReason.IMPOSSIBLE_VALUE,
+        "temperature_c",
+    ),
+    ("ts 1969", event(ts="1969-12-31T23:59:59Z"), RejectReason.IMPOSSIBLE_VALUE, "ts"),
+    ("future ts", event(ts="2024-06-01T12:06:00Z"), RejectReason.FUTURE_TIMESTAMP, "ts"),
+    (
+        "sbp <= dbp",
+        event(systolic_bp_mmhg=80, diastolic_bp_mmhg=80),
+        RejectReason.INCONSISTENT,
+        "systolic_bp_mmhg",
+    ),
+    ("fhir bad value type", obs(value="88"), RejectReason.FHIR_INVALID, "valueQuantity.value"),
+    ("fhir no status", obs(status=...), RejectReason.FHIR_INVALID, "status"),
+    ("fhir bad status", obs(status="done"), RejectReason.FHIR_INVALID, "status"),
+    ("fhir subject not object", obs(subject="Patient/1"), RejectReason.FHIR_INVALID, "subject"),
+    (
+        "fhir bad entry",
+        {"resourceType": "Bundle", "type": "batch", "entry": [1]},
+        RejectReason.FHIR_INVALID,
+        "entry[0]",
+    ),
+    ("fhir glucose", obs("2339-0", 5.4, "mmol/L"), RejectReason.FHIR_UNSUPPORTED, "2339-0"),
+    (
+        "fhir patient",
+        {"resourceType": "Patient", "id": "x"},
+        RejectReason.FHIR_UNSUPPORTED,
+        "resourceType",
+    ),
+    ("fhir searchset", bundle(obs(), btype="searchset"), RejectReason.FHIR_UNSUPPORTED, "type"),
+    (
+        "fhir entered-in-error",
+        obs(status="entered-in-error"),
+        RejectReason.FHIR_UNSUPPORTED,
+        "entered-in-error",
+    ),
+    (
+        "fhir comparator",
+        obs(valueQuantity={"value": 40, "comparator": "<", "code": "/min"}),
+        RejectReason.FHIR_UNSUPPORTED,
+        "comparator",
+    ),
+    ("fhir no subject", obs(subject=...), RejectReason.MISSING_PATIENT_ID, "subject"),
+    (
+        "fhir device subject",
+        obs(subject={"reference": "Device/monitor-3"}),
+        RejectReason.MISSING_PATIENT_ID,
+        "subject.reference",
+    ),
+    ("fhir no effective", obs(effectiveDateTime=...), RejectReason.MISSING_TIMESTAMP, "effective"),
+    (
+        "fhir date-only",
+        obs(effectiveDateTime="2024-06-01"),
+        RejectReason.SCHEMA,
+        "effectiveDateTime",
+    ),
+    (
+        "fhir naive",
+        obs(effectiveDateTime="2024-06-01T11:55:00"),
+        RejectReason.SCHEMA,
+        "effectiveDateTime",
+    ),
+    ("fhir unit bpm", obs(unit="bpm"), RejectReason.UNIT_UNSUPPORTED, "heart_rate_bpm"),
+    ("fhir no unit", obs(unit=None), RejectReason.UNIT_UNSUPPORTED, "heart_rate_bpm"),
+    (
+        "fhir spo2 fraction unit",
+        obs("2708-6", 0.97, "1"),
+        RejectReason.UNIT_UNSUPPORTED,
+        "spo2_pct",
+    ),
+    (
+        "fhir no value",
+        obs(value=None, dataAbsentReason={"text": "asked"}),
+        RejectReason.NO_VITALS,
+        "heart_rate_bpm",
+    ),
+    ("fhir hr 400", obs(value=400), RejectReason.IMPOSSIBLE_VALUE, "heart_rate_bpm"),
+    (
+        "fhir negative o2 flow",
+        obs("3151-8", -1, "L/min"),
+        RejectReason.IMPOSSIBLE_VALUE,
+        "oxygen flow",
+    ),
+    ("fhir bp panel inverted", bp_panel(70, 90), RejectReason.INCONSISTENT, "systolic_bp_mmhg"),
+    (
+        "fhir conflicting duplicates",
+        bundle(obs(value=88), obs(value=92)),
+        RejectReason.INCONSISTENT,
+        "heart_rate_bpm",
+    ),
+    (
+        "fhir future",
+        obs(effectiveDateTime="2024-06-01T13:00:00+00:00"),
+        RejectReason.FUTURE_TIMESTAMP,
+        "ts",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "names"), [c[1:] for c in REJECTIONS], ids=[c[0] for c in REJECTIONS]
+)
+def test_rejection(raw: bytes | dict[str, Any], reason: RejectReason, names: str) -> None:
+    out = rejected(raw, reason)
+    assert names in out.detail
+
+
+def test_every_reject_reason_is_exercised() -> None:
+    assert {c[2] for c in REJECTIONS} == set(RejectReason)
+
+
+def test_fahrenheit_in_celsius_field_is_rejected_with_a_hint() -> None:
+    for f in (90.0, 98.6, 104, 113):
+        out = rejected(event(temperature_c=f), RejectReason.IMPOSSIBLE_VALUE)
+        assert "temperature_c" in out.detail
+        assert "Fahrenheit" in out.detail
+
+
+def test_future_skew_is_configurable() -> None:
+    late = event(ts="2024-06-01T12:04:00Z")  # 4 min ahead of NOW
+    ok(late)
+    rejected(late, RejectReason.FUTURE_TIMESTAMP, max_future_skew_s=60)
+
+
+# ---------------------------------------------------------------------------------------
+# JSON events and plausibility limits
+# ---------------------------------------------------------------------------------------
+
+
+def test_json_event_all_fields() -> None:
+    raw = event(
+        respiratory_rate_per_min=18,
+        spo2_pct=96.5,
+        on_oxygen=False,
+        systolic_bp_mmhg=121,
+        diastolic_bp_mmhg=79,
+        temperature_c=37.2,
+        consciousness="A",
+        device_id="mon-12",
+        spo2_scale=2,
+    )
+    out = ok(raw)
+    assert out.format == "json"
+    assert out.warnings == []
+    (ev,) = out.events
+    assert ev.patient_id == PID
+    assert ev.ts == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
+    assert ev.spo2_pct == 96.5 and ev.consciousness == "A" and ev.spo2_scale == 2
+
+
+@pytest.mark.parametrize("field", sorted(PLAUSIBLE_RANGES))
+def test_limits_are_inclusive(field: str) -> None:
+    lo, hi = PLAUSIBLE_RANGES[field]
+    extra: dict[str, Any] = {"heart_rate_bpm": ...}
+    if field == "systolic_bp_mmhg":
+        extra["diastolic_bp_mmhg"] = 15
+    if field == "diastolic_bp_mmhg":
+        extra["systolic_bp_mmhg"] = 300
+    for v in (lo, hi):
+        ok(event(**{**extra, field: v}))
+    for v in (lo - 0.1, hi + 0.1):
+        if field == "diastolic_bp_mmhg" and v > hi:
+            extra["systolic_bp_mmhg"] = 300  # still > dbp: the range check fires first
+        out = rejected(event(**{**extra, field: v}), RejectReason.IMPOSSIBLE_VALUE)
+        assert field in out.detail
+
+
+def test_suggested_limits() -> None:
+    assert PLAUSIBLE_RANGES == {
+        "heart_rate_bpm": (20, 300),
+        "respiratory_rate_per_min": (2, 80),
+        "spo2_pct": (40, 100),
+        "systolic_bp_mmhg": (40, 300),
+        "diastolic_bp_mmhg": (15, 200),
+        "temperature_c": (25.0, 45.0),
+    }
+
+
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({"temperature_c": 31.5}, "temperature_extreme"),
+        ({"temperature_c": 32.0}, "temperature_extreme"),
+        ({"temperature_c": 42.0}, "temperature_extreme"),
+        ({"temperature_c": 44.9}, "temperature_extreme"),
+        ({"systolic_bp_mmhg": 85, "diastolic_bp_mmhg": 78}, "pulse_pressure_narrow"),
+        ({"spo2_pct": 69}, "spo2_possible_probe_artifact"),
+        ({"ts": "2024-05-30T11:00:00Z"}, "timestamp_stale"),
+    ],
+)
+def test_warnings(fields: dict[str, Any], code: str) -> None:
+    assert ok(event(**fields)).warnings == [code]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"temperature_c": 32.1},
+        {"temperature_c": 41.9},
+        {"systolic_bp_mmhg": 90, "diastolic_bp_mmhg": 80},
+        {"spo2_pct": 70},
+        {"ts": "2024-05-31T12:00:01Z"},
+    ],
+)
+def test_no_warning_just_inside(fields: dict[str, Any]) -> None:
+    assert ok(event(**fields)).warnings == []
+
+
+def test_validate_event_directly() -> None:
+    ev = VitalsEvent(patient_id=PID, ts=NOW, spo2_pct=65.0)
+    assert validate_event(ev, now=NOW) == ["spo2_possible_probe_artifact"]
+    bad = VitalsEvent(patient_id=PID, ts=NOW, spo2_pct=120.0)
+    out = validate_event(bad, now=NOW)
+    assert isinstance(out, Rejection) and out.reason is RejectReason.IMPOSSIBLE_VALUE
+    nan = VitalsEvent(patient_id=PID, ts=NOW, heart_rate_bpm=math.nan)
+    out = validate_event(nan, now=NOW)
+    assert isinstance(out, Rejection) and "heart_rate_bpm" in out.detail
+
+
+def test_naive_now_is_a_usage_error() -> None:
+    with pytest.raises(IngestUsageError):
+        decode_vitals(enc(event()), now=datetime(2024, 6, 1, 12))
+    with pytest.raises(IngestUsageError):
+        validate_event(
+            VitalsEvent(patient_id="x", ts=NOW, spo2_pct=97.0), now=NOW.replace(tzinfo=None)
+        )
+
+
+def test_non_bytes_input_is_rejected_not_raised() -> None:
+    for raw in (None, 42, "text"):
+        out = decode_vitals(raw, now=NOW)  # type: ignore[arg-type]
+        assert isinstance(out, Rejection) and out.reason is RejectReason.MALFORMED_JSON
+    assert isinstance(decode_vitals(memoryview(enc(event())), now=NOW), Decoded)  # type: ignore[arg-type]
+
+
+def test_safety_net_turns_a_decoder_bug_into_a_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*_: Any) -> None:
+        raise KeyError(PID)
+
+    monkeypatch.setattr(ingest, "_decode", boom)
+    out = decode(event())
+    assert isinstance(out, Rejection) and out.reason is RejectReason.SCHEMA
+    assert PID not in out.detail
+
+
+def test_detail_is_scrubbed_of_the_patient_id() -> None:
+    # An unknown field named after the patient id must not leak it into the detail.
+    out = rejected(event(**{PID: 1}), RejectReason.SCHEMA)
+    assert "<patient_id>" in out.detail
+
+
+# ---------------------------------------------------------------------------------------
+# FHIR
+# ---------------------------------------------------------------------------------------
+
+
+def test_fhir_single_observation() -> None:
+    out = ok(obs(device={"reference": "Device/mon-7"}))
+    assert out.format == "fhir-observation"
+    (ev,) = out.events
+    assert ev.patient_id == PID
+    assert ev.ts == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
+    assert ev.heart_rate_bpm == 88.0
+    assert ev.device_id == "mon-7"
+    assert ev.vitals() == {"heart_rate_bpm": 88.0}
+
+
+@pytest.mark.parametrize(
+    ("code", "value", "unit", "field", "expected"),
+    [
+        ("8867-4", 72, "{beats}/min", "heart_rate_bpm", 72.0),
+        ("9279-1", 22, "{breaths}/min", "respiratory_rate_per_min", 22.0),
+        ("9279-1", 22, "/min", "respiratory_rate_per_min", 22.0),
+        ("2708-6", 95, "%", "spo2_pct", 95.0),
+        ("59408-5", 93, "%", "spo2_pct", 93.0),
+        ("8310-5", 38.4, "Cel", "temperature_c", 38.4),
+        ("8310-5", 98.6, "[degF]", "temperature_c", 37.0),
+        ("8310-5", 310.15, "K", "temperature_c", 37.0),
+        ("8480-6", 135, "mm[Hg]", "systolic_bp_mmhg", 135.0),
+        ("8462-4", 85, "mm[Hg]", "diastolic_bp_mmhg", 85.0),
+    ],
+)
+def test_fhir_loinc_and_ucum(code: str, value: float, unit: str, field: str, expected: float):
+    (ev,) = ok(obs(code, value, unit)).events
+    assert ev.vitals() == {field: expected}
+
+
+def test_fahrenheit_conversion() -> None:
+    (ev,) = ok(obs("8310-5", 98.6, "[degF]")).events
+    assert ev.temperature_c == 37.0
+
+
+def test_unit_falls_back_to_display_unit() -> None:
+    o = obs("8310-5", None, valueQuantity={"value": 101.3, "unit": "°F"})
+    (ev,) = ok(o).events
+    assert ev.temperature_c == 38.5
+
+
+def test_bp_panel_with_components() -> None:
+    (ev,) = ok(bp_panel(132, 84)).events
+    assert ev.systolic_bp_mmhg == 132.0
+    assert ev.diastolic_bp_mmhg == 84.0
+
+
+def test_bp_panel_ignores_other_components_and_absent_values() -> None:
+    panel = bp_panel(118, 76)
+    panel["component"].append({"code": coding("8478-0"), "valueQuantity": qty(90, "mm[Hg]")})
+    panel["component"][1] = {"code": coding("8462-4"), "dataAbsentReason": {"text": "error"}}
+    (ev,) = ok(panel).events
+    assert ev.vitals() == {"systolic_bp_mmhg": 118.0}
+
+
+@pytest.mark.parametrize(("flow", "on_oxygen"), [(2, True), (0.5, True), (0, False)])
+def test_oxygen_flow_maps_to_on_oxygen(flow: float, on_oxygen: bool) -> None:
+    (ev,) = ok(obs("3151-8", flow, "L/min")).events
+    assert ev.on_oxygen is on_oxygen
+    assert ev.vitals() == {"on_oxygen": on_oxygen}
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"valueCodeableConcept": {"text": "Alert"}}, "A"),
+        ({"valueCodeableConcept": coding("V", "http://example.org/acvpu")}, "V"),
+        ({"valueString": "p"}, "P"),
+        ({"valueString": "New confusion"}, "C"),
+        (
+            {
+                "valueCodeableConcept": {
+                    "coding": [
+                        {
+                            "system": "http://snomed.info/sct",
+                            "code": "422768004",
+                            "display": "Unresponsive (finding)",
+                        }
+                    ]
+                }
+            },
+            "U",
+        ),
+    ],
+)
+def test_consciousness_loinc_67775_7(extra: dict[str, Any], expected: str) -> None:
+    (ev,) = ok(obs("67775-7", None, **extra)).events
+    assert ev.consciousness == expected
+
+
+def test_consciousness_under_another_code_needs_a_label() -> None:
+    labelled = obs(None, None, valueString="V")
+    labelled["code"] = {"text": "ACVPU level of consciousness"}
+    (ev,) = ok(labelled).events
+    assert ev.consciousness == "V"
+    # A bare "A" under an unrelated code (an ABO blood group, say) is not "Alert".
+    blood_group = obs("883-9", None, valueString="A")
+    out = rejected(blood_group, RejectReason.FHIR_UNSUPPORTED)
+    assert "883-9" in out.detail
+
+
+def test_consciousness_unknown_value() -> None:
+    out = rejected(obs("67775-7", None, valueString="drowsy"), RejectReason.FHIR_UNSUPPORTED)
+    assert "consciousness" in out.detail
+
+
+def test_bundle_groups_by_patient_and_time() -> None:
+    t1, t2 = "2024-06-01T11:00:00Z", "2024-06-01T11:30:00+01:00"  # t2 is 10:30Z: earlier
+    b = bundle(
+        obs("8867-4", 90, "/min", effectiveDateTime=t1),
+        obs("9279-1", 20, "/min", effectiveDateTime=t1),
+        bp_panel(125, 82, effectiveDateTime=t1),
+        obs("8867-4", 95, "/min", effectiveDateTime=t2),
+        obs("2708-6", 94, "%", effectiveDateTime=t2),
+        btype="transaction",
+    )
+    out = ok(b)
+    assert out.format == "fhir-bundle"
+    assert out.warnings == []
+    early, late = out.events
+    assert early.ts == datetime(2024, 6, 1, 10, 30, tzinfo=UTC)
+    assert early.vitals() == {"heart_rate_bpm": 95.0, "spo2_pct": 94.0}
+    assert late.vitals() == {
+        "heart_rate_bpm": 90.0,
+        "respiratory_rate_per_min": 20.0,
+        "systolic_bp_mmhg": 125.0,
+        "diastolic_bp_mmhg": 82.0,
+    }
+
+
+def test_bundle_same_instant_different_offsets_is_one_event() -> None:
+    b = bundle(
+        obs("8867-4", 90, "/min", effectiveDateTime="2024-06-01T11:00:00Z"),
+        obs("2708-6", 97, "%", effectiveDateTime="2024-06-01T13:00:00+02:00"),
+    )
+    (ev,) = ok(b).events
+    assert ev.vitals() == {"heart_rate_bpm": 90.0, "spo2_pct": 97.0}
+
+
+def test_bundle_two_patients() -> None:
+    other = obs("8867-4", 70, "/min", subject={"reference": "https://ehr.example/fhir/Patient/B2"})
+    out = ok(bundle(obs(), other))
+    assert sorted(e.patient_id for e in out.events) == sorted([PID, "B2"])
+
+
+def test_bundle_ignores_non_observations_and_says_so() -> None:
+    header = {"resourceType": "MessageHeader", "eventCoding": {"code": "vitals"}}
+    out = ok(bundle(header, obs(), obs("2339-0", 5.4, "mmol/L"), btype="message"))
+    assert out.events[0].vitals() == {"heart_rate_bpm": 88.0}
+    assert out.warnings == ["fhir_non_observation_ignored", "fhir_unsupported_code_ignored"]
+
+
+def test_bundle_without_observations() -> None:
+    out = rejected(bundle({"resourceType": "Patient"}), RejectReason.FHIR_UNSUPPORTED)
+    assert "Observation" in out.detail
+
+
+def test_status_skip_inside_bundle() -> None:
+    out = ok(bundle(obs(status="entered-in-error", value=300), obs("2708-6", 96, "%")))
+    assert out.events[0].vitals() == {"spo2_pct": 96.0}
+    assert out.warnings == ["fhir_status_skipped"]
+
+
+def test_bundle_rejects_whole_message_on_one_impossible_value() -> None:
+    out = rejected(bundle(obs("2708-6", 96, "%"), obs(value=0)), RejectReason.IMPOSSIBLE_VALUE)
+    assert "heart_rate_bpm" in out.detail
+
+
+@pytest.mark.parametrize(
+    "effective",
+    [
+        {"effectiveInstant": "2024-06-01T11:55:00.123+00:00"},
+        {"effectivePeriod": {"start": "2024-06-01T11:55:00Z", "end": "2024-06-01T11:56:00Z"}},
+    ],
+)
+def test_other_effective_forms(effective: dict[str, Any]) -> None:
+    (ev,) = ok(obs(effectiveDateTime=..., **effective)).events
+    assert abs(ev.ts - datetime(2024, 6, 1, 11, 55, tzinfo=UTC)) < timedelta(seconds=1)
+
+
+def test_full_validation_agrees_on_valid_input() -> None:
+    for msg in (
+        obs(),
+        bp_panel(),
+        bundle(obs(), bp_panel(), obs("67775-7", None, valueString="A")),
+    ):
+        fast, full = ok(msg), ok(msg, fhir_validation="full")
+        assert fast == full
+
+
+def test_full_validation_catches_what_the_fast_path_ignores() -> None:
+    odd = obs(interpretation="high")  # must be a list of CodeableConcept
+    ok(odd)
+    out = rejected(odd, RejectReason.FHIR_INVALID, fhir_validation="full")
+    assert "interpretation" in out.detail
+
+
+def test_fhir_offsets_are_kept() -> None:
+    (ev,) = ok(obs(effectiveDateTime="2024-06-01T13:55:00+02:00")).events
+    assert ev.ts.utcoffset() == timedelta(hours=2)
+    assert ev.ts == datetime(2024, 6, 1, 11, 55, tzinfo=UTC)
+
+
+# ---------------------------------------------------------------------------------------
+# Property tests: never raise; accepted events are plausible; no patient id in details
+# ---------------------------------------------------------------------------------------
+
+json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+timestamps = st.one_of(
+    st.datetimes(
+        min_value=datetime(1960, 1, 1), max_value=datetime(2030, 1, 1), timezones=st.just(UTC)
+    ).map(lambda d: d.isoformat()),
+    st.sampled_from(["2024-06-01T11:55:00Z", "2024-06-01", "2024-06-01T11:55:00", "yesterday"]),
+)
+field_values: dict[str, st.SearchStrategy[Any]] = {
+    "patient_id": st.one_of(st.just(PID), st.text(max_size=5), json_scalars),
+    "ts": st.one_of(timestamps, json_scalars),
+    "consciousness": st.one_of(st.sampled_from("ACVPUX"), json_scalars),
+    "on_oxygen": st.one_of(st.booleans(), json_scalars),
+    "spo2_scale": st.one_of(st.sampled_from([1, 2, 3]), json_scalars),
+    "device_id": st.one_of(st.text(max_size=140), json_scalars),
+}
+for _f in PLAUSIBLE_RANGES:
+    field_values[_f] = st.one_of(
+        st.floats(min_value=-50, max_value=500, allow_nan=False), json_scalars
+    )
+json_events = st.fixed_dictionaries({}, optional={**field_values, "extra": json_values})
+
+
+def assert_well_formed(out: object) -> None:
+    assert isinstance(out, Decoded | Rejection)
+    if isinstance(out, Rejection):
+        assert isinstance(out.reason, RejectReason)
+        assert isinstance(out.detail, str) and out.detail
+        return
+    assert out.events
+    assert all(isinstance(w, str) for w in out.warnings)
+    for ev in out.events:
+        assert ev.vitals()
+        for field, (lo, hi) in PLAUSIBLE_RANGES.items():
+            v = getattr(ev, field)
+            assert v is None or lo <= v <= hi
+        if ev.systolic_bp_mmhg is not None and ev.diastolic_bp_mmhg is not None:
+            assert ev.systolic_bp_mmhg > ev.diastolic_bp_mmhg
+        assert ev.ts <= NOW + timedelta(seconds=300)
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_arbitrary_bytes(raw: bytes) -> None:
+    assert_well_formed(decode_vitals(raw, now=NOW))
+
+
+@FUZZ
+@given(json_values)
+def test_fuzz_arbitrary_json_values(value: Any) -> None:
+    assert_well_formed(decode_vitals(json.dumps(value).encode(), now=NOW))
+
+
+@FUZZ
+@given(json_events)
+def test_fuzz_json_events_with_random_types(obj: dict[str, Any]) -> None:
+    out = decode_vitals(json.dumps(obj).encode(), now=NOW)
+    assert_well_formed(out)
+    if isinstance(out, Rejection):
+        assert PID not in out.detail
+    if isinstance(out, Decoded):
+        assert set(obj) <= {"patient_id", "ts", "device_id", "spo2_scale", *VITAL_FIELDS}
+
+
+SAMPLES = [obs(), bp_panel(), obs("67775-7", None, valueString="A"), obs("3151-8", 2, "L/min")]
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def corrupted_fhir(draw: st.DrawFn) -> dict[str, Any]:
+    """A valid Observation or Bundle with a few subtrees replaced by random JSON."""
+    members = draw(st.lists(st.sampled_from(SAMPLES), min_size=1, max_size=3))
+    doc: dict[str, Any] = (
+        copy.deepcopy(members[0]) if len(members) == 1 else bundle(*copy.deepcopy(members))
+    )
+    for _ in range(draw(st.integers(0, 3))):
+        paths = [p for p in _paths(doc) if p]
+        path = draw(st.sampled_from(paths))
+        parent = doc
+        for key in path[:-1]:
+            parent = parent[key]
+        if draw(st.booleans()) and isinstance(parent, dict):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = draw(json_values)
+    return doc
+
+
+@FUZZ
+@given(corrupted_fhir(), st.sampled_from(["fast", "full"]))
+def test_fuzz_corrupted_fhir(doc: dict[str, Any], mode: str) -> None:
+    out = decode_vitals(json.dumps(doc).encode(), now=NOW, fhir_validation=mode)  # type: ignore[arg-type]
+    assert_well_formed(out)
+    if isinstance(out, Rejection):
+        assert PID not in out.detail
+        assert not out.detail.startswith("unexpected decoder error"), out.detail
+
+
+@FUZZ
+@given(
+    st.from_regex(r"[A-Za-z][A-Za-z0-9\-.]{5,20}", fullmatch=True),
+    st.sampled_from(REJECTIONS),
+)
+def test_details_never_contain_the_patient_id(pid: str, case: Any) -> None:
+    raw = case[1]
+    if not isinstance(raw, dict):
+        return
+    text = json.dumps(raw).replace(PID, pid)
+    out = decode_vitals(text.encode(), now=NOW)
+    assert isinstance(out, Rejection)
+    assert pid not in out.detail

@@ -1,0 +1,69 @@
+"""Per-patient state transitions: watermark, duplicates, baseline, carry-forward."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from wardwatch.patient import PatientState, apply_event
+from wardwatch.schemas import VitalsEvent
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def ev(minutes: float, **values: object) -> VitalsEvent:
+    return VitalsEvent.model_validate(
+        {"patient_id": "p", "ts": T0 + timedelta(minutes=minutes), **values}
+    )
+
+
+def test_older_event_does_not_overwrite_newer_state() -> None:
+    s = PatientState()
+    assert apply_event(s, ev(10, heart_rate_bpm=90)).status == "applied"
+    res = apply_event(s, ev(5, heart_rate_bpm=140))
+    assert res.status == "stale"
+    assert s.latest["heart_rate_bpm"][0] == 90
+    assert s.n_events == 1
+
+
+def test_duplicate_has_no_second_effect() -> None:
+    s = PatientState()
+    apply_event(s, ev(0, heart_rate_bpm=80, spo2_pct=97))
+    before = s.to_json()
+    assert apply_event(s, ev(0, heart_rate_bpm=80, spo2_pct=97)).status == "duplicate"
+    assert s.to_json() == before
+
+
+def test_same_time_different_content_is_applied_once_each() -> None:
+    s = PatientState()
+    apply_event(s, ev(0, heart_rate_bpm=80))
+    assert apply_event(s, ev(0, temperature_c=37.2)).status == "applied"
+    assert apply_event(s, ev(0, temperature_c=37.2)).status == "duplicate"
+    assert s.n_events == 2
+
+
+def test_current_vitals_carry_forward_within_max_age_only() -> None:
+    s = PatientState()
+    apply_event(s, ev(0, consciousness="A", heart_rate_bpm=80))
+    res = apply_event(s, ev(60, heart_rate_bpm=85), max_age_ms=2 * 3600 * 1000)
+    assert res.current == {"heart_rate_bpm": 85, "consciousness": "A"}
+    res = apply_event(s, ev(300, heart_rate_bpm=86), max_age_ms=2 * 3600 * 1000)
+    assert res.current == {"heart_rate_bpm": 86}
+
+
+def test_baseline_deviation_is_measured_against_the_prior_baseline() -> None:
+    s = PatientState()
+    for i in range(20):
+        apply_event(s, ev(15 * i, respiratory_rate_per_min=14 + (i % 2)))
+    res = apply_event(s, ev(15 * 20, respiratory_rate_per_min=24))
+    assert res.baseline_n == 20
+    assert res.baseline_z["respiratory_rate_per_min"] > 4
+    n, mean, _var = s.baseline["respiratory_rate_per_min"]
+    assert n == 21 and 14 < mean < 15.5
+
+
+def test_state_json_round_trip() -> None:
+    s = PatientState()
+    apply_event(s, ev(0, heart_rate_bpm=80, spo2_scale=2))
+    again = PatientState.from_json(s.to_json())
+    assert again == s
+    assert again.spo2_scale_device == 2

@@ -1,0 +1,179 @@
+"""The ``wardwatch`` command.
+
+Heavy imports (Faust, torch) happen inside the subcommand that needs them, so that
+``wardwatch news2`` starts fast and the worker never imports the trainer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from wardwatch.settings import Settings
+
+
+def _setup_logging(settings: Settings, verbose: bool = False) -> None:
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
+    if settings.log_level == "warn":
+        level = logging.WARNING
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("kafka", "aiokafka", "faust", "mode"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+# ---- worker ---------------------------------------------------------------------------
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from agents.app import Worker
+    from wardwatch.topics import ensure_topics
+
+    if args.web_port:
+        settings = settings.model_copy(update={"web_port": args.web_port})
+    if not settings.kafka_url or not settings.redis_url:
+        print(
+            "wardwatch worker needs WARDWATCH_KAFKA_URL and WARDWATCH_REDIS_URL "
+            "(or run `wardwatch demo`, which starts an embedded stack)",
+            file=sys.stderr,
+        )
+        return 2
+    ensure_topics(settings)
+    worker = Worker(settings)
+    sys.argv = [
+        "wardwatch",
+        "worker",
+        "--loglevel",
+        settings.log_level,
+        "--web-port",
+        str(settings.web_port),
+        "--web-host",
+        settings.web_host,
+    ]
+    worker.app.main()
+    return 0
+
+
+# ---- simulate -------------------------------------------------------------------------
+def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.publisher import PublishStats, publish_simulation
+    from wardwatch.topics import ensure_topics
+
+    if not settings.kafka_url:
+        print("wardwatch simulate needs WARDWATCH_KAFKA_URL", file=sys.stderr)
+        return 2
+    ensure_topics(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stats = PublishStats()
+    try:
+        publish_simulation(
+            settings,
+            patients=args.patients,
+            speed=args.speed,
+            hours=args.hours,
+            seed=args.seed,
+            stop=stop,
+            stats=stats,
+        )
+    except KeyboardInterrupt:
+        stop.set()
+    print(json.dumps(stats.__dict__))
+    return 0
+
+
+# ---- broker ---------------------------------------------------------------------------
+def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.stack import embedded_broker
+
+    workdir = Path(args.workdir)
+    broker = embedded_broker(workdir, port=args.port)
+    broker.start()
+    print(f"WARDWATCH_KAFKA_URL=kafka://127.0.0.1:{broker.port}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        while broker.running and not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        broker.stop()
+    return 0
+
+
+# ---- demo -----------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.demo import run_demo
+
+    return run_demo(
+        settings,
+        patients=args.patients,
+        duration_s=args.duration,
+        speed=args.speed,
+        summary_json=Path(args.summary_json) if args.summary_json else None,
+        workers=args.workers,
+        seed=args.seed,
+    )
+
+
+# ---- news2 ----------------------------------------------------------------------------
+def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.news2_cli import run_news2
+
+    return run_news2(sys.stdin.buffer, sys.stdout, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wardwatch", description="Real-time early warning for hospital patients."
+    )
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("demo", help="run the whole system on the embedded stack")
+    d.add_argument("--patients", type=int, default=50)
+    d.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    d.add_argument("--speed", type=float, default=1800.0, help="simulated seconds per second")
+    d.add_argument("--summary-json", default=None)
+    d.add_argument("--workers", type=int, default=1)
+    d.add_argument("--seed", type=int, default=7)
+    d.set_defaults(fn=cmd_demo)
+
+    w = sub.add_parser("worker", help="one Faust worker against the configured services")
+    w.add_argument("--web-port", type=int, default=None)
+    w.set_defaults(fn=cmd_worker)
+
+    s = sub.add_parser("simulate", help="publish simulated bedside vitals")
+    s.add_argument("--patients", type=int, default=50)
+    s.add_argument("--speed", type=float, default=60.0)
+    s.add_argument("--hours", type=float, default=48.0)
+    s.add_argument("--seed", type=int, default=7)
+    s.set_defaults(fn=cmd_simulate)
+
+    b = sub.add_parser("broker", help="run the embedded Kafka-wire broker only")
+    b.add_argument("--port", type=int, default=9092)
+    b.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp") + "/wardwatch-broker")
+    b.set_defaults(fn=cmd_broker)
+
+    n = sub.add_parser("news2", help="score vitals JSON lines from stdin with NEWS2 and qSOFA")
+    n.set_defaults(fn=cmd_news2)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    _setup_logging(settings, args.verbose)
+    code = args.fn(args, settings)
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1031 @@
+"""Ingest decoder: one raw message value (bytes) -> validated vitals events or a rejection.
+
+Pure: no Kafka, no I/O, no clock (the caller passes ``now``). :func:`decode_vitals` never
+raises on any input bytes; every failure becomes a :class:`Rejection` with a stable
+:class:`~wardwatch.schemas.RejectReason` and a human-readable detail that never contains the
+patient id (the original bytes travel separately on the dead-letter topic).
+
+Accepted inputs (see ``docs/ingest.md``):
+
+* a JSON object with the :class:`~wardwatch.schemas.VitalsEvent` fields (strict types);
+* a FHIR R4 ``Observation``;
+* a FHIR R4 ``Bundle`` (collection, batch, transaction, message) of Observations.
+
+FHIR is read by a fast path that checks the shape of every element it uses. Full validation
+of the whole resource with ``fhir.resources`` (R4B models) is available with
+``fhir_validation="full"``; it is several times slower (see ``benchmarks/ingest.py``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, NoReturn
+
+from pydantic import ValidationError
+from pydantic_core import from_json
+
+from wardwatch.errors import WardwatchError
+from wardwatch.schemas import RejectReason, VitalsEvent
+
+__all__ = [
+    "FHIR_BUNDLE_TYPES",
+    "LOINC_TO_FIELD",
+    "OXYGEN_FLOW_RANGE_L_PER_MIN",
+    "PLAUSIBLE_RANGES",
+    "STALE_AFTER_S",
+    "Decoded",
+    "IngestUsageError",
+    "Rejection",
+    "decode_vitals",
+    "validate_event",
+]
+
+# --------------------------------------------------------------------------------------
+# Public types and limits
+# --------------------------------------------------------------------------------------
+
+Format = Literal["json", "fhir-observation", "fhir-bundle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a message was not accepted."""
+
+    reason: RejectReason
+    detail: str  # human-readable, never contains the patient id
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A successfully decoded message: one or more plausible events."""
+
+    events: list[VitalsEvent]  # >= 1
+    warnings: list[str]  # machine-readable codes, e.g. "temperature_extreme"
+    format: Format
+
+
+class IngestUsageError(WardwatchError, ValueError):
+    """The caller passed bad arguments (not bad input bytes): e.g. a naive ``now``."""
+
+
+PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
+    "heart_rate_bpm": (20.0, 300.0),
+    "respiratory_rate_per_min": (2.0, 80.0),
+    "spo2_pct": (40.0, 100.0),
+    "systolic_bp_mmhg": (40.0, 300.0),
+    "diastolic_bp_mmhg": (15.0, 200.0),
+    "temperature_c": (25.0, 45.0),
+}
+"""Inclusive hard limits per numeric VitalsEvent field; outside -> IMPOSSIBLE_VALUE."""
+
+OXYGEN_FLOW_RANGE_L_PER_MIN: Final[tuple[float, float]] = (0.0, 100.0)
+"""Inclusive limits for FHIR inhaled oxygen flow (3151-8), which maps to ``on_oxygen``."""
+
+STALE_AFTER_S: Final[float] = 24 * 3600.0
+"""An event older than this (relative to ``now``) is accepted with ``timestamp_stale``."""
+
+EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
+"""Timestamps before this are rejected as IMPOSSIBLE_VALUE (``ts_ms`` would go negative)."""
+
+# Warning codes (stable; counted by the metrics agent).
+W_TEMPERATURE_EXTREME: Final = "temperature_extreme"
+W_PULSE_PRESSURE_NARROW: Final = "pulse_pressure_narrow"
+W_SPO2_PROBE_ARTIFACT: Final = "spo2_possible_probe_artifact"
+W_TIMESTAMP_STALE: Final = "timestamp_stale"
+W_FHIR_NON_OBSERVATION_IGNORED: Final = "fhir_non_observation_ignored"
+W_FHIR_UNSUPPORTED_CODE_IGNORED: Final = "fhir_unsupported_code_ignored"
+W_FHIR_STATUS_SKIPPED: Final = "fhir_status_skipped"
+W_FHIR_VALUE_ABSENT_SKIPPED: Final = "fhir_value_absent_skipped"
+
+TEMPERATURE_EXTREME_LOW_C: Final = 32.0  # <= warns (moderate-severe hypothermia)
+TEMPERATURE_EXTREME_HIGH_C: Final = 42.0  # >= warns (hyperpyrexia)
+PULSE_PRESSURE_NARROW_MMHG: Final = 10.0  # < warns
+SPO2_PROBE_ARTIFACT_PCT: Final = 70.0  # < warns
+
+_MAX_DETAIL: Final = 400
+
+# --------------------------------------------------------------------------------------
+# FHIR vocabulary
+# --------------------------------------------------------------------------------------
+
+LOINC_SYSTEM: Final = "http://loinc.org"
+UCUM_SYSTEM: Final = "http://unitsofmeasure.org"
+
+_O2_FLOW: Final = "_oxygen_flow"  # internal kind for 3151-8 -> on_oxygen
+_BP_PANEL: Final = "_bp_panel"  # internal kind for panels carrying components
+
+LOINC_TO_FIELD: dict[str, str] = {
+    "8867-4": "heart_rate_bpm",
+    "9279-1": "respiratory_rate_per_min",
+    "2708-6": "spo2_pct",
+    "59408-5": "spo2_pct",
+    "8310-5": "temperature_c",
+    "8480-6": "systolic_bp_mmhg",
+    "8462-4": "diastolic_bp_mmhg",
+    "85354-9": _BP_PANEL,
+    "55284-4": _BP_PANEL,  # older "Blood pressure systolic and diastolic" panel
+    "3151-8": _O2_FLOW,
+    "67775-7": "consciousness",
+}
+"""LOINC code -> VitalsEvent field (or an internal kind for panels / oxygen flow)."""
+
+_BP_COMPONENTS: Final[dict[str, str]] = {
+    "8480-6": "systolic_bp_mmhg",
+    "8462-4": "diastolic_bp_mmhg",
+}
+
+FHIR_BUNDLE_TYPES: Final[frozenset[str]] = frozenset(
+    {"collection", "batch", "transaction", "message"}
+)
+
+_OBS_STATUSES: Final[frozenset[str]] = frozenset(
+    {
+        "registered",
+        "preliminary",
+        "final",
+        "amended",
+        "corrected",
+        "cancelled",
+        "entered-in-error",
+        "unknown",
+    }
+)
+_SKIP_STATUSES: Final[frozenset[str]] = frozenset({"cancelled", "entered-in-error", "registered"})
+
+
+def _same(v: float) -> float:
+    return v
+
+
+def _f_to_c(v: float) -> float:
+    return round((v - 32.0) * 5.0 / 9.0, 1)
+
+
+def _k_to_c(v: float) -> float:
+    return round(v - 273.15, 1)
+
+
+def _ml_to_l(v: float) -> float:
+    return v / 1000.0
+
+
+_PER_MIN: Final[dict[str, Callable[[float], float]]] = {
+    u: _same
+    for u in ("/min", "1/min", "{beats}/min", "{beat}/min", "{breaths}/min", "{breath}/min")
+}
+
+_UNITS: Final[dict[str, dict[str, Callable[[float], float]]]] = {
+    "heart_rate_bpm": _PER_MIN,
+    "respiratory_rate_per_min": _PER_MIN,
+    "spo2_pct": {"%": _same},
+    "systolic_bp_mmhg": {"mm[Hg]": _same, "mmHg": _same},
+    "diastolic_bp_mmhg": {"mm[Hg]": _same, "mmHg": _same},
+    "temperature_c": {
+        "Cel": _same,
+        "°C": _same,
+        "[degF]": _f_to_c,
+        "°F": _f_to_c,
+        "K": _k_to_c,
+    },
+    _O2_FLOW: {"L/min": _same, "l/min": _same, "mL/min": _ml_to_l, "ml/min": _ml_to_l},
+}
+"""UCUM code (``valueQuantity.code``, else ``unit``) -> converter into the field's unit."""
+
+_ACVPU_WORDS: Final[dict[str, str]] = {
+    "a": "A",
+    "alert": "A",
+    "c": "C",
+    "confusion": "C",
+    "new confusion": "C",
+    "confused": "C",
+    "v": "V",
+    "voice": "V",
+    "responds to voice": "V",
+    "p": "P",
+    "pain": "P",
+    "responds to pain": "P",
+    "u": "U",
+    "unresponsive": "U",
+}
+_ACVPU_CODE_HINTS: Final[tuple[str, ...]] = (
+    "conscious",
+    "responsiveness",
+    "acvpu",
+    "avpu",
+)
+
+_PATIENT_REF = re.compile(
+    r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
+)
+_DEVICE_REF = re.compile(
+    r"(?:^|/)Device/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
+)
+_FHIR_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?", re.ASCII
+)
+_FHIR_DATE = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?", re.ASCII)
+
+
+# --------------------------------------------------------------------------------------
+# Internals
+# --------------------------------------------------------------------------------------
+
+
+class _Reject(Exception):
+    """Internal control flow: abort decoding with a rejection."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _fail(reason: RejectReason, detail: str) -> NoReturn:
+    raise _Reject(reason, detail)
+
+
+def _short(value: object, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scrub(detail: str, patient_ids: Iterable[str]) -> str:
+    for pid in patient_ids:
+        if pid and pid in detail:
+            detail = detail.replace(pid, "<patient_id>")
+    if len(detail) > _MAX_DETAIL:
+        detail = detail[: _MAX_DETAIL - 3] + "..."
+    return detail
+
+
+def _rejection(reason: RejectReason, detail: str, patient_ids: Iterable[str] = ()) -> Rejection:
+    return Rejection(reason, _scrub(detail, patient_ids))
+
+
+def _dedupe(codes: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(codes))
+
+
+def _fmt(v: float) -> str:
+    return f"{v:g}"
+
+
+# --------------------------------------------------------------------------------------
+# Plausibility
+# --------------------------------------------------------------------------------------
+
+
+def _range_hint(field: str, v: float) -> str:
+    if field == "temperature_c":
+        if 90.0 <= v <= 113.0:
+            return f"; looks like Fahrenheit ({_fmt(v)} °F = {_f_to_c(v):.1f} °C): send °C, or [degF] via FHIR"
+        if 298.0 <= v <= 318.0:
+            return f"; looks like kelvin ({_fmt(v)} K = {_k_to_c(v):.1f} °C)"
+    elif field == "spo2_pct" and 0.0 < v <= 1.0:
+        return "; looks like a fraction, expected percent (0.97 -> 97)"
+    elif field == "heart_rate_bpm" and v == 0.0:
+        return "; 0 usually means no signal (leads or probe off)"
+    return ""
+
+
+def _check_now(now: datetime, max_future_skew_s: float) -> None:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise IngestUsageError("now must be a timezone-aware datetime")
+    if not (isinstance(max_future_skew_s, int | float) and math.isfinite(max_future_skew_s)):
+        raise IngestUsageError("max_future_skew_s must be a finite number")
+    if max_future_skew_s < 0:
+        raise IngestUsageError("max_future_skew_s must be >= 0")
+
+
+def validate_event(
+    event: VitalsEvent, *, now: datetime, max_future_skew_s: float = 300.0
+) -> Rejection | list[str]:
+    """Plausibility checks on an already-typed event.
+
+    Returns the (possibly empty) list of warning codes when the event is accepted, else a
+    :class:`Rejection`. Raises :class:`IngestUsageError` only for a naive ``now``.
+    """
+    _check_now(now, max_future_skew_s)
+    pid = event.patient_id if isinstance(event.patient_id, str) else ""
+    try:
+        return _validate(event, now, max_future_skew_s)
+    except _Reject as r:
+        return _rejection(r.reason, r.detail, (pid,))
+
+
+def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> list[str]:
+    pid = event.patient_id
+    if not isinstance(pid, str) or not pid.strip():
+        _fail(RejectReason.MISSING_PATIENT_ID, "patient_id: missing or blank")
+
+    ts = event.ts
+    if not isinstance(ts, datetime):
+        _fail(RejectReason.MISSING_TIMESTAMP, "ts: missing")
+    if ts.tzinfo is None or ts.utcoffset() is None:
+        _fail(RejectReason.SCHEMA, "ts: timestamp must include a UTC offset (naive)")
+    try:
+        ts_utc = ts.astimezone(UTC)
+        age_s = (now.astimezone(UTC) - ts_utc).total_seconds()
+    except (OverflowError, ValueError):
+        _fail(RejectReason.IMPOSSIBLE_VALUE, "ts: out of the representable range")
+    if ts_utc < EPOCH:
+        _fail(RejectReason.IMPOSSIBLE_VALUE, "ts: before 1970-01-01T00:00:00Z")
+    if -age_s > max_future_skew_s:
+        _fail(
+            RejectReason.FUTURE_TIMESTAMP,
+            f"ts: {-age_s:.0f} s after now (allowed clock skew {max_future_skew_s:g} s)",
+        )
+
+    if not event.vitals():
+        _fail(RejectReason.NO_VITALS, "no vital sign present (need at least one vitals field)")
+
+    problems: list[str] = []
+    values: dict[str, float] = {}
+    for field, (lo, hi) in PLAUSIBLE_RANGES.items():
+        v = getattr(event, field)
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            _fail(RejectReason.SCHEMA, f"{field}: must be a number")
+        if not math.isfinite(v):
+            problems.append(f"{field}: not a finite number")
+        elif not lo <= v <= hi:
+            problems.append(
+                f"{field}={_fmt(v)} outside plausible range [{_fmt(lo)}, {_fmt(hi)}]"
+                + _range_hint(field, v)
+            )
+        else:
+            values[field] = float(v)
+    if problems:
+        _fail(RejectReason.IMPOSSIBLE_VALUE, "; ".join(problems))
+
+    sbp = values.get("systolic_bp_mmhg")
+    dbp = values.get("diastolic_bp_mmhg")
+    if sbp is not None and dbp is not None and sbp <= dbp:
+        _fail(
+            RejectReason.INCONSISTENT,
+            f"systolic_bp_mmhg={_fmt(sbp)} <= diastolic_bp_mmhg={_fmt(dbp)}",
+        )
+
+    warnings: list[str] = []
+    temp = values.get("temperature_c")
+    if temp is not None and (
+        temp <= TEMPERATURE_EXTREME_LOW_C or temp >= TEMPERATURE_EXTREME_HIGH_C
+    ):
+        warnings.append(W_TEMPERATURE_EXTREME)
+    if sbp is not None and dbp is not None and sbp - dbp < PULSE_PRESSURE_NARROW_MMHG:
+        warnings.append(W_PULSE_PRESSURE_NARROW)
+    spo2 = values.get("spo2_pct")
+    if spo2 is not None and spo2 < SPO2_PROBE_ARTIFACT_PCT:
+        warnings.append(W_SPO2_PROBE_ARTIFACT)
+    if age_s > STALE_AFTER_S:
+        warnings.append(W_TIMESTAMP_STALE)
+    return warnings
+
+
+# --------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------
+
+
+def decode_vitals(
+    raw: bytes,
+    *,
+    now: datetime,
+    max_future_skew_s: float = 300.0,
+    fhir_validation: Literal["fast", "full"] = "fast",
+) -> Decoded | Rejection:
+    """Decode one raw message value into plausible vitals events, or say why not.
+
+    ``fhir_validation="full"`` additionally validates FHIR resources against the
+    ``fhir.resources`` R4B models (every element, not only the ones used) before mapping.
+    Never raises on any ``raw``; raises :class:`IngestUsageError` for a naive ``now``.
+    """
+    _check_now(now, max_future_skew_s)
+    try:
+        return _decode(raw, now, max_future_skew_s, fhir_validation == "full")
+    except _Reject as r:  # pragma: no cover - _decode converts its own
+        return Rejection(r.reason, _scrub(r.detail, ()))
+    except Exception as exc:  # safety net: a decoder bug must not stop the consumer
+        return Rejection(RejectReason.SCHEMA, f"unexpected decoder error ({type(exc).__name__})")
+
+
+def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Rejection:
+    if isinstance(raw, memoryview):
+        raw = raw.tobytes()
+    if not isinstance(raw, bytes | bytearray):
+        return Rejection(RejectReason.MALFORMED_JSON, "message value is null or not bytes")
+    if not raw.strip():
+        return Rejection(RejectReason.MALFORMED_JSON, "empty message")
+    try:
+        obj = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        return Rejection(RejectReason.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
+    if not isinstance(obj, dict):
+        return Rejection(
+            RejectReason.NOT_AN_OBJECT, f"top-level JSON value is {_json_kind(obj)}, not an object"
+        )
+    if "resourceType" in obj:
+        return _decode_fhir(obj, now, skew, full)
+    return _decode_json_event(raw, obj, now, skew)
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+# --------------------------------------------------------------------------------------
+# JSON events
+# --------------------------------------------------------------------------------------
+
+
+def _decode_json_event(
+    raw: bytes | bytearray, obj: dict[str, Any], now: datetime, skew: float
+) -> Decoded | Rejection:
+    pid = obj.get("patient_id")
+    pids = (pid,) if isinstance(pid, str) else ()
+    try:
+        event = VitalsEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        reason, detail = _classify_schema_errors(exc)
+        return _rejection(reason, detail, pids)
+    try:
+        warnings = _validate(event, now, skew)
+    except _Reject as r:
+        return _rejection(r.reason, r.detail, pids)
+    return Decoded([event], warnings, "json")
+
+
+def _classify_schema_errors(exc: ValidationError) -> tuple[RejectReason, str]:
+    errors = exc.errors(include_url=False, include_context=False)
+    missing_pid = missing_ts = False
+    parts: list[str] = []
+    for err in errors:
+        etype = err["type"]
+        if etype == "json_invalid":
+            return RejectReason.MALFORMED_JSON, f"not valid JSON: {err['msg']}"
+        if etype == "model_type":
+            return RejectReason.NOT_AN_OBJECT, "top-level JSON value is not an object"
+        loc = err["loc"]
+        field = ".".join(str(p) for p in loc) if loc else "<root>"
+        is_absent = etype == "missing" or err.get("input", 0) is None
+        if loc and loc[0] == "patient_id" and (is_absent or etype == "string_too_short"):
+            missing_pid = True
+            continue
+        if loc and loc[0] == "ts" and is_absent:
+            missing_ts = True
+            continue
+        if etype == "extra_forbidden":
+            parts.append(f"{_short(field, 60)}: unknown field")
+        elif etype == "timezone_aware":
+            parts.append(f"{field}: timestamp must include a UTC offset (naive)")
+        else:
+            parts.append(f"{field}: {err['msg']}")
+    if missing_pid:
+        return RejectReason.MISSING_PATIENT_ID, "patient_id: missing or empty"
+    if missing_ts:
+        return RejectReason.MISSING_TIMESTAMP, "ts: missing"
+    shown = parts[:3]
+    more = f" (+{len(parts) - 3} more)" if len(parts) > 3 else ""
+    return RejectReason.SCHEMA, "; ".join(shown) + more
+
+
+# --------------------------------------------------------------------------------------
+# FHIR
+# --------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _fhir_models() -> dict[str, Any]:
+    # Imported lazily: fhir.resources is heavy and only needed for full validation.
+    from fhir.resources.R4B.bundle import Bundle
+    from fhir.resources.R4B.observation import Observation
+
+    return {"Observation": Observation, "Bundle": Bundle}
+
+
+def _full_validate(obj: dict[str, Any], resource_type: str) -> None:
+    model = _fhir_models()[resource_type]
+    try:
+        model.model_validate(obj)
+    except ValidationError as exc:
+        errs = exc.errors(include_url=False, include_context=False, include_input=False)
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {' '.join(e['msg'].split())}"
+            for e in errs[:3]
+        ]
+        more = f" (+{len(errs) - 3} more)" if len(errs) > 3 else ""
+        _fail(RejectReason.FHIR_INVALID, f"{resource_type}: " + "; ".join(parts) + more)
+    except Exception as exc:  # fhir.resources raises a few non-pydantic errors
+        _fail(RejectReason.FHIR_INVALID, f"{resource_type}: {type(exc).__name__}")
+
+
+class _Skip:
+    """Why an Observation contributed nothing (counted for warnings / the final detail)."""
+
+    __slots__ = ("kind", "note")
+
+    def __init__(self, kind: str, note: str) -> None:
+        self.kind = kind  # one of the W_FHIR_* codes
+        self.note = note
+
+
+@dataclass(slots=True)
+class _Mapped:
+    patient_id: str
+    ts: datetime
+    values: dict[str, Any]
+    device_id: str | None
+    where: str
+
+
+def _decode_fhir(
+    obj: dict[str, Any], now: datetime, skew: float, full: bool
+) -> Decoded | Rejection:
+    pids: list[str] = []
+    try:
+        rt = obj["resourceType"]
+        if not isinstance(rt, str):
+            _fail(RejectReason.FHIR_INVALID, "resourceType: must be a string")
+        fmt: Format
+        if rt == "Observation":
+            fmt = "fhir-observation"
+            if full:
+                _full_validate(obj, rt)
+            observations: list[tuple[str, dict[str, Any]]] = [("Observation", obj)]
+            others = 0
+        elif rt == "Bundle":
+            fmt = "fhir-bundle"
+            if full:
+                _full_validate(obj, rt)
+            observations, others = _bundle_observations(obj)
+        else:
+            _fail(
+                RejectReason.FHIR_UNSUPPORTED,
+                f"resourceType {_short(rt)} not supported (expected Observation or Bundle)",
+            )
+
+        mapped: list[_Mapped] = []
+        skips: list[_Skip] = []
+        for where, o in observations:
+            res = _map_observation(o, where)
+            if isinstance(res, _Skip):
+                skips.append(res)
+            else:
+                mapped.append(res)
+                pids.append(res.patient_id)
+
+        if not mapped:
+            _fail(*_nothing_mapped(fmt, len(observations), others, skips))
+
+        events = _group(mapped)
+        warnings: list[str] = []
+        for event in events:
+            warnings.extend(_validate(event, now, skew))
+        if others:
+            warnings.append(W_FHIR_NON_OBSERVATION_IGNORED)
+        warnings.extend(s.kind for s in skips)
+        return Decoded(events, _dedupe(warnings), fmt)
+    except _Reject as r:
+        return _rejection(r.reason, r.detail, pids)
+
+
+def _nothing_mapped(
+    fmt: Format, n_obs: int, others: int, skips: list[_Skip]
+) -> tuple[RejectReason, str]:
+    if n_obs == 0:
+        return (
+            RejectReason.FHIR_UNSUPPORTED,
+            f"Bundle has no Observation entries ({others} other entries ignored)",
+        )
+    absent = [s.note for s in skips if s.kind == W_FHIR_VALUE_ABSENT_SKIPPED]
+    if absent:
+        return RejectReason.NO_VITALS, "no vital sign value present: " + "; ".join(absent[:3])
+    notes = "; ".join(s.note for s in skips[:3])
+    more = f" (+{len(skips) - 3} more)" if len(skips) > 3 else ""
+    what = (
+        "the Observation does not map"
+        if fmt == "fhir-observation"
+        else "no Observation in the Bundle maps"
+    )
+    return RejectReason.FHIR_UNSUPPORTED, f"{what} to a vital sign: {notes}{more}"
+
+
+def _bundle_observations(bundle: dict[str, Any]) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+    btype = bundle.get("type")
+    if btype is None:
+        _fail(RejectReason.FHIR_INVALID, "Bundle.type: required")
+    if not isinstance(btype, str):
+        _fail(RejectReason.FHIR_INVALID, "Bundle.type: must be a string")
+    if btype not in FHIR_BUNDLE_TYPES:
+        _fail(
+            RejectReason.FHIR_UNSUPPORTED,
+            f"Bundle.type {_short(btype)} not supported (accepted: {', '.join(sorted(FHIR_BUNDLE_TYPES))})",
+        )
+    entries = bundle.get("entry")
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        _fail(RejectReason.FHIR_INVALID, "Bundle.entry: must be an array")
+    observations: list[tuple[str, dict[str, Any]]] = []
+    others = 0
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            _fail(RejectReason.FHIR_INVALID, f"Bundle.entry[{i}]: must be an object")
+        resource = entry.get("resource")
+        if resource is None:
+            others += 1
+            continue
+        if not isinstance(resource, dict):
+            _fail(RejectReason.FHIR_INVALID, f"Bundle.entry[{i}].resource: must be an object")
+        rt = resource.get("resourceType")
+        if not isinstance(rt, str):
+            _fail(
+                RejectReason.FHIR_INVALID,
+                f"Bundle.entry[{i}].resource.resourceType: required string",
+            )
+        if rt == "Observation":
+            observations.append((f"Bundle.entry[{i}].resource", resource))
+        else:
+            others += 1
+    return observations, others
+
+
+def _loinc_codes(cc: object, where: str) -> list[str]:
+    """LOINC codes of a CodeableConcept (codings without a system are read as LOINC)."""
+    if not isinstance(cc, dict):
+        _fail(RejectReason.FHIR_INVALID, f"{where}: must be a CodeableConcept object")
+    coding = cc.get("coding")
+    if coding is None:
+        return []
+    if not isinstance(coding, list):
+        _fail(RejectReason.FHIR_INVALID, f"{where}.coding: must be an array")
+    codes: list[str] = []
+    for j, c in enumerate(coding):
+        if not isinstance(c, dict):
+            _fail(RejectReason.FHIR_INVALID, f"{where}.coding[{j}]: must be an object")
+        system = c.get("system")
+        code = c.get("code")
+        if (system is not None and not isinstance(system, str)) or (
+            code is not None and not isinstance(code, str)
+        ):
+            _fail(RejectReason.FHIR_INVALID, f"{where}.coding[{j}]: system/code must be strings")
+        if code is not None and system in (None, LOINC_SYSTEM):
+            codes.append(code)
+    return codes
+
+
+def _cc_texts(cc: dict[str, Any]) -> list[str]:
+    """code, display and text strings of a CodeableConcept (already shape-checked)."""
+    out: list[str] = []
+    coding = cc.get("coding")
+    if isinstance(coding, list):
+        for c in coding:
+            if isinstance(c, dict):
+                for key in ("code", "display"):
+                    s = c.get(key)
+                    if isinstance(s, str):
+                        out.append(s)
+    text = cc.get("text")
+    if isinstance(text, str):
+        out.append(text)
+    return out
+
+
+def _observation_kind(o: dict[str, Any], where: str) -> tuple[str | None, list[str]]:
+    code = o.get("code")
+    if code is None:
+        _fail(RejectReason.FHIR_INVALID, f"{where}.code: required")
+    codes = _loinc_codes(code, f"{where}.code")
+    kinds = {LOINC_TO_FIELD[c] for c in codes if c in LOINC_TO_FIELD}
+    if len(kinds) > 1:
+        _fail(
+            RejectReason.FHIR_INVALID,
+            f"{where}.code: codings map to different vitals ({', '.join(sorted(kinds))})",
+        )
+    if kinds:
+        return kinds.pop(), codes
+    # Level of consciousness under another code: the code must say so in its text/display.
+    label = " ".join(s.casefold() for s in _cc_texts(code))
+    if any(h in label for h in _ACVPU_CODE_HINTS):
+        return "consciousness", codes
+    return None, codes
+
+
+_VALUE_KEYS: Final[tuple[str, ...]] = (
+    "valueQuantity",
+    "valueCodeableConcept",
+    "valueString",
+    "valueBoolean",
+    "valueInteger",
+    "valueRange",
+    "valueRatio",
+    "valueSampledData",
+    "valueTime",
+    "valueDateTime",
+    "valuePeriod",
+)
+
+
+def _value_key(o: dict[str, Any], where: str) -> str | None:
+    present = [k for k in _VALUE_KEYS if k in o]
+    if len(present) > 1:
+        _fail(RejectReason.FHIR_INVALID, f"{where}: more than one value[x] ({', '.join(present)})")
+    return present[0] if present else None
+
+
+def _map_observation(o: dict[str, Any], where: str) -> _Mapped | _Skip:
+    status = o.get("status")
+    if status is None:
+        _fail(RejectReason.FHIR_INVALID, f"{where}.status: required")
+    if not isinstance(status, str) or status not in _OBS_STATUSES:
+        _fail(
+            RejectReason.FHIR_INVALID,
+            f"{where}.status: {_short(status)} is not an Observation status",
+        )
+    if status in _SKIP_STATUSES:
+        return _Skip(W_FHIR_STATUS_SKIPPED, f"{where} has status {status}")
+
+    kind, codes = _observation_kind(o, where)
+    if kind is None:
+        seen = ", ".join(codes[:3]) or "none"
+        return _Skip(
+            W_FHIR_UNSUPPORTED_CODE_IGNORED, f"{where} has no vital-sign code (LOINC: {seen})"
+        )
+
+    patient_id = _patient_id(o, where)
+    ts = _effective(o, where)
+
+    values: dict[str, Any] = {}
+    vkey = _value_key(o, where)
+    if kind == _BP_PANEL:
+        _bp_components(o, where, values)
+    elif vkey is not None:
+        value = o[vkey]
+        if kind == "consciousness":
+            values["consciousness"] = _acvpu(vkey, value, where)
+        else:
+            if vkey != "valueQuantity":
+                _fail(
+                    RejectReason.FHIR_UNSUPPORTED,
+                    f"{where}: {_field_label(kind)} must be a valueQuantity, not {vkey}",
+                )
+            v = _quantity(value, kind, f"{where}.valueQuantity")
+            if kind == _O2_FLOW:
+                lo, hi = OXYGEN_FLOW_RANGE_L_PER_MIN
+                if not (math.isfinite(v) and lo <= v <= hi):
+                    _fail(
+                        RejectReason.IMPOSSIBLE_VALUE,
+                        f"{where}: oxygen flow (3151-8) {_fmt(v)} L/min outside [{_fmt(lo)}, {_fmt(hi)}]",
+                    )
+                values["on_oxygen"] = v > 0.0
+            else:
+                values[kind] = v
+    if not values:
+        return _Skip(W_FHIR_VALUE_ABSENT_SKIPPED, f"{where} ({_field_label(kind)}) has no value")
+    return _Mapped(patient_id, ts, values, _device_id(o, where), where)
+
+
+def _field_label(kind: str) -> str:
+    if kind == _O2_FLOW:
+        return "oxygen flow (on_oxygen)"
+    if kind == _BP_PANEL:
+        return "blood pressure panel"
+    return kind
+
+
+def _bp_components(o: dict[str, Any], where: str, values: dict[str, Any]) -> None:
+    components = o.get("component")
+    if components is None:
+        return
+    if not isinstance(components, list):
+        _fail(RejectReason.FHIR_INVALID, f"{where}.component: must be an array")
+    for j, comp in enumerate(components):
+        cwhere = f"{where}.component[{j}]"
+        if not isinstance(comp, dict):
+            _fail(RejectReason.FHIR_INVALID, f"{cwhere}: must be an object")
+        ccode = comp.get("code")
+        if ccode is None:
+            _fail(RejectReason.FHIR_INVALID, f"{cwhere}.code: required")
+        fields = {
+            _BP_COMPONENTS[c] for c in _loinc_codes(ccode, f"{cwhere}.code") if c in _BP_COMPONENTS
+        }
+        if len(fields) != 1:
+            if len(fields) > 1:
+                _fail(RejectReason.FHIR_INVALID, f"{cwhere}.code: both systolic and diastolic")
+            continue  # e.g. mean arterial pressure: not a VitalsEvent field
+        field = fields.pop()
+        vkey = _value_key(comp, cwhere)
+        if vkey is None:
+            continue  # dataAbsentReason
+        if vkey != "valueQuantity":
+            _fail(RejectReason.FHIR_UNSUPPORTED, f"{cwhere}: {field} must be a valueQuantity")
+        v = _quantity(comp[vkey], field, f"{cwhere}.valueQuantity")
+        if field in values and values[field] != v:
+            _fail(RejectReason.INCONSISTENT, f"{cwhere}: {field} given twice with different values")
+        values[field] = v
+
+
+def _quantity(q: object, field: str, where: str) -> float:
+    if not isinstance(q, dict):
+        _fail(RejectReason.FHIR_INVALID, f"{where}: must be an object")
+    if q.get("comparator") is not None:
+        _fail(
+            RejectReason.FHIR_UNSUPPORTED,
+            f"{where}.comparator: {_field_label(field)} must be an exact value",
+        )
+    raw_value = q.get("value")
+    if raw_value is None:
+        _fail(RejectReason.FHIR_INVALID, f"{where}.value: required")
+    if type(raw_value) is float:
+        value = raw_value
+    elif type(raw_value) is int:
+        try:
+            value = float(raw_value)
+        except OverflowError:
+            _fail(
+                RejectReason.IMPOSSIBLE_VALUE, f"{where}.value: {_field_label(field)} out of range"
+            )
+    else:
+        _fail(RejectReason.FHIR_INVALID, f"{where}.value: must be a number")
+    code = q.get("code")
+    unit = code if code is not None else q.get("unit")
+    table = _UNITS[field]
+    if unit is None:
+        _fail(
+            RejectReason.UNIT_UNSUPPORTED,
+            f"{where}: {_field_label(field)} has no unit (accepted: {', '.join(table)})",
+        )
+    if not isinstance(unit, str):
+        _fail(RejectReason.FHIR_INVALID, f"{where}.code/unit: must be a string")
+    convert = table.get(unit)
+    if convert is None:
+        _fail(
+            RejectReason.UNIT_UNSUPPORTED,
+            f"{where}: unit {_short(unit)} not supported for {_field_label(field)} "
+            f"(accepted: {', '.join(table)})",
+        )
+    return convert(value)
+
+
+def _acvpu(vkey: str, value: object, where: str) -> str:
+    if vkey == "valueString":
+        if not isinstance(value, str):
+            _fail(RejectReason.FHIR_INVALID, f"{where}.valueString: must be a string")
+        candidates = [value]
+    elif vkey == "valueCodeableConcept":
+        if not isinstance(value, dict):
+            _fail(RejectReason.FHIR_INVALID, f"{where}.valueCodeableConcept: must be an object")
+        _loinc_codes(value, f"{where}.valueCodeableConcept")  # shape check only
+        candidates = _cc_texts(value)
+    else:
+        _fail(
+            RejectReason.FHIR_UNSUPPORTED,
+            f"{where}: consciousness must be a valueCodeableConcept or valueString, not {vkey}",
+        )
+    found = {a for s in candidates if (a := _ACVPU_WORDS.get(_norm_word(s))) is not None}
+    if not found:
+        _fail(
+            RejectReason.FHIR_UNSUPPORTED,
+            f"{where}: consciousness value is not one of A, C, V, P, U "
+            "(or Alert, Confusion, Voice, Pain, Unresponsive)",
+        )
+    if len(found) > 1:
+        _fail(RejectReason.INCONSISTENT, f"{where}: consciousness codings disagree")
+    return found.pop()
+
+
+_PAREN_SUFFIX = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def _norm_word(s: str) -> str:
+    return _PAREN_SUFFIX.sub("", s).strip().casefold()
+
+
+def _patient_id(o: dict[str, Any], where: str) -> str:
+    subject = o.get("subject")
+    if subject is None:
+        _fail(RejectReason.MISSING_PATIENT_ID, f"{where}.subject: missing")
+    if not isinstance(subject, dict):
+        _fail(RejectReason.FHIR_INVALID, f"{where}.subject: must be a Reference object")
+    ref = subject.get("reference")
+    if ref is None:
+        _fail(
+            RejectReason.MISSING_PATIENT_ID,
+            f"{where}.subject.reference: missing (need Patient/<id>)",
+        )
+    if not isinstance(ref, str):
+        _fail(RejectReason.FHIR_INVALID, f"{where}.subject.reference: must be a string")
+    m = _PATIENT_REF.search(ref)
+    if m is None:
+        _fail(
+            RejectReason.MISSING_PATIENT_ID,
+            f"{where}.subject.reference: not a Patient/<id> reference",
+        )
+    return m.group(1)
+
+
+def _device_id(o: dict[str, Any], where: str) -> str | None:
+    device = o.get("device")
+    if not isinstance(device, dict):
+        return None
+    ref = device.get("reference")
+    if not isinstance(ref, str):
+        return None
+    m = _DEVICE_REF.search(ref)
+    return m.group(1) if m else None
+
+
+def _effective(o: dict[str, Any], where: str) -> datetime:
+    keys = [
+        k
+        for k in ("effectiveDateTime", "effectiveInstant", "effectivePeriod", "effectiveTiming")
+        if k in o
+    ]
+    if len(keys) > 1:
+        _fail(RejectReason.FHIR_INVALID, f"{where}: more than one effective[x] ({', '.join(keys)})")
+    if not keys:
+        _fail(
+            RejectReason.MISSING_TIMESTAMP,
+            f"{where}: no effectiveDateTime, effectiveInstant or effectivePeriod.start",
+        )
+    key: str = keys[0]
+    value = o[key]
+    if key == "effectiveTiming":
+        _fail(RejectReason.FHIR_UNSUPPORTED, f"{where}.effectiveTiming: not supported")
+    if key == "effectivePeriod":
+        if not isinstance(value, dict):
+            _fail(RejectReason.FHIR_INVALID, f"{where}.effectivePeriod: must be an object")
+        key = "effectivePeriod.start"
+        value = value.get("start")
+        if value is None:
+            _fail(RejectReason.MISSING_TIMESTAMP, f"{where}.effectivePeriod.start: missing")
+    return _fhir_datetime(value, f"{where}.{key}")
+
+
+def _fhir_datetime(value: object, where: str) -> datetime:
+    if not isinstance(value, str):
+        _fail(RejectReason.FHIR_INVALID, f"{where}: must be a string")
+    m = _FHIR_DATETIME.fullmatch(value)
+    if m is None:
+        if _FHIR_DATE.fullmatch(value):
+            _fail(RejectReason.SCHEMA, f"{where}: date only; a time with UTC offset is required")
+        _fail(RejectReason.FHIR_INVALID, f"{where}: not a FHIR dateTime")
+    if m.group(1) is None:
+        _fail(RejectReason.SCHEMA, f"{where}: timestamp must include a UTC offset (naive)")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        _fail(RejectReason.FHIR_INVALID, f"{where}: not a valid date/time")
+    try:
+        dt.astimezone(UTC)  # grouping and sorting compare instants: they must exist in UTC
+    except OverflowError:
+        _fail(RejectReason.IMPOSSIBLE_VALUE, f"{where}: out of the representable range")
+    return dt
+
+
+def _group(mapped: list[_Mapped]) -> list[VitalsEvent]:
+    """One VitalsEvent per (patient, instant), sorted by time (stable)."""
+    groups: dict[tuple[str, datetime], list[_Mapped]] = {}
+    for m in mapped:
+        groups.setdefault((m.patient_id, m.ts), []).append(m)
+    events: list[VitalsEvent] = []
+    for (patient_id, _), members in groups.items():
+        values: dict[str, Any] = {}
+        devices: list[str] = []
+        for m in members:
+            for field, v in m.values.items():
+                if field in values and values[field] != v:
+                    _fail(
+                        RejectReason.INCONSISTENT,
+                        f"{m.where}: {field} given twice for the same patient and time "
+                        "with different values",
+                    )
+                values[field] = v
+            if m.device_id is not None:
+                devices.append(m.device_id)
+        device_id = devices[0] if devices and len(set(devices)) == 1 else None
+        try:
+            events.append(
+                VitalsEvent(patient_id=patient_id, ts=members[0].ts, device_id=device_id, **values)
+            )
+        except ValidationError as exc:
+            reason, detail = _classify_schema_errors(exc)
+            _fail(reason, detail)
+    events.sort(key=lambda e: e.ts)
+    return events
