@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 import wardwatch
 from agents.metrics import Metrics
 from agents.pipeline import Incoming, ScoringPipeline
+from alerts import web as alerts_web
 from alerts.policy import PolicyConfig
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.schemas import DeadLetter, PatientContext, RejectReason
@@ -262,6 +263,7 @@ def build_app(worker: Worker) -> faust.App:
         logging_config=None,
     )
     registry = worker.metrics.registry
+    alerts_web.register(app, worker)
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:

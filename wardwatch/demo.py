@@ -43,6 +43,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["WARDWATCH_PARTITIONS"] = str(settings.partitions)
     env["WARDWATCH_LOG_LEVEL"] = settings.log_level
     env["WARDWATCH_TIME_SCALE"] = str(settings.time_scale)
+    env["WARDWATCH_API_TOKEN"] = settings.api_token.get_secret_value()
     for role, name in settings.topics.all().items():
         env[f"WARDWATCH_TOPICS__{role.upper()}"] = name
     return env
