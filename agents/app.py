@@ -29,6 +29,7 @@ from agents.metrics import Metrics
 from agents.pipeline import Incoming, ScoringPipeline
 from alerts import web as alerts_web
 from alerts.policy import PolicyConfig
+from alerts.webhook import WebhookSender, should_page
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.schemas import DeadLetter, PatientContext, RejectReason
 from wardwatch.settings import Settings
@@ -47,8 +48,12 @@ class Worker:
         self.metrics = Metrics(registry)
         self.metrics.build_info.info({"version": wardwatch.__version__})
         self.store = RedisStateStore.from_url(
-            settings.redis_url, prefix=settings.redis_prefix, ttl_s=settings.state_ttl_s
+            settings.redis_url,
+            prefix=settings.redis_prefix,
+            ttl_s=settings.state_ttl_s,
+            observe=lambda op, s: self.metrics.redis_seconds.labels(op).observe(s),
         )
+        self.positions: dict[tuple[str, int], int] = {}  # last offset handled per partition
         self.pipeline = ScoringPipeline(
             self.store,
             PolicyConfig.from_settings(settings),
@@ -64,6 +69,14 @@ class Worker:
         self.dead_letter_topic = self.app.topic(
             t.dead_letter, value_serializer="raw", key_serializer="raw"
         )
+        self.webhook: WebhookSender | None = None
+        if settings.webhook_url:
+            secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+            self.webhook = WebhookSender(
+                settings.webhook_url,
+                secret=secret,
+                on_result=lambda outcome: self.metrics.webhook.labels(outcome).inc(),
+            )
         self.ready = False
         self._register_agents()
 
@@ -90,6 +103,13 @@ class Worker:
         async def escalate() -> None:
             await self.escalate_due()
 
+        if self.webhook is not None:
+            webhook = self.webhook
+
+            @app.task
+            async def deliver_webhooks() -> None:
+                await webhook.run()
+
         @app.task
         async def startup() -> None:
             await self.store.ping()
@@ -101,6 +121,10 @@ class Worker:
         topic = self.settings.topics.vitals
         self.metrics.consumed.labels(topic).inc(len(events))
         self.metrics.batch_size.observe(len(events))
+        self.metrics.last_vitals.set(time.time())
+        for ev in events:
+            key = (ev.message.topic, ev.message.partition)
+            self.positions[key] = max(self.positions.get(key, -1), ev.message.offset)
         now = datetime.now(UTC)
         t0 = time.perf_counter()
         batch: list[Incoming] = []
@@ -128,6 +152,7 @@ class Worker:
         self.metrics.scored.labels(topic).inc(len(result.scored))
         self.metrics.skipped.labels("duplicate").inc(result.duplicates)
         self.metrics.skipped.labels("stale").inc(result.stale)
+        self.metrics.artifacts_suppressed.inc(result.suppressed_artifacts)
         if result.conflicts:
             self.metrics.skipped.labels("conflict").inc(len(result.conflicts))
         await self.publish_alerts(result.emitted, result.outbox_ids)
@@ -150,6 +175,10 @@ class Worker:
                 )
         await asyncio.gather(*futures)  # delivered: safe to clear the outbox
         await self.store.outbox_done(outbox_ids)
+        if self.webhook is not None:
+            for msg in emitted:
+                if should_page(msg, self.settings.webhook_min_priority):
+                    self.webhook.submit(msg)
 
     async def flush_outbox(self) -> None:
         """Publish transitions a previous run committed but may not have published."""
@@ -158,7 +187,23 @@ class Worker:
             log.info("re-publishing %d alert transitions from the outbox", len(pending))
             await self.publish_alerts([e for _, e in pending], [sid for sid, _ in pending])
 
+    def update_lag(self) -> None:
+        """Consumer lag per assigned partition: highwater minus the next offset to handle."""
+        consumer = self.app.consumer
+        for tp in consumer.assignment():
+            if tp.topic != self.settings.topics.vitals:
+                continue
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - not known yet right after a rebalance
+                continue
+            if high is None:
+                continue
+            done = self.positions.get((tp.topic, tp.partition), -1) + 1
+            self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+
     async def escalate_due(self) -> None:
+        self.update_lag()
         open_alerts = await self.store.open_alerts()
         self.metrics.open_alerts.set(len(open_alerts))
         self.metrics.patients.set(await self.store.patients_monitored())

@@ -70,5 +70,53 @@ class Metrics:
             "wardwatch_patients_monitored", "Patients with an event in the state TTL", registry=r
         )
         self.open_alerts = Gauge("wardwatch_open_alerts", "Open alerts", registry=r)
+        self.consumer_lag = Gauge(
+            "wardwatch_consumer_lag",
+            "Messages behind the end of each assigned partition",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.last_vitals = Gauge(
+            "wardwatch_last_vitals_timestamp_seconds",
+            "Wall-clock time the newest vitals message was consumed",
+            registry=r,
+        )
+        self.redis_seconds = Histogram(
+            "wardwatch_redis_seconds",
+            "Redis round-trip time",
+            ["op"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "wardwatch_inference_seconds",
+            "ONNX Runtime call per batch",
+            ["model", "version"],
+            buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "wardwatch_model_load_failures_total",
+            "Model versions refused (missing, checksum, parity, shape)",
+            ["model"],
+            registry=r,
+        )
+        self.model_unavailable = Counter(
+            "wardwatch_model_unavailable_total",
+            "Events scored by the rules only because no model could score them",
+            ["reason"],
+            registry=r,
+        )
+        self.artifacts_suppressed = Counter(
+            "wardwatch_artifacts_suppressed_total",
+            "Isolated extreme readings held and not confirmed (no alert)",
+            registry=r,
+        )
+        self.webhook = Counter(
+            "wardwatch_webhook_deliveries_total",
+            "Webhook delivery outcomes (delivered, retry, rejected, failed, dropped_queue_full)",
+            ["outcome"],
+            registry=r,
+        )
         self.model_info = Info("wardwatch_model", "Active model", registry=r)
         self.build_info = Info("wardwatch_build", "wardwatch version", registry=r)

@@ -53,6 +53,7 @@ class BatchResult:
     duplicates: int = 0
     stale: int = 0
     conflicts: list[str] = field(default_factory=list)
+    suppressed_artifacts: int = 0
     emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
     outbox_ids: list[str] = field(default_factory=list)
 
@@ -155,7 +156,11 @@ class ScoringPipeline:
                 baseline_n=applied.baseline_n,
                 event_id=item.event_id,
             )
-            alert_state, events = evaluate(pid, AlertState.from_json(state.alert), obs, self.policy)
+            before = AlertState.from_json(state.alert)
+            alert_state, events = evaluate(pid, before, obs, self.policy)
+            result.suppressed_artifacts += (
+                alert_state.suppressed_artifacts - before.suppressed_artifacts
+            )
             state.alert = alert_state.to_json()
             emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
 

@@ -20,14 +20,12 @@ from wardwatch.settings import Settings
 
 
 def _setup_logging(settings: Settings, verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), logging.INFO)
-    if settings.log_level == "warn":
+    from wardwatch.logs import setup_logging
+
+    level = logging.DEBUG if verbose else getattr(logging, settings.log_level.upper(), None)
+    if level is None:  # "warn" is Faust's spelling
         level = logging.WARNING
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
-    for noisy in ("kafka", "aiokafka", "faust", "mode"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+    setup_logging(level, json_lines=settings.log_json)
 
 
 # ---- worker ---------------------------------------------------------------------------
@@ -123,6 +121,36 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+# ---- context --------------------------------------------------------------------------
+def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from wardwatch.schemas import PatientContext
+    from wardwatch.topics import ensure_topics, producer
+
+    if not settings.kafka_url:
+        print("wardwatch context needs WARDWATCH_KAFKA_URL", file=sys.stderr)
+        return 2
+    ctx = PatientContext(
+        patient_id=args.patient_id,
+        ts=datetime.now(UTC),
+        age_band=args.age_band,
+        spo2_scale=args.spo2_scale,
+        conditions=args.condition or [],
+        ward=args.ward,
+        discharged=args.discharged,
+    )
+    ensure_topics(settings)
+    prod = producer(settings)
+    prod.send(
+        settings.topics.patient_context, key=ctx.patient_id, value=ctx.model_dump_json().encode()
+    )
+    prod.flush(10)
+    prod.close(5)
+    print(ctx.model_dump_json())
+    return 0
+
+
 # ---- news2 ----------------------------------------------------------------------------
 def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.news2_cli import run_news2
@@ -161,6 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--port", type=int, default=9092)
     b.add_argument("--workdir", default=os.environ.get("TMPDIR", "/tmp") + "/wardwatch-broker")
     b.set_defaults(fn=cmd_broker)
+
+    c = sub.add_parser("context", help="publish a patient's context (ADT, SpO2 scale)")
+    c.add_argument("patient_id")
+    c.add_argument("--spo2-scale", type=int, choices=[1, 2], default=None)
+    c.add_argument("--age-band", choices=["18-39", "40-64", "65-79", "80+"], default=None)
+    c.add_argument("--condition", action="append", help="repeatable, e.g. --condition copd")
+    c.add_argument("--ward", default=None)
+    c.add_argument("--discharged", action="store_true")
+    c.set_defaults(fn=cmd_context)
 
     n = sub.add_parser("news2", help="score vitals JSON lines from stdin with NEWS2 and qSOFA")
     n.set_defaults(fn=cmd_news2)

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
         "confirming observation before it alerts; set just above the devices' interval",
     )
 
+    webhook_url: str | None = Field(None, description="POST paging transitions here (optional)")
+    webhook_secret: SecretStr | None = None
+    webhook_min_priority: Literal["medium", "high"] = "medium"
+
     # --- web / metrics -------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = 6066
@@ -100,6 +104,9 @@ class Settings(BaseSettings):
         SecretStr("change-me"), description="bearer token for the care-team page and API"
     )
     log_json: bool = False
+    log_hash_key: SecretStr = Field(
+        SecretStr("wardwatch-log-key"), description="key of the patient-id hash used in logs"
+    )
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     data_dir: Path = Field(Path(".wardwatch"), description="Faust table data, demo scratch")
 

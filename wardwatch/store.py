@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -141,8 +141,10 @@ class RedisStateStore:
         hist_max: int = 96,
         guard_ttl_s: int = 30 * 24 * 3600,
         audit_max: int = 100_000,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.r = client
+        self.observe = observe  # (operation, seconds) for the round-trip histogram
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.hist_max = hist_max
@@ -171,7 +173,10 @@ class RedisStateStore:
         for pid in unique:
             pipe.hmget(self.key("p", pid), "ver", "s")
         pipe.mget([self.key("ctx", pid) for pid in unique])
+        t0 = time.perf_counter()
         results = await pipe.execute()
+        if self.observe:
+            self.observe("load", time.perf_counter() - t0)
         contexts = results[-1]
         out: dict[str, Loaded] = {}
         for pid, (ver, raw), ctx in zip(unique, results[:-1], contexts, strict=True):
@@ -211,9 +216,12 @@ class RedisStateStore:
                 for e in emits
             ],
         }
+        t0 = time.perf_counter()
         conflicts, accepted, sids = await self._commit(
             args=[json.dumps(payload, separators=(",", ":"))]
         )
+        if self.observe:
+            self.observe("commit", time.perf_counter() - t0)
         return CommitResult(_strs(conflicts), _strs(accepted), _strs(sids))
 
     async def outbox(self, count: int = 1000) -> list[tuple[str, dict[str, Any]]]:

@@ -1,0 +1,161 @@
+"""Malformed, impossible and FHIR messages through the real broker and worker.
+
+Every input is either scored or dead-lettered with the right reason; the counts add up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.integration.helpers import consume, hours_ago, publish, start_worker, vitals
+from wardwatch.cli import cmd_context
+from wardwatch.demo import metric_sum
+from wardwatch.settings import Settings
+from wardwatch.store import RedisStateStore
+from wardwatch.topics import ensure_topics
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def fhir_obs(pid: str, ts: datetime, code: str, value: float, unit: str) -> dict:
+    return {
+        "resourceType": "Observation",
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
+        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
+        "subject": {"reference": f"Patient/{pid}"},
+        "effectiveDateTime": ts.isoformat(),
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
+    }
+
+
+def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
+    settings: Settings, tmp_path: Path
+) -> None:
+    ensure_topics(settings)
+    t = hours_ago(1)
+    future = datetime.now(UTC) + timedelta(hours=2)
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": fhir_obs("f-1", t, "8867-4", 88, "/min")},
+            {"resource": fhir_obs("f-1", t, "8310-5", 98.6, "[degF]")},
+            {"resource": fhir_obs("f-1", t + timedelta(minutes=15), "9279-1", 18, "/min")},
+        ],
+    }
+    cases: list[tuple[bytes, str | None]] = [
+        (b"{not json", "malformed_json"),
+        (b"[1, 2]", "not_an_object"),
+        (json.dumps({"ts": t.isoformat(), "heart_rate_bpm": 80}).encode(), "missing_patient_id"),
+        (json.dumps({"patient_id": "x", "heart_rate_bpm": 80}).encode(), "missing_timestamp"),
+        (vitals("x", t, heart_rate_bpm="80"), "schema_violation"),
+        (vitals("x", t, consciousness="Z"), "schema_violation"),
+        (vitals("x", t, heart_rate_bpm=400), "impossible_value"),
+        (vitals("x", t, spo2_pct=101), "impossible_value"),
+        (vitals("x", t, temperature_c=60), "impossible_value"),
+        (vitals("x", future, heart_rate_bpm=80), "future_timestamp"),
+        (json.dumps(fhir_obs("f-2", t, "2345-7", 5.5, "mmol/L")).encode(), "fhir_unsupported"),
+        (json.dumps(fhir_obs("f-2", t, "8867-4", 88, "furlongs")).encode(), "unit_unsupported"),
+        (vitals("j-1", t, heart_rate_bpm=80, spo2_pct=97), None),
+        (json.dumps(fhir_obs("f-3", t, "2708-6", 95, "%")).encode(), None),
+        (json.dumps(bundle).encode(), None),  # two observation times → two scored events
+    ]
+    worker = start_worker(settings, tmp_path)
+    try:
+        publish(settings, settings.topics.vitals, [("k", raw) for raw, _ in cases])
+        expected_dead = sum(1 for _, r in cases if r)
+        letters = consume(
+            settings,
+            settings.topics.dead_letter,
+            until=lambda m: len(m) >= expected_dead,
+            timeout_s=40,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            m = worker.metrics()
+            if metric_sum(m, "wardwatch_events_scored_total") >= 4:
+                break
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    assert sorted(d["reason"] for d in letters) == sorted(r for _, r in cases if r)
+    for d in letters:
+        assert d["source_topic"] == settings.topics.vitals
+        assert d["source_partition"] is not None and d["source_offset"] is not None
+        assert d["detail"] and d["original_b64"]
+    consumed = metric_sum(m, "wardwatch_events_consumed_total")
+    dead = metric_sum(m, "wardwatch_dead_letter_total")
+    scored = metric_sum(m, "wardwatch_events_scored_total")
+    assert consumed == len(cases)
+    assert dead == expected_dead
+    assert scored == 4  # j-1, f-3 and the bundle's two observation sets
+    assert consumed - dead == 3  # the three good messages
+
+
+async def test_patient_context_switches_the_spo2_scale(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    args = argparse.Namespace(
+        patient_id="copd-1",
+        spo2_scale=2,
+        age_band="65-79",
+        condition=["copd"],
+        ward=None,
+        discharged=False,
+    )
+    assert cmd_context(args, settings) == 0
+    worker = start_worker(settings, tmp_path)
+    store = RedisStateStore.from_url(settings.redis_url or "", prefix=settings.redis_prefix)
+    try:
+        deadline = time.monotonic() + 30
+        while (await store.load(["copd-1"]))["copd-1"].context is None:
+            assert time.monotonic() < deadline, "context never reached Redis"
+            time.sleep(0.2)
+        normal = dict(
+            respiratory_rate_per_min=16,
+            systolic_bp_mmhg=130,
+            heart_rate_bpm=80,
+            temperature_c=36.8,
+            consciousness="A",
+            on_oxygen=False,
+            spo2_pct=89,
+        )
+        publish(
+            settings,
+            settings.topics.vitals,
+            [
+                ("copd-1", vitals("copd-1", hours_ago(1), **normal)),
+                ("other-1", vitals("other-1", hours_ago(1), **normal)),
+            ],
+        )
+        deadline = time.monotonic() + 30
+        while len(await store.history("copd-1")) + len(await store.history("other-1")) < 2:
+            assert time.monotonic() < deadline, "events not scored"
+            time.sleep(0.2)
+        copd = (await store.history("copd-1"))[-1]
+        other = (await store.history("other-1"))[-1]
+    finally:
+        worker.stop()
+        await store.close()
+    assert copd["news2"] == 0  # SpO2 89 % on air is on target on scale 2
+    assert other["news2"] == 3  # ... and scores 3 on scale 1
