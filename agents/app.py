@@ -54,6 +54,7 @@ class Worker:
             observe=lambda op, s: self.metrics.redis_seconds.labels(op).observe(s),
         )
         self.positions: dict[tuple[str, int], int] = {}  # last offset handled per partition
+        self._lag_labels: set[tuple[str, str]] = set()
         self.pipeline = ScoringPipeline(
             self.store,
             PolicyConfig.from_settings(settings),
@@ -190,6 +191,14 @@ class Worker:
     def update_lag(self) -> None:
         """Consumer lag per assigned partition: highwater minus the next offset to handle."""
         consumer = self.app.consumer
+        assigned = {
+            (tp.topic, str(tp.partition))
+            for tp in consumer.assignment()
+            if tp.topic == self.settings.topics.vitals
+        }
+        for labels in self._lag_labels - assigned:  # partitions lost in a rebalance
+            self.metrics.consumer_lag.remove(*labels)
+        self._lag_labels = assigned
         for tp in consumer.assignment():
             if tp.topic != self.settings.topics.vitals:
                 continue

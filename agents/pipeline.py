@@ -182,9 +182,12 @@ class ScoringPipeline:
         result.emitted = [e.event for e in emits if e.transition_id in accepted]
         result.outbox_ids = commit.outbox_ids
 
-    async def tick(self, pids: Sequence[str]) -> BatchResult:
-        """Time-driven transitions (escalation of unacknowledged alerts)."""
-        return await self._act(pids, lambda pid, st, now: policy_tick(pid, st, now, self.policy))
+    async def tick(self, pids: Sequence[str], now_ms: int | None = None) -> BatchResult:
+        """Time-driven transitions (escalation, held readings) at ``now_ms`` (default: the
+        policy clock)."""
+        return await self._act(
+            pids, lambda pid, st, now: policy_tick(pid, st, now, self.policy), now_ms=now_ms
+        )
 
     async def acknowledge(self, pid: str, actor: str) -> BatchResult:
         return await self._act(
@@ -201,6 +204,7 @@ class ScoringPipeline:
         pids: Sequence[str],
         fn: Callable[[str, AlertState, int], tuple[AlertState, list[AlertEvent]]],
         retries: int = 1,
+        now_ms: int | None = None,
     ) -> BatchResult:
         result = BatchResult()
         todo = list(dict.fromkeys(pids))
@@ -208,7 +212,7 @@ class ScoringPipeline:
             if not todo:
                 break
             loaded = await self.store.load(todo)
-            now = self.policy_now_ms()
+            now = self.policy_now_ms() if now_ms is None else now_ms
             updates: list[Update] = []
             emits: list[Emit] = []
             for pid in todo:

@@ -31,7 +31,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Final, Literal, cast, get_args
 
 from alerts.explain import action_explanation, explain, news2_rise
@@ -227,7 +227,8 @@ class AlertState:
     last_explanation: dict[str, Any] | None = None  # latest explanation while an alert is open
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
+        # every field is JSON-native already: no deep asdict() copy on the hot path
+        return json.dumps(vars(self), separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
@@ -865,6 +866,21 @@ def tick(
       priority level (after that it stays open and on the page, without more pages).
     Returns the input state unchanged when nothing happens.
     """
+    cand = state.pending_candidate
+    candidate_due = cand is not None and now_ms - int(cand["ts_ms"]) > _ms(
+        config.artifact_max_wait_s
+    )
+    repage_due = (
+        state.status == "open"
+        and state.priority in ("medium", "high")
+        and not (
+            state.repage_priority == state.priority and state.repage_count >= config.max_repages
+        )
+        and state.last_page_ts_ms is not None
+        and now_ms - state.last_page_ts_ms >= _ms(config.escalate_unacked_s)
+    )
+    if not candidate_due and not repage_due:  # the common case: nothing to do, no copy
+        return state, []
     st = copy.deepcopy(state)
     events = _promote_expired_candidate(patient_id, st, now_ms, config)
     if st.repage_priority != st.priority:  # a new priority level gets its own re-pages

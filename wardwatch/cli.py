@@ -151,6 +151,13 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ---- bench ----------------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.bench import main as bench_main
+
+    return bench_main(args.bench_args)
+
+
 # ---- news2 ----------------------------------------------------------------------------
 def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.news2_cli import run_news2
@@ -198,6 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ward", default=None)
     c.add_argument("--discharged", action="store_true")
     c.set_defaults(fn=cmd_context)
+
+    bench = sub.add_parser("bench", help="run benchmarks, print JSON", add_help=False)
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(fn=cmd_bench)
 
     n = sub.add_parser("news2", help="score vitals JSON lines from stdin with NEWS2 and qSOFA")
     n.set_defaults(fn=cmd_news2)
