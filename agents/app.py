@@ -26,12 +26,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 import wardwatch
 from agents.metrics import Metrics
-from agents.pipeline import Incoming, ScoringPipeline
+from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
 from alerts import web as alerts_web
 from alerts.policy import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
+from models.runtime import DeteriorationModel, choose_providers
+from wardwatch.errors import ModelError
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
-from wardwatch.schemas import DeadLetter, PatientContext, RejectReason
+from wardwatch.schemas import DeadLetter, ModelPromotion, PatientContext, RejectReason
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
 
@@ -55,11 +57,21 @@ class Worker:
         )
         self.positions: dict[tuple[str, int], int] = {}  # last offset handled per partition
         self._lag_labels: set[tuple[str, str]] = set()
+        self.models = ModelHolder()
+        self.registry = settings.resolved_model_registry()
         self.pipeline = ScoringPipeline(
             self.store,
             PolicyConfig.from_settings(settings),
             time_scale=settings.time_scale,
+            models=self.models,
+            on_model_unavailable=lambda reason, n: self.metrics.model_unavailable.labels(
+                reason
+            ).inc(n),
         )
+        self.metrics.model_load_failures.labels(settings.model_name).inc(0)
+        self.metrics.model_unavailable.labels("no_model").inc(0)
+        self.metrics.model_unavailable.labels("model_error").inc(0)
+        self.load_model(None, None)
         self.app = build_app(self)
         t = settings.topics
         self.vitals_topic = self.app.topic(t.vitals, value_serializer="raw", key_serializer="raw")
@@ -112,11 +124,90 @@ class Worker:
                 await webhook.run()
 
         @app.task
+        async def watch_promotions() -> None:
+            await self.follow_promotions()
+
+        @app.task
         async def startup() -> None:
             await self.store.ping()
             await self.flush_outbox()
             self.ready = True
             log.info("worker ready (redis %s)", (self.settings.redis_url or "").split("@")[-1])
+
+    # ---- models -----------------------------------------------------------------------
+    def load_model(self, version: str | None, sha256: str | None) -> bool:
+        """Load a verified version (the promoted one when ``version`` is None) and switch
+        to it; on any failure keep the current model and count the failure."""
+        name = self.settings.model_name
+        try:
+            model = DeteriorationModel.from_registry(
+                self.registry,
+                name,
+                version,
+                expected_sha256=sha256,
+                providers=choose_providers(self.settings.onnx_provider),
+            )
+        except ModelError as exc:
+            self.metrics.model_load_failures.labels(name).inc()
+            current = self.models.current
+            log.error(
+                "model %s %s refused: %s; keeping %s",
+                name,
+                version or "(promoted)",
+                exc,
+                f"{current.version}" if current else "rules-only scoring",
+            )
+            return False
+        self.models.current = model  # atomic: the next batch uses it
+        self.metrics.model_info.info(
+            {
+                "name": model.name,
+                "version": model.version,
+                "sha256": model.sha256[:16],
+                "provider": model.session.provider,
+            }
+        )
+        return True
+
+    async def follow_promotions(self) -> None:
+        """Every worker reads the whole control topic (no consumer group) and switches
+        to each promoted version of its model, between batches."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap(),
+            enable_auto_commit=False,
+            group_id=None,
+            **aiokafka_security(s),
+        )
+        await consumer.start()
+        try:
+            tp = TopicPartition(s.topics.control, 0)
+            consumer.assign([tp])
+            await consumer.seek_to_beginning(tp)
+            loop = asyncio.get_running_loop()
+            while True:
+                batches = await consumer.getmany(tp, timeout_ms=1000)
+                latest: ModelPromotion | None = None
+                for msg in batches.get(tp, []):
+                    try:
+                        promo = ModelPromotion.model_validate_json(msg.value or b"")
+                    except ValueError:
+                        log.error("unreadable promotion message at offset %d", msg.offset)
+                        continue
+                    if promo.model_name == s.model_name:
+                        latest = promo
+                current = self.models.current
+                if latest is None or (
+                    current is not None
+                    and (current.version, current.sha256) == (latest.version, latest.sha256)
+                ):
+                    continue
+                log.info("promotion of %s %s received", latest.model_name, latest.version)
+                await loop.run_in_executor(None, self.load_model, latest.version, latest.sha256)
+        finally:
+            await consumer.stop()
 
     async def handle_vitals(self, events: Sequence[faust.EventT]) -> None:
         topic = self.settings.topics.vitals
@@ -264,6 +355,26 @@ def _first_error(exc: ValueError) -> str:
         first = errors()[0]
         return f"{'.'.join(str(x) for x in first.get('loc', ()))}: {first.get('msg')}"
     return str(exc)
+
+
+def aiokafka_security(settings: Settings) -> dict[str, Any]:
+    """Security keyword arguments for plain aiokafka clients."""
+    sec = settings.kafka_security
+    kw: dict[str, Any] = {"security_protocol": sec.protocol}
+    if sec.protocol.endswith("SSL"):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None)
+        if sec.ssl_certfile:
+            ctx.load_cert_chain(str(sec.ssl_certfile), str(sec.ssl_keyfile or "") or None)
+        kw["ssl_context"] = ctx
+    if sec.protocol.startswith("SASL"):
+        kw["sasl_mechanism"] = sec.sasl_mechanism
+        kw["sasl_plain_username"] = sec.sasl_username
+        kw["sasl_plain_password"] = (
+            sec.sasl_password.get_secret_value() if sec.sasl_password else None
+        )
+    return kw
 
 
 def faust_broker_credentials(settings: Settings) -> Any:

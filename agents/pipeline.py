@@ -12,6 +12,7 @@ run exactly the same code. Per batch:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +24,12 @@ from alerts.policy import resolve as policy_resolve
 from alerts.policy import tick as policy_tick
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
-from wardwatch.patient import PatientState, apply_event, history_entry
+from models.runtime import DeteriorationModel, fuse
+from wardwatch.patient import Applied, PatientState, apply_event, history_entry
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import CommitResult, Emit, StateStore, Update
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,26 @@ class Scored:
     qsofa: QsofaResult
     model_risk: float | None = None
     model_version: str | None = None
+    fused_risk: float | None = None
+    model_reason: str | None = None  # why model_risk is None
+    event_id: str = ""
+
+
+@dataclass
+class ModelHolder:
+    """The model the pipeline uses; replaced atomically between batches on promotion."""
+
+    current: DeteriorationModel | None = None
+
+
+def model_event(event: VitalsEvent, spo2_scale: int) -> dict[str, Any]:
+    """What the feature builder sees of an event (the trainer's event dicts)."""
+    return {"ts": event.ts_ms(), **event.vitals(), "spo2_scale": spo2_scale}
+
+
+def _scale(ctx: dict[str, Any], state: PatientState) -> int:
+    """SpO2 scale: the clinician's setting (context) wins over the device's."""
+    return int(ctx.get("spo2_scale") or state.spo2_scale_device or 1)
 
 
 @dataclass
@@ -93,8 +117,15 @@ class ScoringPipeline:
         baseline_alpha: float = 0.02,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
+        models: ModelHolder | None = None,
+        alerts: bool = True,
+        on_model_unavailable: Callable[[str, int], None] | None = None,
     ) -> None:
         self.store = store
+        self.models = models
+        self.alerts = alerts  # False: score only (replay of historical data)
+        self.on_model_unavailable = on_model_unavailable
+        self.rewarmed = 0
         self.policy = policy or PolicyConfig()
         self.max_age_ms = int(vitals_max_age_s * 1000)
         self.baseline_alpha = baseline_alpha
@@ -126,34 +157,62 @@ class ScoringPipeline:
         history: dict[str, list[str]] = {}
         emits: list[Emit] = []
         now = self.now_ms()
+
+        # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
+        applied_items: list[tuple[Incoming, PatientState, dict[str, Any], Applied]] = []
         for item in batch:
             ev = item.event
-            pid = ev.patient_id
-            entry = loaded[pid]
+            entry = loaded[ev.patient_id]
             state = entry.state
             applied = apply_event(
                 state, ev, baseline_alpha=self.baseline_alpha, max_age_ms=self.max_age_ms
             )
             if applied.status == "duplicate":
                 result.duplicates += 1
-                continue
-            if applied.status == "stale":
+            elif applied.status == "stale":
                 result.stale += 1
-                continue
-            touched[pid] = state
-            ctx = entry.context or {}
-            scale = int(ctx.get("spo2_scale") or state.spo2_scale_device or 1)
+            else:
+                touched[ev.patient_id] = state
+                applied_items.append((item, state, entry.context or {}, applied))
+
+        # 2. the deep model: one version for the whole batch, one ONNX call per wave
+        model = self.models.current if self.models is not None else None
+        risks = await self._model_scores(model, applied_items)
+
+        # 3. rules (always) and the alert policy, in event order
+        for (item, state, ctx, applied), (risk, reason, contrib) in zip(
+            applied_items, risks, strict=True
+        ):
+            ev = item.event
+            pid = ev.patient_id
+            scale = _scale(ctx, state)
             n2 = news2_from_vitals(applied.current, spo2_scale=scale)
             q = qsofa_from_vitals(applied.current)
-            result.scored.append(Scored(pid, ev.ts_ms(), n2, q))
-            history.setdefault(pid, []).append(history_entry(ev, n2.total, None))
-
+            fused = None
+            if risk is not None and model is not None:
+                fusion = model.meta.get("fusion") or {}
+                fused = fuse(
+                    risk,
+                    (ctx.get("imaging") or {}).get("probability"),
+                    imaging_weight=float(fusion.get("imaging_weight", 0.5)),
+                    imaging_prior=float(fusion.get("imaging_prior", 0.1)),
+                )
+            version = model.version if model is not None and risk is not None else None
+            result.scored.append(
+                Scored(pid, ev.ts_ms(), n2, q, risk, version, fused, reason, item.event_id)
+            )
+            history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
+            if not self.alerts:
+                continue
             obs = Observation(
                 ts_ms=ev.ts_ms(),
                 news2=n2,
                 vitals=applied.current,
                 baseline_z=applied.baseline_z,
                 baseline_n=applied.baseline_n,
+                model_risk=fused,
+                model_version=version,
+                model_contributions=contrib,
                 event_id=item.event_id,
             )
             before = AlertState.from_json(state.alert)
@@ -174,6 +233,75 @@ class ScoringPipeline:
         if self._stream_ms is None or newest > self._stream_ms:
             self._stream_ms, self._stream_wall = newest, self.clock()
         return result
+
+    async def _model_scores(
+        self,
+        model: DeteriorationModel | None,
+        items: Sequence[tuple[Incoming, PatientState, dict[str, Any], Applied]],
+    ) -> list[tuple[float | None, str | None, dict[str, float] | None]]:
+        """Model risk per applied event, or None with the reason (rules still score)."""
+        if not items:
+            return []
+        if model is None:
+            self.model_unavailable("no_model", len(items))
+            return [(None, "no_model", None)] * len(items)
+        try:
+            await self._rewarm(model, items)
+            scored = model.score(
+                [
+                    (
+                        item.event.patient_id,
+                        state.model,
+                        model_event(item.event, _scale(ctx, state)),
+                    )
+                    for item, state, ctx, _ in items
+                ],
+                explain_above=self.policy.model_risk_medium,
+            )
+        except Exception:  # noqa: BLE001 - a model outage must never stop the rules
+            log.exception(
+                "model %s %s failed; scoring with the rules only", model.name, model.version
+            )
+            self.model_unavailable("model_error", len(items))
+            return [(None, "model_error", None)] * len(items)
+        for (_, state, _, _), sc in zip(items, scored, strict=True):
+            if sc.state:  # the last event of each patient in the batch leaves its state
+                state.model = sc.state
+        return [(sc.risk, None, sc.contributions) for sc in scored]
+
+    async def _rewarm(
+        self,
+        model: DeteriorationModel,
+        items: Sequence[tuple[Incoming, PatientState, dict[str, Any], Applied]],
+    ) -> None:
+        """Patients whose stored model state is missing or from another version, but who
+        had events before: rebuild the state from their recent history (one read)."""
+        need: dict[str, PatientState] = {}
+        for item, state, _ctx, _ in items:
+            pid = item.event.patient_id
+            if pid not in need and state.n_events > 1 and not model.owns(state.model):
+                need[pid] = state
+        if not need:
+            return
+        histories = await self.store.histories(list(need))
+        replay_items = []
+        for pid, state in need.items():
+            state.model = None
+            scale = state.spo2_scale_device or 1
+            for row in histories.get(pid, []):
+                event = {k: v for k, v in row.items() if k not in ("t", "news2", "risk")}
+                event["ts"] = int(row["t"])
+                event["spo2_scale"] = scale
+                replay_items.append((pid, None, event))
+        if replay_items:
+            for (pid, _, _), sc in zip(replay_items, model.score(replay_items), strict=True):
+                if sc.state:
+                    need[pid].model = sc.state
+        self.rewarmed += len(need)
+
+    def model_unavailable(self, reason: str, n: int) -> None:
+        if self.on_model_unavailable is not None:
+            self.on_model_unavailable(reason, n)
 
     @staticmethod
     def _collect(result: BatchResult, commit: CommitResult, emits: Sequence[Emit]) -> None:

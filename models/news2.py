@@ -20,6 +20,7 @@ Decisions that are not in the chart itself:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Mapping
@@ -143,7 +144,23 @@ def recorded_value(value: float | Decimal, quantum: Decimal = WHOLE) -> Decimal:
         raise ValueError(f"number out of range: {value!r}") from None
 
 
+@functools.cache
+def _scaled_bands(bands: tuple[Band, ...], scale: int) -> tuple[tuple[int | None, int], ...]:
+    """The band table with upper bounds in integer units of the recorded precision."""
+    return tuple((None if u is None else int(u * scale), p) for u, p in bands)
+
+
 def _lookup(bands: tuple[Band, ...], value: float | Decimal, quantum: Decimal = WHOLE) -> int:
+    # Fast path for the common case, a plain number already at the recorded precision
+    # (an integer pulse, a temperature with one decimal): exact integer comparison.
+    if type(value) is int or (type(value) is float and math.isfinite(value)):
+        scale = 1 if quantum == WHOLE else 10
+        x = value * scale
+        k = round(x)
+        if abs(x - k) < 1e-9:
+            for bound, pts in _scaled_bands(bands, scale):
+                if bound is None or k <= bound:
+                    return pts
     recorded = recorded_value(value, quantum)
     for upper, points in bands:
         if upper is None or recorded <= upper:

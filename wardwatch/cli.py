@@ -151,6 +151,13 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ---- score ----------------------------------------------------------------------------
+def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.score_cli import run_score
+
+    return run_score(sys.stdin.buffer, sys.stdout, settings, args.model)
+
+
 # ---- bench ----------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.bench import main as bench_main
@@ -205,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ward", default=None)
     c.add_argument("--discharged", action="store_true")
     c.set_defaults(fn=cmd_context)
+
+    sc = sub.add_parser("score", help="replay vitals JSON lines through the worker's scoring")
+    sc.add_argument("--model", default=None, help="registry version (default: promoted)")
+    sc.set_defaults(fn=cmd_score)
 
     bench = sub.add_parser("bench", help="run benchmarks, print JSON", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)

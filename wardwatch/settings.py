@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
     max_future_skew_s: float = Field(300.0, description="reject events further in the future")
     model_registry: Path = Field(Path("model-registry"), description="model registry root")
+    model_name: str = Field("deterioration", description="registry name of the vitals model")
     onnx_provider: Literal["auto", "cpu", "cuda"] = "auto"
 
     time_scale: float = Field(
@@ -109,6 +110,15 @@ class Settings(BaseSettings):
     )
     log_level: Literal["debug", "info", "warn", "error"] = "info"
     data_dir: Path = Field(Path(".wardwatch"), description="Faust table data, demo scratch")
+
+    def resolved_model_registry(self) -> Path:
+        """The registry path; a relative default that does not exist here falls back to
+        the registry shipped beside the source tree (the repository's ``model-registry``)."""
+        path = self.model_registry
+        if path.is_absolute() or path.exists():
+            return path
+        shipped = Path(__file__).resolve().parents[1] / path
+        return shipped if shipped.exists() else path
 
     def kafka_bootstrap(self) -> str:
         """host:port[,host:port] without a scheme, for kafka-python and aiokafka."""

@@ -127,6 +127,9 @@ class StateStore(Protocol):
     async def commit(self, updates: Sequence[Update], emits: Sequence[Emit]) -> CommitResult: ...
     async def set_context(self, pid: str, context: dict[str, Any]) -> None: ...
     async def history(self, pid: str, n: int = 48) -> list[dict[str, Any]]: ...
+    async def histories(
+        self, pids: Sequence[str], n: int = 96
+    ) -> dict[str, list[dict[str, Any]]]: ...
 
 
 class RedisStateStore:
@@ -241,6 +244,16 @@ class RedisStateStore:
         rows = await self.r.lrange(self.key("h", pid), 0, n - 1)
         return [json.loads(r) for r in reversed(rows)]
 
+    async def histories(self, pids: Sequence[str], n: int = 96) -> dict[str, list[dict[str, Any]]]:
+        """Recent observations of several patients, oldest first, in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for pid in pids:
+            pipe.lrange(self.key("h", pid), 0, n - 1)
+        rows = await pipe.execute()
+        return {
+            pid: [json.loads(r) for r in reversed(rs)] for pid, rs in zip(pids, rows, strict=True)
+        }
+
     async def open_alerts(self) -> list[dict[str, Any]]:
         pids = _strs(await self.r.zrange(self.key("open"), 0, -1))
         if not pids:
@@ -266,10 +279,15 @@ class RedisStateStore:
 
 
 class MemoryStateStore:
-    """In-process store with the same behaviour as Redis (replay, unit tests)."""
+    """In-process store with the same behaviour as Redis (replay, unit tests).
 
-    def __init__(self, hist_max: int = 96) -> None:
-        self.states: dict[str, str] = {}
+    ``serialize=True`` round-trips every state through JSON like Redis does;
+    ``serialize=False`` (single-process replay) keeps the objects, which is faster.
+    """
+
+    def __init__(self, hist_max: int = 96, *, serialize: bool = True) -> None:
+        self.serialize = serialize
+        self.states: dict[str, str | PatientState] = {}
         self.versions: dict[str, int] = {}
         self.contexts: dict[str, dict[str, Any]] = {}
         self.hist: dict[str, list[str]] = {}
@@ -281,7 +299,8 @@ class MemoryStateStore:
     async def load(self, pids: Sequence[str]) -> dict[str, Loaded]:
         out = {}
         for pid in dict.fromkeys(pids):
-            state = PatientState.from_json(self.states.get(pid))
+            stored = self.states.get(pid)
+            state = stored if isinstance(stored, PatientState) else PatientState.from_json(stored)
             state.version = self.versions.get(pid, 0)
             out[pid] = Loaded(state, self.contexts.get(pid))
         return out
@@ -293,7 +312,7 @@ class MemoryStateStore:
                 conflicts.append(u.pid)
                 continue
             self.versions[u.pid] = u.expected_version + 1
-            self.states[u.pid] = u.state.to_json()
+            self.states[u.pid] = u.state.to_json() if self.serialize else u.state
             if u.watch is not None:
                 (self.watch.add if u.watch else self.watch.discard)(u.pid)
             if u.history:
@@ -314,6 +333,9 @@ class MemoryStateStore:
 
     async def history(self, pid: str, n: int = 48) -> list[dict[str, Any]]:
         return [json.loads(r) for r in reversed(self.hist.get(pid, [])[:n])]
+
+    async def histories(self, pids: Sequence[str], n: int = 96) -> dict[str, list[dict[str, Any]]]:
+        return {pid: await self.history(pid, n) for pid in pids}
 
 
 def _strs(values: Iterable[Any]) -> list[str]:

@@ -1,0 +1,267 @@
+"""Offline trainer: data set, evaluation definitions, registry gate, tiny end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from models.features import N_FEATURES
+from trainer import registry as reg
+from trainer.dataset import PatientSeq, from_events, from_simulation, news2_sequence
+from trainer.evaluate import evaluate, report_markdown
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def ev(pid: str, minutes: float, **values: Any) -> dict[str, Any]:
+    return {"patient_id": pid, "ts": T0 + timedelta(minutes=minutes), **values}
+
+
+# ------------------------------------------------------------------------------ dataset
+
+
+def test_labels_follow_the_horizon_and_events_after_outcome_are_dropped() -> None:
+    events = [ev("a", 60 * h, heart_rate_bpm=80) for h in range(0, 20)]
+    events += [ev("b", 60 * h, heart_rate_bpm=80) for h in range(0, 5)]
+    outcomes = [{"patient_id": "a", "ts": T0 + timedelta(hours=15), "kind": "icu_transfer"}]
+    ds = from_events(events, outcomes, horizon_h=12.0, fractions=(0.5, 0.0))
+    a = next(p for p in ds.patients if p.patient_id == "a")
+    b = next(p for p in ds.patients if p.patient_id == "b")
+    assert len(a.y) == 15  # hours 0..14, the rest is after the outcome
+    assert a.y.tolist() == [0, 0, 0] + [1] * 12  # 15 - h <= 12  <=>  h >= 3
+    assert a.outcome_h == 15.0
+    assert b.y.sum() == 0 and b.outcome_h is None
+    assert a.x.shape == (15, N_FEATURES)
+
+
+def test_news2_uses_carried_forward_vitals_within_4h() -> None:
+    events = [
+        ev("p", 0, respiratory_rate_per_min=26),  # RR >= 25: 3 points
+        ev("p", 60, heart_rate_bpm=80),
+        ev("p", 5 * 60, heart_rate_bpm=80),  # RR now 5 h old: dropped
+    ]
+    assert news2_sequence(events).tolist() == [3, 3, 0]
+
+
+def test_simulated_splits_are_disjoint_and_deterministic() -> None:
+    a = from_simulation(30, seed=5)
+    b = from_simulation(30, seed=5)
+    ids = {s: {a.patients[i].patient_id for i in a.split[s]} for s in ("train", "val", "test")}
+    assert not (ids["train"] & ids["val"]) and not (ids["train"] & ids["test"])
+    assert not (ids["val"] & ids["test"])
+    assert sum(len(v) for v in ids.values()) == len(a.patients) == 30
+    assert a.fingerprint() == b.fingerprint()
+    assert a.fingerprint() != from_simulation(30, seed=6).fingerprint()
+    s = a.summary()
+    assert s["train"]["patients"] == 18 and s["test"]["patients"] == 6
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def _seq(pid: str, y: list[int], news2: list[int], outcome_h: float | None, scale: int = 1):
+    n = len(y)
+    return PatientSeq(
+        patient_id=pid,
+        x=np.zeros((n, N_FEATURES), dtype=np.float32),
+        y=np.array(y, dtype=np.int8),
+        news2=np.array(news2, dtype=np.int16),
+        t_h=np.arange(n, dtype=np.float64),
+        outcome_h=outcome_h,
+        spo2_scale=scale,
+    )
+
+
+def test_alerts_count_crossings_and_lead_time() -> None:
+    # patient 1: outcome at 6 h; NEWS2 >= 5 from 3 h; model above its threshold from 1 h
+    p1 = _seq("1", [0, 1, 1, 1, 1, 1], [0, 1, 2, 5, 6, 7], outcome_h=6.0)
+    # patient 2: no outcome, NEWS2 flickers above 5 twice (two crossings)
+    p2 = _seq("2", [0, 0, 0, 0, 0, 0], [5, 1, 5, 5, 0, 0], outcome_h=None, scale=2)
+    r1 = np.array([0.1, 0.2, 0.8, 0.9, 0.9, 0.95])
+    # NEWS2 >= 5 flags 6 of 12 observations: the model threshold is the median, 0.15
+    r2 = np.array([0.5, 0.05, 0.05, 0.05, 0.05, 0.05])
+    m = evaluate([p1, p2], [r1, r2], horizon_h=12.0, lookback_h=24.0)
+    assert m["news2"]["alert_rate"] == pytest.approx(6 / 12, abs=1e-4)
+    assert m["news2"]["alerts"] == 3  # p1 once, p2 twice
+    assert m["news2"]["median_lead_time_h"] == 3.0
+    days = (5 + 5) / 24
+    assert m["news2"]["alerts_per_patient_day"] == pytest.approx(3 / days, abs=1e-3)
+    assert m["model"]["threshold"] == pytest.approx(0.15)
+    assert m["model"]["alert_rate"] == pytest.approx(6 / 12, abs=1e-4)
+    assert m["model"]["alerts"] == 2  # p1 at 1 h, p2 at 0 h
+    assert m["model"]["median_lead_time_h"] == 5.0
+    assert m["model"]["auroc"] == pytest.approx(34 / 35, abs=1e-4)  # 0.2 < 0.5 misordered
+    assert m["model"]["sensitivity"] == 1.0
+    assert m["subgroups"]["spo2_scale2"]["patients"] == 1
+    assert len(m["calibration"]["bins"]) == 10
+    assert sum(b["n"] for b in m["calibration"]["bins"]) == 12
+    json.dumps(m)
+    md = report_markdown(m, {"name": "deterioration", "version": "v0"})
+    assert "| AUROC | 0.9714 |" in md and "SpO2 scale 2" in md
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def _fake_version(root: Path, version: str, auroc: float, news2: float, apd: float) -> None:
+    meta = {
+        "metrics": {
+            "model": {"auroc": auroc, "alerts_per_patient_day": apd},
+            "news2": {"auroc": news2},
+        },
+        "parity": {"passed": True},
+    }
+    reg.write_version(root, "m", version, b"onnx-bytes-" + version.encode(), meta, "# r\n")
+
+
+def test_registry_gate(tmp_path: Path) -> None:
+    _fake_version(tmp_path, "v1", auroc=0.70, news2=0.75, apd=0.5)  # worse than NEWS2
+    _fake_version(tmp_path, "v2", auroc=0.80, news2=0.75, apd=0.5)
+    _fake_version(tmp_path, "v3", auroc=0.80, news2=0.75, apd=0.5)  # ties v2
+    _fake_version(tmp_path, "v10", auroc=0.85, news2=0.75, apd=2.0)  # over the budget
+    assert reg.list_versions(tmp_path, "m") == ["v1", "v2", "v3", "v10"]
+    assert reg.next_version(tmp_path, "m") == "v11"
+    assert reg.promoted_version(tmp_path, "m") is None
+
+    out = reg.promote(tmp_path, "m", "v1")
+    assert not out["promoted"] and "NEWS2" in out["reasons"][0]
+    assert reg.promote(tmp_path, "m", "v2")["promoted"]
+    assert reg.promoted_version(tmp_path, "m") == "v2"
+    out = reg.promote(tmp_path, "m", "v3")
+    assert not out["promoted"] and any("promoted v2" in r for r in out["reasons"])
+    out = reg.promote(tmp_path, "m", "v10")
+    assert not out["promoted"] and any("budget" in r for r in out["reasons"])
+    assert reg.promote(tmp_path, "m", "v10", alert_budget=3.0)["promoted"]
+    assert reg.promoted_version(tmp_path, "m") == "v10"
+
+    # tampering is detected before any promotion
+    (tmp_path / "m" / "v3" / "model.onnx").write_bytes(b"evil")
+    with pytest.raises(reg.RegistryError, match="sha256"):
+        reg.promote(tmp_path, "m", "v3", force=True)
+    with pytest.raises(reg.RegistryError):
+        reg.load_metadata(tmp_path, "m", "v99")
+    with pytest.raises(reg.RegistryError):
+        reg.load_metadata(tmp_path, "m", "../etc")
+    with pytest.raises(reg.RegistryError, match="exists"):
+        _fake_version(tmp_path, "v2", 0.9, 0.5, 0.1)
+
+
+def test_publish_promotion_uses_the_control_topic(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[tuple[str, Any, bytes]] = []
+
+    class FakeProducer:
+        def send(self, topic: str, key: Any = None, value: bytes = b"") -> Any:
+            sent.append((topic, key, value))
+            return SimpleNamespace(get=lambda timeout: SimpleNamespace(partition=0, offset=7))
+
+        def flush(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    import wardwatch.topics
+
+    monkeypatch.setattr(wardwatch.topics, "producer", lambda settings: FakeProducer())
+    settings = SimpleNamespace(topics=SimpleNamespace(control="ctl"))
+    out = reg.publish_promotion(settings, "deterioration", "v2", "ab" * 32)
+    assert out == {"topic": "ctl", "partition": 0, "offset": 7}
+    topic, key, value = sent[0]
+    assert topic == "ctl" and key == "deterioration"
+    body = json.loads(value)
+    assert body["version"] == "v2" and body["sha256"] == "ab" * 32
+    assert body["model_name"] == "deterioration"
+
+
+def test_registry_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trainer.registry, models.features; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    from trainer import cli
+
+    out = cli.train(True, tmp_path, seed=3, n_patients=150, epochs=3, parity_n=200)
+    assert out["version"] == "v1"
+    assert out["parity"]["passed"]
+    assert out["parity"]["max_abs_diff_risk_real"] < 1e-4
+    assert out["parity"]["max_abs_diff_risk_random"] < 1e-4
+    vdir = tmp_path / "deterioration" / "v1"
+    assert {p.name for p in vdir.iterdir()} == {"model.onnx", "metadata.json", "report.md"}
+    meta = reg.load_metadata(tmp_path, "deterioration", "v1")
+    assert reg.verify(tmp_path, "deterioration", "v1") == meta["sha256"]
+    for key in (
+        "created_at",
+        "feature_names",
+        "normalization",
+        "label_horizon_h",
+        "training_data",
+        "metrics",
+        "parity",
+        "code_version",
+        "hidden_size",
+        "inputs",
+        "outputs",
+    ):
+        assert key in meta
+    assert len(meta["feature_names"]) == N_FEATURES
+
+    sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["features", "h_in"]
+    assert [o.name for o in sess.get_outputs()] == ["risk", "h_out"]
+    risk, h = sess.run(
+        None,
+        {
+            "features": np.zeros((5, N_FEATURES), np.float32),
+            "h_in": np.zeros((5, meta["hidden_size"]), np.float32),
+        },
+    )
+    assert risk.shape == (5, 1) and h.shape == (5, meta["hidden_size"])
+    assert ((risk > 0) & (risk < 1)).all()
+    smoke = meta["smoke"]
+    r_smoke, _ = sess.run(
+        None,
+        {
+            "features": np.array(smoke["features"], np.float32),
+            "h_in": np.array(smoke["h_in"], np.float32),
+        },
+    )
+    assert np.abs(r_smoke[:, 0] - np.array(smoke["risk"])).max() < 1e-4
+    assert meta["norm"] == meta["normalization"]
+
+    # re-evaluation from the ONNX file reproduces the stored metrics
+    again = cli.evaluate(tmp_path, "v1")
+    assert again["fingerprint_matches"] and again["auroc_matches"]
+
+    # promote v1 (forced: a 3-epoch model need not beat NEWS2), then a copy of it,
+    # no better than the promoted one, is refused
+    assert cli.promote(tmp_path, "v1", force=True)["promoted"]
+    shutil.copytree(vdir, tmp_path / "deterioration" / "v2")
+    meta2 = json.loads((tmp_path / "deterioration" / "v2" / "metadata.json").read_text())
+    meta2["version"] = "v2"
+    (tmp_path / "deterioration" / "v2" / "metadata.json").write_text(json.dumps(meta2))
+    refused = cli.promote(tmp_path, "v2")
+    assert not refused["promoted"]
+    assert any("promoted v1" in r for r in refused["reasons"])
+    assert reg.promoted_version(tmp_path, "deterioration") == "v1"
+    rows = cli.list_models(tmp_path)
+    assert [(r["version"], r["promoted"]) for r in rows] == [("v1", True), ("v2", False)]

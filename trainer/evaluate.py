@@ -1,0 +1,276 @@
+"""Held-out evaluation of the model against NEWS2 (per observation).
+
+Definitions (also in ``docs/trainer.md``):
+
+* **AUROC / AUPRC**: scikit-learn over every test observation; NEWS2 is ranked by its
+  total (ties are real: it is an integer score).
+* **Operating point**: the alert rate of NEWS2 >= 5 (the fraction of test observations
+  at or above 5); the model threshold is the risk quantile giving the same fraction.
+* **Sensitivity**: the fraction of positive observations at or above the threshold.
+* **Alerts per patient-day**: an alert is a crossing of the threshold from below, per
+  patient (the first observation counts as a crossing if it is already above); the
+  total over patients divided by the observed patient-days (first to last observation).
+* **Lead time**: for patients with an outcome, hours from the first crossing within the
+  ``lookback_h`` hours before the outcome to the outcome; median over the patients
+  that had such a crossing (``detected`` is their fraction).
+* **Calibration**: 10 equal-width bins of predicted risk: count, mean predicted, observed
+  rate; plus the expected calibration error and the Brier score.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+from trainer.dataset import PatientSeq
+
+__all__ = ["NEWS2_THRESHOLD", "evaluate", "report_markdown"]
+
+NEWS2_THRESHOLD = 5
+Array = npt.NDArray[Any]
+
+
+def _safe(fn: Any, y: Array, s: Array) -> float | None:
+    if len(y) == 0 or y.min() == y.max():
+        return None
+    return round(float(fn(y, s)), 4)
+
+
+def _alerts(
+    patients: Sequence[PatientSeq], scores: Sequence[Array], thr: float, lookback_h: float
+) -> dict[str, Any]:
+    crossings = 0
+    days = 0.0
+    leads: list[float] = []
+    with_outcome = 0
+    for p, s in zip(patients, scores, strict=True):
+        above = s >= thr
+        prev = np.concatenate([[False], above[:-1]])
+        cross = above & ~prev
+        crossings += int(cross.sum())
+        days += max(float(p.t_h[-1] - p.t_h[0]), 0.25) / 24.0
+        if p.outcome_h is not None:
+            with_outcome += 1
+            window = cross & (p.t_h >= p.outcome_h - lookback_h)
+            if window.any():
+                leads.append(float(p.outcome_h - p.t_h[np.argmax(window)]))
+    return {
+        "alerts": crossings,
+        "patient_days": round(days, 3),
+        "alerts_per_patient_day": round(crossings / days, 4) if days else None,
+        "median_lead_time_h": round(float(np.median(leads)), 3) if leads else None,
+        "detected_outcomes": len(leads),
+        "patients_with_outcome": with_outcome,
+        "detected_fraction": round(len(leads) / with_outcome, 4) if with_outcome else None,
+    }
+
+
+def _calibration(y: Array, p: Array, bins: int = 10) -> dict[str, Any]:
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    idx = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    table = []
+    ece = 0.0
+    for b in range(bins):
+        sel = idx == b
+        n = int(sel.sum())
+        mean_p = float(p[sel].mean()) if n else None
+        obs = float(y[sel].mean()) if n else None
+        if n and mean_p is not None and obs is not None:
+            ece += n / len(y) * abs(mean_p - obs)
+        table.append(
+            {
+                "bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}",
+                "n": n,
+                "mean_predicted": None if mean_p is None else round(mean_p, 4),
+                "observed_rate": None if obs is None else round(obs, 4),
+            }
+        )
+    return {
+        "bins": table,
+        "ece": round(ece, 4),
+        "brier": round(float(brier_score_loss(y, p)), 5) if len(y) else None,
+    }
+
+
+def _block(
+    patients: Sequence[PatientSeq],
+    risks: Sequence[Array],
+    lookback_h: float,
+    model_threshold: float | None = None,
+) -> dict[str, Any]:
+    y = np.concatenate([p.y for p in patients]).astype(np.int64)
+    r = np.concatenate(list(risks))
+    n2 = np.concatenate([p.news2 for p in patients]).astype(np.float64)
+    news2_rate = float((n2 >= NEWS2_THRESHOLD).mean())
+    if model_threshold is None:
+        # the risk at or above which the same fraction of observations lies
+        model_threshold = float(np.quantile(r, 1.0 - news2_rate)) if news2_rate > 0 else 1.0
+    model_alert = r >= model_threshold
+    news2_alert = n2 >= NEWS2_THRESHOLD
+    pos = y == 1
+    out: dict[str, Any] = {
+        "patients": len(patients),
+        "observations": int(len(y)),
+        "positive_observations": int(pos.sum()),
+        "prevalence": round(float(y.mean()), 4) if len(y) else None,
+        "model": {
+            "auroc": _safe(roc_auc_score, y, r),
+            "auprc": _safe(average_precision_score, y, r),
+            "threshold": round(model_threshold, 6),
+            "alert_rate": round(float(model_alert.mean()), 4),
+            "sensitivity": round(float(model_alert[pos].mean()), 4) if pos.any() else None,
+            "ppv": round(float(y[model_alert].mean()), 4) if model_alert.any() else None,
+            **_alerts(patients, risks, model_threshold, lookback_h),
+        },
+        "news2": {
+            "auroc": _safe(roc_auc_score, y, n2),
+            "auprc": _safe(average_precision_score, y, n2),
+            "threshold": NEWS2_THRESHOLD,
+            "alert_rate": round(news2_rate, 4),
+            "sensitivity": round(float(news2_alert[pos].mean()), 4) if pos.any() else None,
+            "ppv": round(float(y[news2_alert].mean()), 4) if news2_alert.any() else None,
+            **_alerts(
+                patients,
+                [p.news2.astype(np.float64) for p in patients],
+                NEWS2_THRESHOLD,
+                lookback_h,
+            ),
+        },
+    }
+    return out
+
+
+def evaluate(
+    patients: Sequence[PatientSeq],
+    risks: Sequence[Array],
+    *,
+    horizon_h: float,
+    lookback_h: float = 24.0,
+) -> dict[str, Any]:
+    """Metrics of ``risks`` (one array per patient, calibrated) vs NEWS2 on ``patients``."""
+    if not patients:
+        raise ValueError("nothing to evaluate")
+    overall = _block(patients, risks, lookback_h)
+    y = np.concatenate([p.y for p in patients]).astype(np.int64)
+    r = np.concatenate(list(risks))
+    overall["calibration"] = _calibration(y, r)
+    sub = [(p, s) for p, s in zip(patients, risks, strict=True) if p.spo2_scale == 2]
+    overall["subgroups"] = {
+        "spo2_scale2": (
+            _block(
+                [p for p, _ in sub],
+                [s for _, s in sub],
+                lookback_h,
+                model_threshold=overall["model"]["threshold"],
+            )
+            if sub
+            else {"patients": 0}
+        )
+    }
+    overall["horizon_h"] = horizon_h
+    overall["lookback_h"] = lookback_h
+    return overall
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(block: dict[str, Any]) -> list[str]:
+    rows = [
+        ("AUROC", "auroc"),
+        ("AUPRC", "auprc"),
+        ("threshold", "threshold"),
+        ("alert rate (fraction of observations)", "alert_rate"),
+        ("sensitivity at that rate", "sensitivity"),
+        ("PPV at that rate", "ppv"),
+        ("alerts (threshold crossings)", "alerts"),
+        ("alerts per patient-day", "alerts_per_patient_day"),
+        ("median lead time (h)", "median_lead_time_h"),
+        ("outcomes detected / with outcome", None),
+    ]
+    out = ["| metric | model | NEWS2 |", "|---|---|---|"]
+    for label, key in rows:
+        if key is None:
+            m, n = block["model"], block["news2"]
+            out.append(
+                f"| {label} | {m['detected_outcomes']}/{m['patients_with_outcome']} "
+                f"| {n['detected_outcomes']}/{n['patients_with_outcome']} |"
+            )
+        else:
+            out.append(f"| {label} | {_fmt(block['model'][key])} | {_fmt(block['news2'][key])} |")
+    return out
+
+
+def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
+    """A human-readable report of :func:`evaluate`'s output."""
+    meta = meta or {}
+    lines = [f"# {meta.get('name', 'model')} {meta.get('version', '')}".rstrip(), ""]
+    if meta:
+        lines += [
+            f"- created: {meta.get('created_at', 'n/a')}",
+            f"- training data: {meta.get('training_data', {}).get('source', {})}",
+            f"- data fingerprint: `{meta.get('training_data', {}).get('fingerprint', 'n/a')}`",
+            f"- code version: {meta.get('code_version', 'n/a')}",
+            "",
+        ]
+    lines += [
+        f"## Held-out test split (label: outcome within {_fmt(metrics['horizon_h'])} h)",
+        "",
+        f"{metrics['patients']} patients, {metrics['observations']} observations, "
+        f"{metrics['positive_observations']} positive (prevalence {_fmt(metrics['prevalence'])}). "
+        f"The model threshold matches the alert rate of NEWS2 >= {NEWS2_THRESHOLD}. "
+        f"Lead time counts the first crossing within {_fmt(metrics['lookback_h'])} h "
+        "before the outcome.",
+        "",
+        *_table(metrics),
+        "",
+        "## Calibration (10 bins of predicted risk)",
+        "",
+        f"ECE {_fmt(metrics['calibration']['ece'])}, "
+        f"Brier {_fmt(metrics['calibration']['brier'])}.",
+        "",
+        "| bin | n | mean predicted | observed rate |",
+        "|---|---|---|---|",
+    ]
+    for b in metrics["calibration"]["bins"]:
+        lines.append(
+            f"| {b['bin']} | {b['n']} | {_fmt(b['mean_predicted'])} | {_fmt(b['observed_rate'])} |"
+        )
+    sub = metrics["subgroups"]["spo2_scale2"]
+    lines += ["", "## Subgroup: SpO2 scale 2 (hypercapnic) patients", ""]
+    if sub.get("patients"):
+        lines += [
+            f"{sub['patients']} patients, {sub['observations']} observations, "
+            f"{sub['positive_observations']} positive; model threshold as overall.",
+            "",
+            *_table(sub),
+        ]
+    else:
+        lines.append("No scale-2 patients in the test split.")
+    parity = meta.get("parity")
+    if parity:
+        lines += [
+            "",
+            "## ONNX parity (ONNX Runtime vs PyTorch, step by step)",
+            "",
+            f"max |risk| difference: random {parity['max_abs_diff_risk_random']:.2e}, "
+            f"real {parity['max_abs_diff_risk_real']:.2e} (tolerance {parity['tolerance']:.0e}; "
+            f"{parity['random_sequences']} random and {parity['real_sequences']} real sequences).",
+        ]
+    lines += [
+        "",
+        "Simulated data only: these figures say the pipeline works, not that the model is "
+        "clinically valid. External validation on real data is still to do.",
+        "",
+    ]
+    return "\n".join(lines)
