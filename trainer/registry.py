@@ -19,10 +19,8 @@ budget. :func:`publish_promotion` announces a promotion on the Kafka ``control``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,12 +28,24 @@ from pathlib import Path
 from typing import Any
 
 import wardwatch
+from models.registry import (
+    RegistryError,
+    check_name,
+    list_models,
+    list_versions,
+    load_metadata,
+    promoted_version,
+    sha256_file,
+    verify,
+    version_key,
+)
 
 __all__ = [
     "DEFAULT_ALERT_BUDGET",
     "GateResult",
     "RegistryError",
     "code_version",
+    "list_models",
     "list_versions",
     "load_metadata",
     "next_version",
@@ -49,27 +59,6 @@ __all__ = [
 
 DEFAULT_ALERT_BUDGET = 1.0
 """Alerts per patient-day a promoted model may produce at its operating point."""
-
-_VERSION_RE = re.compile(r"^v(\d+)$")
-_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-class RegistryError(Exception):
-    """A missing, malformed or tampered registry entry."""
-
-
-def _check_name(kind: str, value: str) -> str:
-    if not _SAFE.match(value):
-        raise RegistryError(f"invalid {kind} {value!r}")
-    return value
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def code_version() -> dict[str, str]:
@@ -91,62 +80,9 @@ def code_version() -> dict[str, str]:
     return {"wardwatch": wardwatch.__version__, "git_commit": commit}
 
 
-def _version_key(v: str) -> tuple[int, str]:
-    m = _VERSION_RE.match(v)
-    return (int(m.group(1)) if m else -1, v)
-
-
-def list_versions(root: Path, name: str) -> list[str]:
-    """Versions of ``name`` that have a metadata file, oldest first (v1, v2, ..., v10)."""
-    d = root / _check_name("model name", name)
-    if not d.is_dir():
-        return []
-    found = [p.name for p in d.iterdir() if p.is_dir() and (p / "metadata.json").is_file()]
-    return sorted(found, key=_version_key)
-
-
-def list_models(root: Path) -> list[str]:
-    if not root.is_dir():
-        return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir() and _SAFE.match(p.name))
-
-
 def next_version(root: Path, name: str) -> str:
-    nums = [_version_key(v)[0] for v in list_versions(root, name)]
+    nums = [version_key(v)[0] for v in list_versions(root, name)]
     return f"v{max([0, *nums]) + 1}"
-
-
-def load_metadata(root: Path, name: str, version: str) -> dict[str, Any]:
-    path = root / _check_name("model name", name) / _check_name("version", version)
-    try:
-        meta: dict[str, Any] = json.loads((path / "metadata.json").read_text())
-    except FileNotFoundError:
-        raise RegistryError(f"no model {name} {version} in {root}") from None
-    except json.JSONDecodeError as exc:
-        raise RegistryError(f"malformed metadata for {name} {version}: {exc}") from None
-    return meta
-
-
-def verify(root: Path, name: str, version: str) -> str:
-    """Check ``model.onnx`` against the sha256 in the metadata; return the digest."""
-    meta = load_metadata(root, name, version)
-    onnx_path = root / name / version / "model.onnx"
-    if not onnx_path.is_file():
-        raise RegistryError(f"{onnx_path} is missing")
-    actual = sha256_file(onnx_path)
-    if actual != meta.get("sha256"):
-        raise RegistryError(
-            f"sha256 mismatch for {name} {version}: metadata {meta.get('sha256')}, file {actual}"
-        )
-    return actual
-
-
-def promoted_version(root: Path, name: str) -> str | None:
-    path = root / _check_name("model name", name) / "PROMOTED"
-    if not path.is_file():
-        return None
-    text = path.read_text().strip()
-    return text or None
 
 
 def write_version(
@@ -158,7 +94,7 @@ def write_version(
     report_md: str,
 ) -> Path:
     """Write a new version (refuses to overwrite); fills in ``sha256``. Returns its dir."""
-    d = root / _check_name("model name", name) / _check_name("version", version)
+    d = root / check_name("model name", name) / check_name("version", version)
     if d.exists():
         raise RegistryError(f"{name} {version} already exists in {root}")
     tmp = d.with_name(f".{version}.tmp-{os.getpid()}")

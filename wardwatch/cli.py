@@ -151,6 +151,49 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+# ---- trainer (offline; imports torch) -------------------------------------------------
+def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.cli import train
+
+    result = train(
+        args.quick, settings.resolved_model_registry(), args.seed, name=settings.model_name
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.cli import evaluate
+
+    result = evaluate(settings.resolved_model_registry(), args.model, name=settings.model_name)
+    text = json.dumps(result, indent=2, default=str)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.cli import promote
+
+    result = promote(
+        settings.resolved_model_registry(),
+        args.version,
+        name=settings.model_name,
+        alert_budget=args.alert_budget,
+        settings=settings if settings.kafka_url else None,
+    )
+    print(json.dumps(result, indent=2, default=str))
+    return 0 if result.get("promoted") else 1
+
+
+def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.cli import list_models
+
+    print(json.dumps(list_models(settings.resolved_model_registry()), indent=2, default=str))
+    return 0
+
+
 # ---- score ----------------------------------------------------------------------------
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.score_cli import run_score
@@ -212,6 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--ward", default=None)
     c.add_argument("--discharged", action="store_true")
     c.set_defaults(fn=cmd_context)
+
+    t = sub.add_parser("train", help="train a deterioration model (offline, needs [trainer])")
+    t.add_argument("--quick", action="store_true", help="small cohort, < 2 min on 2 cores")
+    t.add_argument("--seed", type=int, default=0)
+    t.set_defaults(fn=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="evaluate a registered model against NEWS2")
+    ev.add_argument("--model", default=None, help="version (default: promoted)")
+    ev.add_argument("--json", default=None, help="write the report JSON here")
+    ev.set_defaults(fn=cmd_evaluate)
+
+    pr = sub.add_parser("promote", help="promote a version if it passes the gate")
+    pr.add_argument("version")
+    pr.add_argument("--alert-budget", type=float, default=1.0, help="alerts per patient-day")
+    pr.set_defaults(fn=cmd_promote)
+
+    ms = sub.add_parser("models", help="list registered model versions")
+    ms.set_defaults(fn=cmd_models)
 
     sc = sub.add_parser("score", help="replay vitals JSON lines through the worker's scoring")
     sc.add_argument("--model", default=None, help="registry version (default: promoted)")

@@ -44,6 +44,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["WARDWATCH_LOG_LEVEL"] = settings.log_level
     env["WARDWATCH_TIME_SCALE"] = str(settings.time_scale)
     env["WARDWATCH_API_TOKEN"] = settings.api_token.get_secret_value()
+    env["WARDWATCH_MODEL_REGISTRY"] = str(settings.resolved_model_registry().resolve())
+    env["WARDWATCH_MODEL_NAME"] = settings.model_name
     for role, name in settings.topics.all().items():
         env[f"WARDWATCH_TOPICS__{role.upper()}"] = name
     return env
@@ -324,9 +326,13 @@ def run_demo(
 
 
 def _totals(procs: list[WorkerProcess]) -> dict[str, float]:
-    tot = {"consumed": 0.0, "scored": 0.0, "dead": 0.0, "skipped": 0.0}
+    tot = {"consumed": 0.0, "scored": 0.0, "dead": 0.0, "skipped": 0.0, "rules_only": 0.0}
     for wp in procs:
         m = wp.metrics()
+        tot["rules_only"] += metric_sum(m, "wardwatch_model_unavailable_total")
+        for name in m:
+            if name.startswith("wardwatch_model_info{"):
+                tot["model"] = name  # type: ignore[assignment]
         tot["consumed"] += metric_sum(m, "wardwatch_events_consumed_total")
         tot["scored"] += metric_sum(m, "wardwatch_events_scored_total")
         tot["dead"] += metric_sum(m, "wardwatch_dead_letter_total")
@@ -371,6 +377,8 @@ def _summary(
         "events_consumed": int(scored.get("consumed", 0)),
         "events_scored": int(scored.get("scored", 0)),
         "events_skipped": int(scored.get("skipped", 0)),
+        "events_model_scored": int(scored.get("scored", 0) - scored.get("rules_only", 0)),
+        "model": _model_label(str(scored.get("model", ""))),
         "dead_lettered": int(scored.get("dead", 0)),
         "dead_letter_reasons": dict(watcher.dead_letters) if watcher else {},
         "alert_transitions": dict(watcher.transitions) if watcher else {},
@@ -380,6 +388,16 @@ def _summary(
         "event_to_alert_latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99)},
         "errors": errors,
     }
+
+
+def _model_label(info_sample: str) -> str | None:
+    """'deterioration v1' from a wardwatch_model_info sample name."""
+    if "version=" not in info_sample:
+        return None
+    labels = dict(
+        part.split("=", 1) for part in info_sample.split("{", 1)[1].rstrip("}").split(",")
+    )
+    return f"{labels.get('name', '').strip(chr(34))} {labels.get('version', '').strip(chr(34))}"
 
 
 def _write_summary(path: Path | None, summary: dict[str, Any]) -> None:

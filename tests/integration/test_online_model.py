@@ -1,0 +1,183 @@
+"""The worker scores with the ONNX model, switches versions on promotion without losing or
+duplicating events, refuses a broken file, and agrees with ``wardwatch score``."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import shutil
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+
+from models.registry import load_metadata, promoted_version
+from tests.integration.helpers import consume, publish, start_worker
+from wardwatch.patient import PatientState
+from wardwatch.schemas import ModelPromotion
+from wardwatch.score_cli import score_stream
+from wardwatch.settings import Settings
+from wardwatch.simulation import SimConfig, simulate_cohort
+from wardwatch.topics import ensure_topics, producer
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SHIPPED = Settings().resolved_model_registry()
+
+
+def _events(n: int, hours: float) -> list[dict]:
+    start = datetime.now(UTC).replace(microsecond=0)
+    start = start.fromtimestamp(start.timestamp() - (hours + 1) * 3600, UTC)
+    cohort = simulate_cohort(n, seed=21, start=start, config=SimConfig(hours=hours))
+    out = []
+    for e in cohort.events:
+        e = dict(e)
+        e["ts"] = e["ts"].isoformat()
+        out.append(e)
+    return out
+
+
+def _model_version(metrics: dict[str, float]) -> str | None:
+    for name in metrics:
+        if name.startswith("wardwatch_model_info{"):
+            return name.split('version="')[1].split('"')[0]
+    return None
+
+
+def _registry(tmp_path: Path) -> Path:
+    root = tmp_path / "registry"
+    shutil.copytree(SHIPPED, root)
+    v1 = promoted_version(root, "deterioration")
+    assert v1 == "v1"
+    for version in ("v2", "v3"):
+        d = root / "deterioration" / version
+        shutil.copytree(root / "deterioration" / v1, d)
+        meta = json.loads((d / "metadata.json").read_text())
+        meta["version"] = version
+        (d / "metadata.json").write_text(json.dumps(meta))
+    onnx = root / "deterioration" / "v3" / "model.onnx"  # v3 is damaged in transit
+    onnx.write_bytes(onnx.read_bytes()[:-64])
+    return root
+
+
+def _promote(settings: Settings, root: Path, version: str) -> None:
+    meta = load_metadata(root, "deterioration", version)
+    promo = ModelPromotion(
+        model_name="deterioration",
+        version=version,
+        sha256=meta["sha256"],
+        promoted_at=datetime.now(UTC),
+    )
+    prod = producer(settings)
+    prod.send(settings.topics.control, key="deterioration", value=promo.model_dump_json().encode())
+    prod.flush(10)
+    prod.close(5)
+
+
+def test_promotion_switches_versions_without_losing_or_duplicating_events(
+    settings: Settings, tmp_path: Path
+) -> None:
+    root = _registry(tmp_path)
+    settings = settings.model_copy(update={"model_registry": root})
+    ensure_topics(settings)
+    events = _events(16, 6.0)
+    worker = start_worker(settings, tmp_path)
+    try:
+        assert _model_version(worker.metrics()) == "v1"
+        half = len(events) // 2
+        first, second = events[:half], events[half:]
+        sender = threading.Thread(
+            target=publish,
+            args=(
+                settings,
+                settings.topics.vitals,
+                [(e["patient_id"], json.dumps(e).encode()) for e in first],
+            ),
+        )
+        sender.start()
+        _promote(settings, root, "v2")  # while events are flowing
+        sender.join()
+        deadline = time.monotonic() + 30
+        while _model_version(worker.metrics()) != "v2":
+            assert time.monotonic() < deadline, "worker never switched to v2"
+            time.sleep(0.2)
+        _promote(settings, root, "v3")  # a broken file: refused, v2 stays
+        deadline = time.monotonic() + 30
+        while (
+            worker.metrics().get('wardwatch_model_load_failures_total{model="deterioration"}', 0)
+            < 1
+        ):
+            assert time.monotonic() < deadline, "broken model was not refused"
+            time.sleep(0.2)
+        publish(
+            settings,
+            settings.topics.vitals,
+            [(e["patient_id"], json.dumps(e).encode()) for e in second],
+        )
+        r = redis.Redis.from_url(settings.redis_url or "")
+        pids = sorted({e["patient_id"] for e in events})
+
+        def states() -> dict[str, PatientState]:
+            return {
+                p: PatientState.from_json(r.hget(f"{settings.redis_prefix}:v1:p:{p}", "s"))
+                for p in pids
+            }
+
+        deadline = time.monotonic() + 60
+        while sum(s.n_events for s in states().values()) < len(events):
+            assert time.monotonic() < deadline, "not every event was applied"
+            time.sleep(0.3)
+        final = states()
+        metrics = worker.metrics()
+    finally:
+        worker.stop()
+    assert sum(s.n_events for s in final.values()) == len(events)  # none lost, none twice
+    assert _model_version(metrics) == "v2"
+    assert {s.model["version"] for s in final.values() if s.model} == {"v2"}
+    unavailable = sum(
+        v for k, v in metrics.items() if k.startswith("wardwatch_model_unavailable_total")
+    )
+    assert unavailable == 0  # every event had a model score across the switch
+    alerts = consume(settings, settings.topics.alerts, until=lambda m: False, timeout_s=3)
+    assert len({a["transition_id"] for a in alerts}) == len(alerts)
+
+
+def test_worker_and_replay_give_identical_risks(settings: Settings, tmp_path: Path) -> None:
+    ensure_topics(settings)
+    events = _events(6, 4.0)
+    worker = start_worker(settings, tmp_path)
+    try:
+        publish(
+            settings,
+            settings.topics.vitals,
+            [(e["patient_id"], json.dumps(e).encode()) for e in events],
+        )
+        r = redis.Redis.from_url(settings.redis_url or "")
+        pids = sorted({e["patient_id"] for e in events})
+        deadline = time.monotonic() + 60
+        while sum(r.llen(f"{settings.redis_prefix}:v1:h:{p}") for p in pids) < len(events):
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+        worker_risk = {
+            (p, row["t"]): row.get("risk")
+            for p in pids
+            for row in map(json.loads, r.lrange(f"{settings.redis_prefix}:v1:h:{p}", 0, -1))
+        }
+    finally:
+        worker.stop()
+    out = io.StringIO()
+    lines = io.BytesIO("".join(json.dumps(e) + "\n" for e in events).encode())
+    asyncio.run(score_stream(lines, out, settings))
+    replay = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert len(replay) == len(events)
+    compared = 0
+    for row in replay:
+        t = int(datetime.fromisoformat(row["ts"]).timestamp() * 1000)
+        mine = worker_risk[(row["patient_id"], t)]
+        assert mine is not None and row["fused_risk"] is not None
+        assert abs(mine - row["fused_risk"]) < 1e-4
+        compared += 1
+    assert compared == len(events)
