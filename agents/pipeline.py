@@ -210,6 +210,7 @@ class ScoringPipeline:
                 vitals=applied.current,
                 baseline_z=applied.baseline_z,
                 baseline_n=applied.baseline_n,
+                baseline_mean=applied.baseline_mean,
                 model_risk=fused,
                 model_version=version,
                 model_contributions=contrib,

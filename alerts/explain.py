@@ -314,7 +314,15 @@ def explain(
     if unusual:
         parts.append(_join(unusual[:max_summary_drivers]) + " unusual for this patient")
     if model is not None:
-        parts.append(f"deterioration model risk {round(model['risk'] * 100)}%")
+        text = f"deterioration model risk {round(model['risk'] * 100)}%"
+        top = [
+            _SHORT_LABEL.get(k, VITAL_INFO[k][0].lower() if k in VITAL_INFO else k)
+            for k, v in model["contributions"].items()
+            if v > 0
+        ][:2]
+        if top:
+            text += f", mostly from {_join(top)}"
+        parts.append(text)
     summary = f"{_PRIORITY_WORDS.get(priority, priority)}: " + "; ".join(parts) + "."
 
     response: dict[str, Any] = {

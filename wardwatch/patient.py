@@ -61,6 +61,7 @@ class Applied:
     current: dict[str, Any]  # latest value of each vital still fresh enough to score
     baseline_z: dict[str, float]  # deviation of this event's values from the personal baseline
     baseline_n: int  # fewest baseline observations among the vitals in baseline_z
+    baseline_mean: dict[str, float] = field(default_factory=dict)  # prior personal means
 
 
 def event_digest(event: VitalsEvent) -> str:
@@ -92,6 +93,7 @@ def apply_event(
 
     vitals = event.vitals()
     z: dict[str, float] = {}
+    means: dict[str, float] = {}
     n_min = 0
     for name in NUMERIC_VITALS:
         if name not in vitals:
@@ -101,6 +103,7 @@ def apply_event(
         if n >= 1:
             sd = math.sqrt(max(var, 0.0) + SD_FLOOR[name] ** 2)
             z[name] = round((value - mean) / sd, 4)
+            means[name] = mean
             n_min = int(n) if not n_min else min(n_min, int(n))
         # exponentially weighted mean/variance, with a plain running mean while young
         a = max(baseline_alpha, 1.0 / (n + 1))
@@ -126,7 +129,7 @@ def apply_event(
         for value, seen in [entry]
         if ts - int(seen) <= max_age_ms
     }
-    return Applied("applied", current, z, n_min)
+    return Applied("applied", current, z, n_min, means)
 
 
 def history_entry(event: VitalsEvent, news2_total: int | None, risk: float | None) -> str:

@@ -273,3 +273,37 @@ def test_model_only_alert_has_no_news2_code() -> None:
 def test_fhir_datetime_is_utc() -> None:
     assert fhir_datetime(0) == "1970-01-01T00:00:00.000Z"
     assert fhir_datetime(1_700_000_000_123) == "2023-11-14T22:13:20.123Z"
+
+
+def test_model_driven_summary_names_the_vitals_the_model_weighed_most() -> None:
+    from alerts.explain import explain
+    from alerts.policy import AlertState, Observation
+    from models.news2 import news2_from_vitals
+
+    v = dict(
+        respiratory_rate_per_min=22,
+        spo2_pct=94,
+        on_oxygen=False,
+        systolic_bp_mmhg=118,
+        heart_rate_bpm=104,
+        temperature_c=37.9,
+        consciousness="A",
+    )
+    obs = Observation(
+        ts_ms=1000,
+        news2=news2_from_vitals(v),
+        vitals=v,
+        baseline_z={"respiratory_rate_per_min": 4.2},
+        baseline_n=20,
+        baseline_mean={"respiratory_rate_per_min": 15.0},
+        model_risk=0.45,
+        model_version="v1",
+        model_contributions={"heart_rate_bpm": 0.05, "respiratory_rate_per_min": 0.12},
+        event_id="x",
+    )
+    out = explain("bed-9", obs, AlertState(), "medium", ["model_risk"])
+    assert "respiratory rate 22 /min (7/min above usual)" in out["summary"]
+    assert out["summary"].endswith(
+        "deterioration model risk 45%, mostly from respiratory rate and pulse."
+    )
+    assert list(out["model"]["contributions"]) == ["respiratory_rate_per_min", "heart_rate_bpm"]
