@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -67,6 +68,9 @@ class Worker:
             on_model_unavailable=lambda reason, n: self.metrics.model_unavailable.labels(
                 reason
             ).inc(n),
+            on_inference=lambda name, version, s: self.metrics.inference_seconds.labels(
+                name, version
+            ).observe(s),
         )
         self.metrics.model_load_failures.labels(settings.model_name).inc(0)
         self.metrics.model_unavailable.labels("no_model").inc(0)
@@ -428,6 +432,9 @@ def build_app(worker: Worker) -> faust.App:
         logging_config=None,
     )
     registry = worker.metrics.registry
+    # Faust's own sensors (messages, streams, commits, rebalances, send latency) on the
+    # same injected registry, under the wardwatch_faust_ prefix
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "wardwatch_faust"))
     alerts_web.register(app, worker)
 
     @app.page("/metrics")

@@ -120,11 +120,13 @@ class ScoringPipeline:
         models: ModelHolder | None = None,
         alerts: bool = True,
         on_model_unavailable: Callable[[str, int], None] | None = None,
+        on_inference: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.models = models
         self.alerts = alerts  # False: score only (replay of historical data)
         self.on_model_unavailable = on_model_unavailable
+        self.on_inference = on_inference  # (model, version, seconds) per batch
         self.rewarmed = 0
         self.policy = policy or PolicyConfig()
         self.max_age_ms = int(vitals_max_age_s * 1000)
@@ -248,6 +250,7 @@ class ScoringPipeline:
             return [(None, "no_model", None)] * len(items)
         try:
             await self._rewarm(model, items)
+            t0 = time.perf_counter()
             scored = model.score(
                 [
                     (
@@ -259,6 +262,8 @@ class ScoringPipeline:
                 ],
                 explain_above=self.policy.model_risk_medium,
             )
+            if self.on_inference is not None:
+                self.on_inference(model.name, model.version, time.perf_counter() - t0)
         except Exception:  # noqa: BLE001 - a model outage must never stop the rules
             log.exception(
                 "model %s %s failed; scoring with the rules only", model.name, model.version
