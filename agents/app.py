@@ -447,11 +447,17 @@ def build_app(worker: Worker) -> faust.App:
 
     @app.page("/readyz")
     async def readyz(self: View, request: Request) -> Response:
-        ok = worker.ready
+        """Ready when started (consumer group joined, outbox flushed), Redis answers, and a
+        model is loaded (unless ``require_model`` is off: rules-only scoring is allowed)."""
+        checks = {"kafka": worker.ready and not app.consumer.should_stop, "redis": True}
         try:
             await asyncio.wait_for(worker.store.ping(), 1.0)
         except Exception:  # noqa: BLE001 - any Redis failure means not ready
-            ok = False
-        return self.json({"ready": ok}, status=200 if ok else 503)
+            checks["redis"] = False
+        current = worker.models.current
+        checks["model"] = current is not None or not worker.settings.require_model
+        ok = all(checks.values())
+        body = {"ready": ok, "checks": checks, "model": current.version if current else None}
+        return self.json(body, status=200 if ok else 503)
 
     return app

@@ -145,6 +145,7 @@ class AlertWatcher:
     latencies_ms: list[float] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
     duplicates: int = 0
+    pages: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -186,6 +187,8 @@ class AlertWatcher:
         transition, priority = msg.get("transition", "?"), msg.get("priority", "?")
         self.transitions[transition] += 1
         self.by_priority[priority] += 1
+        if transition in ("OPEN", "ESCALATED") and priority in ("medium", "high"):
+            self.pages += 1
         if msg.get("source_ts_ms") and transition in ("OPEN", "ESCALATED"):
             self.latencies_ms.append(max(0.0, time.time() * 1000 - msg["source_ts_ms"]))
         summary = (msg.get("explanation") or {}).get("summary", "")
@@ -369,6 +372,7 @@ def _summary(
     elapsed: float,
 ) -> dict[str, Any]:
     lat = watcher.latencies_ms if watcher else []
+    patient_days = pub.patients * pub.sim_hours / 24
     return {
         "elapsed_s": round(elapsed, 1),
         "simulated_hours": round(pub.sim_hours, 2),
@@ -384,6 +388,15 @@ def _summary(
         "alert_transitions": dict(watcher.transitions) if watcher else {},
         "alerts_by_priority": dict(watcher.by_priority) if watcher else {},
         "alerts_opened": watcher.transitions.get("OPEN", 0) if watcher else 0,
+        "patient_days": round(patient_days, 2),
+        "alerts_opened_per_patient_day": round(
+            (watcher.transitions.get("OPEN", 0) if watcher else 0) / patient_days, 3
+        )
+        if patient_days
+        else None,
+        "pages_per_patient_day": round((watcher.pages if watcher else 0) / patient_days, 3)
+        if patient_days
+        else None,
         "duplicate_transitions_seen": watcher.duplicates if watcher else 0,
         "event_to_alert_latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99)},
         "errors": errors,

@@ -31,6 +31,7 @@ class PublishStats:
     context: int = 0
     failed: int = 0
     sim_hours: float = 0.0
+    patients: int = 0
 
 
 def encode_vitals(event: dict[str, Any]) -> bytes:
@@ -80,6 +81,7 @@ def publish_simulation(
     start = datetime.now(UTC) - timedelta(hours=cfg.hours)
     prod = producer(settings)
     topics = settings.topics
+    stats.patients = patients
 
     def failed(_exc: BaseException) -> None:
         stats.failed += 1

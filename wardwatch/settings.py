@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     model_registry: Path = Field(Path("model-registry"), description="model registry root")
     model_name: str = Field("deterioration", description="registry name of the vitals model")
     onnx_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    require_model: bool = Field(
+        True, description="/readyz fails without a loaded model (False: rules-only is ready)"
+    )
 
     time_scale: float = Field(
         1.0,
