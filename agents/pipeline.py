@@ -203,9 +203,9 @@ class ScoringPipeline:
             result.scored.append(
                 Scored(pid, ev.ts_ms(), n2, q, risk, version, fused, reason, item.event_id)
             )
-            history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
-            if not self.alerts:
+            if not self.alerts:  # replay: no alerts, and the state never leaves the process
                 continue
+            history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
             obs = Observation(
                 ts_ms=ev.ts_ms(),
                 news2=n2,
