@@ -119,12 +119,14 @@ class ScoringPipeline:
         clock: Callable[[], float] = time.time,
         models: ModelHolder | None = None,
         alerts: bool = True,
+        keep_history: bool = True,
         on_model_unavailable: Callable[[str, int], None] | None = None,
         on_inference: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.models = models
         self.alerts = alerts  # False: score only (replay of historical data)
+        self.keep_history = keep_history  # ring buffer for trends, sparklines and rewarming
         self.on_model_unavailable = on_model_unavailable
         self.on_inference = on_inference  # (model, version, seconds) per batch
         self.rewarmed = 0
@@ -203,9 +205,10 @@ class ScoringPipeline:
             result.scored.append(
                 Scored(pid, ev.ts_ms(), n2, q, risk, version, fused, reason, item.event_id)
             )
-            if not self.alerts:  # replay: no alerts, and the state never leaves the process
+            if self.keep_history:
+                history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
+            if not self.alerts:
                 continue
-            history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
             obs = Observation(
                 ts_ms=ev.ts_ms(),
                 news2=n2,

@@ -61,7 +61,10 @@ async def score_stream(
         reason = f"no model: {exc}"
         if progress:
             print(f"wardwatch score: {reason}; NEWS2 only", file=progress)
-    pipe = ScoringPipeline(MemoryStateStore(serialize=False), models=holder, alerts=False)
+    # the states never leave this process, so no ring buffer is needed for rewarming
+    pipe = ScoringPipeline(
+        MemoryStateStore(serialize=False), models=holder, alerts=False, keep_history=False
+    )
     now = datetime.now(UTC)
     counts = {"lines": 0, "scored": 0, "rejected": 0, "skipped": 0}
     t0 = last = time.monotonic()
