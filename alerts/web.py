@@ -9,6 +9,8 @@ Routes (all but ``/login`` need the bearer token from settings, as an
     GET  /api/alerts/{alert_id}          one of them
     POST /api/alerts/{alert_id}/ack      acknowledge (body: {"actor": "..."}; default: login name)
     POST /api/alerts/{alert_id}/resolve  resolve by hand
+    GET  /api/alerts/{alert_id}/fhir     the alert as a FHIR R4 DetectedIssue
+    GET  /api/audit?count=N              latest transitions (who, when), newest first
     GET  /api/patients/{pid}/history     recent observations (for the trend sparklines)
     GET  /api/stream                     server-sent events: the alert list whenever it changes
 
@@ -29,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from faust.web import Request, Response, View
 
-from alerts.policy import AlertState
+from alerts.fhir import detected_issue
+from alerts.policy import AlertEvent, AlertState
 
 if TYPE_CHECKING:
     import faust
@@ -165,6 +168,24 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
     class Resolve(View):
         async def post(self, request: Request, alert_id: str) -> Response:
             return await act(self, request, alert_id, "resolve")
+
+    @app.page("/api/alerts/{alert_id}/fhir")
+    class AlertFhir(View):
+        async def get(self, request: Request, alert_id: str) -> Response:
+            if authenticate(request, token) is None:
+                return unauthorized(self)
+            alert = await find(alert_id)
+            if alert is None:
+                return self.json({"error": "no open alert with this id"}, status=404)
+            return self.json(detected_issue(AlertEvent.from_dict(alert)))
+
+    @app.page("/api/audit")
+    class Audit(View):
+        async def get(self, request: Request) -> Response:
+            if authenticate(request, token) is None:
+                return unauthorized(self)
+            count = min(int(request.query.get("count", "100")), 1000)
+            return self.json({"transitions": await worker.store.audit(count)})
 
     @app.page("/api/patients/{pid}/history")
     class History(View):

@@ -57,6 +57,17 @@ def test_every_metric_is_exposed_with_sane_values_and_no_patient_ids(
         )
         with urllib.request.urlopen(req, timeout=5) as resp:
             assert json.loads(resp.read())["transitions"][0]["transition"] == "ACKNOWLEDGED"
+
+        def get(path: str) -> dict:
+            r = urllib.request.Request(worker.url + path, headers={"Authorization": "Bearer tok"})
+            with urllib.request.urlopen(r, timeout=5) as resp:
+                return json.loads(resp.read())
+
+        issue = get(f"/api/alerts/{alerts[0]['alert_id']}/fhir")
+        assert issue["resourceType"] == "DetectedIssue"
+        assert issue["patient"]["reference"] == "Patient/MRN-777001"
+        audit = get("/api/audit")["transitions"]
+        assert audit[0]["transition"] == "ACKNOWLEDGED" and audit[0]["actor"] == "api"
         time.sleep(11)  # one timer tick: lag, patients monitored, open alerts gauges
         families = _scrape(worker.url)
     finally:
