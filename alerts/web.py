@@ -122,23 +122,26 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
                 return unauthorized(self)
             return self.json({"alerts": sort_alerts(await worker.store.open_alerts())})
 
-    @app.page("/api/alerts/{alert_id}")
-    class OneAlert(View):
-        async def get(self, request: Request, alert_id: str) -> Response:
-            if authenticate(request, token) is None:
-                return unauthorized(self)
-            alert = await find(alert_id)
-            if alert is None:
-                return self.json({"error": "no open alert with this id"}, status=404)
-            return self.json(alert)
-
-    async def act(view: View, request: Request, alert_id: str, action: str) -> Response:
-        actor = authenticate(request, token)
-        if actor is None:
+    async def lookup(view: View, request: Request, alert_id: str) -> dict[str, Any] | Response:
+        """The open alert, or the error response (unauthorized, not found)."""
+        if authenticate(request, token) is None:
             return unauthorized(view)
         alert = await find(alert_id)
         if alert is None:
             return view.json({"error": "no open alert with this id"}, status=404)
+        return alert
+
+    @app.page("/api/alerts/{alert_id}")
+    class OneAlert(View):
+        async def get(self, request: Request, alert_id: str) -> Response:
+            alert = await lookup(self, request, alert_id)
+            return self.json(alert) if isinstance(alert, dict) else alert
+
+    async def act(view: View, request: Request, alert_id: str, action: str) -> Response:
+        alert = await lookup(view, request, alert_id)
+        if not isinstance(alert, dict):
+            return alert
+        actor = authenticate(request, token) or "api"
         try:
             body = await request.json()
         except (ValueError, TypeError):
@@ -172,11 +175,9 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
     @app.page("/api/alerts/{alert_id}/fhir")
     class AlertFhir(View):
         async def get(self, request: Request, alert_id: str) -> Response:
-            if authenticate(request, token) is None:
-                return unauthorized(self)
-            alert = await find(alert_id)
-            if alert is None:
-                return self.json({"error": "no open alert with this id"}, status=404)
+            alert = await lookup(self, request, alert_id)
+            if not isinstance(alert, dict):
+                return alert
             return self.json(detected_issue(AlertEvent.from_dict(alert)))
 
     @app.page("/api/audit")

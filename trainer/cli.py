@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +55,16 @@ def train(
     hidden: int = 32,
     horizon_h: float = 12.0,
     parity_n: int = 1000,
+    source: Literal["simulation", "kafka"] = "simulation",
+    settings: Any | None = None,
+    kafka_timeout_s: float = 120.0,
 ) -> dict[str, Any]:
-    """Simulate, train, calibrate, export, check parity, evaluate, register (not promote).
+    """Simulate (or read Kafka), train, calibrate, export, check parity, evaluate, register
+    (not promote).
 
+    ``source="kafka"`` trains on what the system accumulated on the ``vitals`` and
+    ``outcomes`` topics of ``settings`` (:func:`trainer.kafka_data.dataset_from_kafka`;
+    patient splits seeded by ``seed``; ``n_patients`` is ignored).
     Returns ``{"name", "version", "path", "sha256", "metrics", "parity", "train"}``.
     Raises :class:`RuntimeError` when ONNX parity fails (nothing is registered then).
     """
@@ -69,8 +76,22 @@ def train(
     preset = PRESETS["quick" if quick else "full"]
     n = n_patients or preset.patients
     t0 = time.monotonic()
-    _log(f"simulating {n} patients (seed {seed}) ...")
-    ds = from_simulation(n, seed=seed, horizon_h=horizon_h)
+    if source == "kafka":
+        from trainer.kafka_data import dataset_from_kafka
+
+        if settings is None:
+            raise ValueError('source="kafka" needs settings (broker and topic names)')
+        _log(f"reading {settings.topics.vitals} + {settings.topics.outcomes} from Kafka ...")
+        ds = dataset_from_kafka(
+            settings, horizon_h=horizon_h, split_seed=seed, timeout_s=kafka_timeout_s
+        )
+        if not all(ds.subset(s) for s in ("train", "val", "test")):
+            raise ValueError(f"too little data on Kafka to train: {len(ds.patients)} patients")
+    elif source == "simulation":
+        _log(f"simulating {n} patients (seed {seed}) ...")
+        ds = from_simulation(n, seed=seed, horizon_h=horizon_h)
+    else:
+        raise ValueError(f"unknown data source {source!r}")
     summary = ds.summary()
     _log(
         "data: "
@@ -194,8 +215,21 @@ def run_onnx(
     return [risk[i, : len(p.y)] for i, p in enumerate(patients)]
 
 
-def _dataset_from_meta(meta: dict[str, Any]) -> Dataset:
+def _dataset_from_meta(meta: dict[str, Any], settings: Any | None = None) -> Dataset:
     src = meta["training_data"]["source"]
+    if src.get("kind") == "kafka":
+        if settings is None:
+            raise reg.RegistryError("training data came from Kafka: evaluate needs settings")
+        from trainer.kafka_data import dataset_from_kafka, end_offsets_from_source
+
+        # the recorded topics, up to the recorded end offsets (while still retained)
+        topics = settings.topics.model_copy(update=dict(src["topics"]))
+        return dataset_from_kafka(
+            settings.model_copy(update={"topics": topics}),
+            horizon_h=float(meta["label_horizon_h"]),
+            split_seed=int(src["seed"]),
+            end_offsets=end_offsets_from_source(src),
+        )
     if src.get("kind") != "simulation":
         raise reg.RegistryError(f"cannot rebuild training data of kind {src.get('kind')!r}")
     return from_simulation(
@@ -203,12 +237,23 @@ def _dataset_from_meta(meta: dict[str, Any]) -> Dataset:
     )
 
 
-def evaluate(registry: Path, version: str | None = None, name: str = MODEL_NAME) -> dict[str, Any]:
+def evaluate(
+    registry: Path,
+    version: str | None = None,
+    name: str = MODEL_NAME,
+    *,
+    external: bool = True,
+    settings: Any | None = None,
+) -> dict[str, Any]:
     """Re-evaluate a registered version (default: the promoted one) from its ONNX file.
 
     Rebuilds the data from the recorded source, checks its fingerprint, runs the ONNX
     model with ONNX Runtime on the test split and recomputes the metrics; reports them
-    with the stored ones and whether they match.
+    with the stored ones and whether they match. With ``external`` (default) the result
+    also has an ``external`` section: :func:`trainer.external.external_check` on real ICU
+    data (``{"available": False, "reason": ...}`` without ``survset``). A model trained on
+    Kafka data is rebuilt by re-reading the topics up to the recorded end offsets, which
+    needs ``settings``.
     """
     from trainer.evaluate import evaluate as eval_metrics
 
@@ -218,21 +263,36 @@ def evaluate(registry: Path, version: str | None = None, name: str = MODEL_NAME)
     reg.verify(registry, name, version)
     meta = reg.load_metadata(registry, name, version)
     _log(f"rebuilding training data for {name} {version} ...")
-    ds = _dataset_from_meta(meta)
+    ds = _dataset_from_meta(meta, settings)
     fp_ok = ds.fingerprint() == meta["training_data"]["fingerprint"]
     test = ds.subset("test")
     risks = run_onnx(registry / name / version / "model.onnx", test, int(meta["hidden_size"]))
     metrics = eval_metrics(test, risks, horizon_h=float(meta["label_horizon_h"]))
     stored = meta["metrics"]["model"]["auroc"]
-    return {
+    out: dict[str, Any] = {
         "name": name,
         "version": version,
         "fingerprint_matches": fp_ok,
         "metrics": metrics,
         "stored_auroc": stored,
         "auroc_matches": stored is not None
+        and metrics["model"]["auroc"] is not None
         and abs(float(metrics["model"]["auroc"]) - float(stored)) < 1e-3,
     }
+    if external:
+        out["external"] = _external(registry, version, name)
+    return out
+
+
+def _external(registry: Path, version: str, name: str) -> dict[str, Any]:
+    """The real-data check (``trainer/external.py``), or why it could not run."""
+    from trainer.external import external_check
+
+    _log("external check on real ICU data (survset: support2, rhc) ...")
+    try:
+        return external_check(registry, version, name)
+    except ImportError as exc:
+        return {"available": False, "reason": str(exc)}
 
 
 def promote(

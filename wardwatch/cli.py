@@ -259,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a deterioration model (offline, needs [trainer])")
     t.add_argument("--quick", action="store_true", help="small cohort, < 2 min on 2 cores")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument(
+        "--source",
+        choices=["simulation", "kafka"],
+        default="simulation",
+        help="simulated cohort, or the vitals + outcomes the system accumulated in Kafka",
+    )
     t.set_defaults(fn=cmd_train)
 
     ev = sub.add_parser("evaluate", help="evaluate a registered model against NEWS2")

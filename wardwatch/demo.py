@@ -25,7 +25,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from wardwatch.publisher import PublishStats, publish_simulation
 from wardwatch.settings import Settings
-from wardwatch.stack import embedded_stack, free_port
+from wardwatch.stack import embedded_stack, free_port, stop_process_group
 from wardwatch.topics import ensure_topics
 
 COLORS = {"high": "\033[1;31m", "medium": "\033[33m", "low": "\033[36m"}
@@ -101,19 +101,7 @@ class WorkerProcess:
         return self.last_metrics
 
     def stop(self, timeout_s: float = 20.0) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
-        return proc.returncode
+        return None if self.proc is None else stop_process_group(self.proc, timeout_s)
 
 
 def parse_metrics(text: str) -> dict[str, float]:

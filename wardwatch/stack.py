@@ -44,6 +44,20 @@ def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen
     raise StackError(f"nothing listening on {host}:{port} after {timeout_s:.0f} s")
 
 
+def stop_process_group(proc: subprocess.Popen[bytes], timeout_s: float) -> int | None:
+    """SIGTERM the child's process group, SIGKILL it after ``timeout_s``; its exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout_s)
+    return proc.returncode
+
+
 @dataclass
 class ChildProcess:
     """A server run as a child process, stopped with SIGTERM then SIGKILL."""
@@ -76,16 +90,8 @@ class ChildProcess:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout_s)
+        if proc is not None:
+            stop_process_group(proc, timeout_s)
 
     @property
     def running(self) -> bool:
