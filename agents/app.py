@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import faust
+from aiokafka.errors import KafkaError
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from redis.exceptions import RedisError
 
 import wardwatch
 from agents.metrics import Metrics
@@ -39,6 +42,7 @@ from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
 
 log = logging.getLogger("wardwatch.worker")
+T = TypeVar("T")
 
 
 class Worker:
@@ -242,7 +246,7 @@ class Worker:
         self.metrics.stage_seconds.labels("decode").observe(t1 - t0)
         if not batch:
             return
-        result = await self.pipeline.process(batch)
+        result = await self.retrying("score", lambda: self.pipeline.process(batch))
         t2 = time.perf_counter()
         self.metrics.stage_seconds.labels("score").observe(t2 - t1)
         self.metrics.scored.labels(topic).inc(len(result.scored))
@@ -251,8 +255,30 @@ class Worker:
         self.metrics.artifacts_suppressed.inc(result.suppressed_artifacts)
         if result.conflicts:
             self.metrics.skipped.labels("conflict").inc(len(result.conflicts))
-        await self.publish_alerts(result.emitted, result.outbox_ids)
+        await self.retrying(
+            "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
+        )
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
+
+    async def retrying(self, stage: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run ``attempt`` until it succeeds, backing off while Redis or Kafka is down.
+
+        Faust acknowledges a batch once the agent moves on, so giving up would lose its
+        events: the partition waits instead (lag grows, and ops are paged). Retrying is
+        safe: scoring is idempotent given the stored state, and transitions a failed
+        attempt may have committed are re-published from the outbox first.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await attempt()
+            except (TimeoutError, RedisError, KafkaError, OSError) as exc:
+                self.metrics.retries.labels(stage).inc()
+                log.error("%s failed (%s); retrying in %.1f s", stage, type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                with contextlib.suppress(RedisError, KafkaError, OSError, asyncio.TimeoutError):
+                    await self.flush_outbox()
 
     async def publish_alerts(self, emitted: list[dict[str, Any]], outbox_ids: list[str]) -> None:
         if not emitted:

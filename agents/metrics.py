@@ -112,6 +112,12 @@ class Metrics:
             "Isolated extreme readings held and not confirmed (no alert)",
             registry=r,
         )
+        self.retries = Counter(
+            "wardwatch_processing_retries_total",
+            "Batches retried after a Redis or Kafka failure (the partition waits)",
+            ["stage"],
+            registry=r,
+        )
         self.webhook = Counter(
             "wardwatch_webhook_deliveries_total",
             "Webhook delivery outcomes (delivered, retry, rejected, failed, dropped_queue_full)",
