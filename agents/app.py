@@ -353,7 +353,8 @@ class Worker:
             rej = Rejection(RejectReason.SCHEMA, _first_error(exc))
             await self.dead_letter(raw, rej, msg.topic, msg.partition, msg.offset)
             return
-        await self.store.set_context(ctx.patient_id, ctx.model_dump(mode="json"))
+        context = ctx.model_dump(mode="json")
+        await self.retrying("context", lambda: self.store.set_context(ctx.patient_id, context))
 
     async def dead_letter(
         self, raw: bytes, rej: Rejection, topic: str, partition: int, offset: int
