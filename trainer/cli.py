@@ -69,7 +69,7 @@ def train(
     Raises :class:`RuntimeError` when ONNX parity fails (nothing is registered then).
     """
     from trainer.evaluate import evaluate as eval_metrics
-    from trainer.evaluate import report_markdown
+    from trainer.evaluate import report_html, report_markdown
     from trainer.export import INPUT_NAMES, OPSET, OUTPUT_NAMES, export_onnx, parity
     from trainer.model import TrainConfig, fit, predict
 
@@ -153,7 +153,9 @@ def train(
     }
     meta["name"], meta["version"] = name, version
     report = report_markdown(metrics, meta)
-    path = reg.write_version(registry, name, version, onnx_bytes, meta, report)
+    path = reg.write_version(
+        registry, name, version, onnx_bytes, meta, report, report_html(metrics, meta)
+    )
     total_s = round(time.monotonic() - t0, 1)
     _log(f"registered {name} {version} at {path} ({total_s}s total)")
     return {

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
 from trainer.dataset import PatientSeq
 
@@ -159,6 +159,8 @@ def evaluate(
     y = np.concatenate([p.y for p in patients]).astype(np.int64)
     r = np.concatenate(list(risks))
     overall["calibration"] = _calibration(y, r)
+    n2 = np.concatenate([p.news2 for p in patients]).astype(np.float64)
+    overall["roc"] = {"model": _roc_points(y, r), "news2": _roc_points(y, n2)}
     sub = [(p, s) for p, s in zip(patients, risks, strict=True) if p.spo2_scale == 2]
     overall["subgroups"] = {
         "spo2_scale2": (
@@ -175,6 +177,15 @@ def evaluate(
     overall["horizon_h"] = horizon_h
     overall["lookback_h"] = lookback_h
     return overall
+
+
+def _roc_points(y: Array, s: Array, n: int = 60) -> list[list[float]]:
+    """The ROC curve as at most ``n`` (false positive rate, true positive rate) points."""
+    if len(np.unique(y)) < 2:
+        return []
+    fpr, tpr, _ = roc_curve(y, s)
+    idx = np.unique(np.linspace(0, len(fpr) - 1, min(n, len(fpr))).round().astype(int))
+    return [[round(float(fpr[i]), 4), round(float(tpr[i]), 4)] for i in idx]
 
 
 def _fmt(v: Any) -> str:
@@ -274,3 +285,140 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
         "",
     ]
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# HTML report with plots (inline SVG, no plotting library needed)
+# ---------------------------------------------------------------------------------------
+
+
+def _svg_plot(
+    series: list[tuple[str, str, list[list[float]]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    diagonal: bool = True,
+) -> str:
+    w, h, pad = 360, 300, 44
+    sx = lambda x: pad + x * (w - pad - 12)  # noqa: E731
+    sy = lambda y: h - pad - y * (h - pad - 24)  # noqa: E731
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'viewBox="0 0 {w} {h}" role="img" aria-label="{title}">',
+        f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
+        f'<rect x="{sx(0)}" y="{sy(1)}" width="{sx(1) - sx(0)}" height="{sy(0) - sy(1)}" '
+        'fill="none" stroke="#999"/>',
+    ]
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f'<text x="{sx(t)}" y="{sy(0) + 14}" text-anchor="middle" font-size="10">{t:g}</text>'
+        )
+        parts.append(
+            f'<text x="{sx(0) - 6}" y="{sy(t) + 3}" text-anchor="end" font-size="10">{t:g}</text>'
+        )
+    parts.append(
+        f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle" font-size="11">{x_label}</text>'
+    )
+    parts.append(
+        f'<text x="12" y="{h / 2}" text-anchor="middle" font-size="11" '
+        f'transform="rotate(-90 12 {h / 2})">{y_label}</text>'
+    )
+    if diagonal:
+        parts.append(
+            f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" '
+            'stroke="#bbb" stroke-dasharray="4 3"/>'
+        )
+    for i, (label, color, pts) in enumerate(series):
+        if pts:
+            d = " ".join(
+                f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts)
+            )
+            parts.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
+            for x, y in pts if len(pts) <= 12 else []:
+                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
+        parts.append(
+            f'<text x="{sx(0.55)}" y="{sy(0.12) + 14 * i}" font-size="11" fill="{color}">'
+            f"{label}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(block: dict[str, Any]) -> str:
+    rows = _table(block)[2:]
+    cells = []
+    for row in rows:
+        cols = [c.strip() for c in row.strip("|").split("|")]
+        cells.append("<tr>" + "".join(f"<td>{c}</td>" for c in cols) + "</tr>")
+    return (
+        "<table><tr><th>metric</th><th>model</th><th>NEWS2</th></tr>" + "".join(cells) + "</table>"
+    )
+
+
+def report_html(
+    metrics: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    external: dict[str, Any] | None = None,
+) -> str:
+    """The report as one self-contained HTML page with ROC and calibration plots."""
+    import html
+
+    meta = meta or {}
+    title = html.escape(f"{meta.get('name', 'model')} {meta.get('version', '')}".strip())
+    roc = metrics.get("roc") or {}
+    roc_svg = _svg_plot(
+        [
+            (f"model (AUROC {_fmt(metrics['model']['auroc'])})", "#2563eb", roc.get("model", [])),
+            (f"NEWS2 (AUROC {_fmt(metrics['news2']['auroc'])})", "#dc2626", roc.get("news2", [])),
+        ],
+        title="ROC, held-out observations",
+        x_label="false positive rate",
+        y_label="true positive rate",
+    )
+    calib = [
+        [float(b["mean_predicted"]), float(b["observed_rate"])]
+        for b in metrics["calibration"]["bins"]
+        if b["n"] and b["mean_predicted"] is not None
+    ]
+    cal_svg = _svg_plot(
+        [(f"model (ECE {_fmt(metrics['calibration']['ece'])})", "#2563eb", calib)],
+        title="Calibration (10 bins)",
+        x_label="mean predicted risk",
+        y_label="observed rate",
+    )
+    sub = metrics["subgroups"]["spo2_scale2"]
+    ext_html = ""
+    if external and external.get("datasets"):
+        rows = "".join(
+            f"<tr><td>{html.escape(str(name))}</td><td>{d.get('n')}</td>"
+            f"<td>{_fmt(d.get('prevalence'))}</td><td>{_fmt((d.get('model') or {}).get('auroc'))}</td>"
+            f"<td>{_fmt((d.get('news2') or {}).get('auroc'))}</td></tr>"
+            for name, d in external["datasets"].items()
+            if isinstance(d, dict)
+        )
+        ext_html = (
+            "<h2>External check on real ICU data</h2><table><tr><th>dataset</th><th>n</th>"
+            f"<th>prevalence</th><th>model AUROC</th><th>NEWS2 AUROC</th></tr>{rows}</table>"
+            "<p>Snapshot form of the model (one observation, fresh state) against a partial "
+            "NEWS2 from the parameters the data set has; see <code>docs/trainer.md</code>.</p>"
+        )
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{title}: evaluation</title>
+<style>body{{font:14px system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#111}}
+table{{border-collapse:collapse;margin:.5rem 0 1rem}}td,th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}.plots{{display:flex;gap:1rem;flex-wrap:wrap}}</style></head>
+<body><h1>{title}</h1>
+<p>Held-out test split: {metrics["patients"]} patients, {metrics["observations"]} observations,
+{metrics["positive_observations"]} positive (prevalence {_fmt(metrics["prevalence"])}); label:
+outcome within {_fmt(metrics["horizon_h"])} h. The model's threshold gives the alert rate of
+NEWS2 &ge; {NEWS2_THRESHOLD}.</p>
+{_html_table(metrics)}
+<div class="plots">{roc_svg}{cal_svg}</div>
+<h2>Subgroup: SpO2 scale 2 (hypercapnic) patients</h2>
+{_html_table(sub) if sub.get("patients") else "<p>None in the test split.</p>"}
+{ext_html}
+<p>Simulated training and test data: these figures show the pipeline works and how the model
+compares with NEWS2 on the simulator, not clinical validity.</p>
+</body></html>
+"""

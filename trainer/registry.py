@@ -92,6 +92,7 @@ def write_version(
     onnx_bytes: bytes,
     metadata: dict[str, Any],
     report_md: str,
+    report_html: str | None = None,
 ) -> Path:
     """Write a new version (refuses to overwrite); fills in ``sha256``. Returns its dir."""
     d = root / check_name("model name", name) / check_name("version", version)
@@ -104,6 +105,8 @@ def write_version(
     meta["sha256"] = sha256_file(tmp / "model.onnx")
     (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     (tmp / "report.md").write_text(report_md)
+    if report_html is not None:
+        (tmp / "report.html").write_text(report_html)
     tmp.rename(d)  # a reader never sees a half-written version
     return d
 

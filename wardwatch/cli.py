@@ -163,10 +163,16 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from models.registry import load_metadata
     from trainer.cli import evaluate
+    from trainer.evaluate import report_html
 
-    result = evaluate(settings.resolved_model_registry(), args.model, name=settings.model_name)
+    registry = settings.resolved_model_registry()
+    result = evaluate(registry, args.model, name=settings.model_name)
     text = json.dumps(result, indent=2, default=str)
+    if args.html:
+        meta = load_metadata(registry, settings.model_name, result["version"])
+        Path(args.html).write_text(report_html(result["metrics"], meta, result.get("external")))
     if args.json:
         Path(args.json).write_text(text + "\n")
     print(text)
@@ -270,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="evaluate a registered model against NEWS2")
     ev.add_argument("--model", default=None, help="version (default: promoted)")
     ev.add_argument("--json", default=None, help="write the report JSON here")
+    ev.add_argument("--html", default=None, help="write the report page (with plots) here")
     ev.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("promote", help="promote a version if it passes the gate")

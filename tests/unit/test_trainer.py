@@ -265,3 +265,19 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     assert reg.promoted_version(tmp_path, "deterioration") == "v1"
     rows = cli.list_models(tmp_path)
     assert [(r["version"], r["promoted"]) for r in rows] == [("v1", True), ("v2", False)]
+
+
+def test_html_report_has_roc_and_calibration_plots() -> None:
+    from models.registry import load_metadata, promoted_version
+    from trainer.evaluate import report_html
+    from wardwatch.settings import Settings
+
+    root = Settings().resolved_model_registry()
+    version = promoted_version(root, "deterioration")
+    assert version is not None
+    meta = load_metadata(root, "deterioration", version)
+    metrics = dict(meta["metrics"])
+    metrics["roc"] = {"model": [[0, 0], [0.2, 0.6], [1, 1]], "news2": [[0, 0], [0.3, 0.5], [1, 1]]}
+    page = report_html(metrics, meta, {"datasets": {"support2": {"n": 10, "prevalence": 0.3}}})
+    assert page.count("<svg") == 2 and "ROC" in page and "Calibration" in page
+    assert "support2" in page and f"{meta['metrics']['model']['auroc']:.4g}" in page
