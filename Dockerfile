@@ -1,6 +1,7 @@
 # wardwatch worker / simulator image (the trainer uses the same image with the [trainer] extra)
 FROM python:3.11-slim
 ARG EXTRAS=""
+RUN useradd --system --uid 10001 --create-home wardwatch
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY wardwatch ./wardwatch
@@ -8,10 +9,13 @@ COPY agents ./agents
 COPY models ./models
 COPY alerts ./alerts
 COPY trainer ./trainer
+COPY benchmarks ./benchmarks
 RUN pip install --no-cache-dir ".${EXTRAS}"
-RUN useradd --system --uid 10001 wardwatch
+# the shipped model; a named volume mounted here starts as a copy of it (compose: `models`)
+COPY --chown=10001:10001 model-registry ./model-registry
 USER wardwatch
-ENV WARDWATCH_WEB_HOST=0.0.0.0 WARDWATCH_DATA_DIR=/tmp/wardwatch
+ENV WARDWATCH_WEB_HOST=0.0.0.0 WARDWATCH_DATA_DIR=/tmp/wardwatch \
+    WARDWATCH_MODEL_REGISTRY=/app/model-registry
 EXPOSE 6066
 ENTRYPOINT ["wardwatch"]
 CMD ["worker"]

@@ -164,12 +164,24 @@ class ScoringPipeline:
 
         # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
         applied_items: list[tuple[Incoming, PatientState, dict[str, Any], Applied]] = []
+        prepared: list[tuple[int, dict[str, Any]]] = []  # (ts_ms, vitals) of applied_items
+        baseline_alpha, max_age_ms = self.baseline_alpha, self.max_age_ms
+        newest: int | None = None
         for item in batch:
             ev = item.event
+            ts = ev.ts_ms()
+            if newest is None or ts > newest:
+                newest = ts
             entry = loaded[ev.patient_id]
             state = entry.state
+            vitals = ev.vitals()
             applied = apply_event(
-                state, ev, baseline_alpha=self.baseline_alpha, max_age_ms=self.max_age_ms
+                state,
+                ev,
+                baseline_alpha=baseline_alpha,
+                max_age_ms=max_age_ms,
+                ts_ms=ts,
+                vitals=vitals,
             )
             if applied.status == "duplicate":
                 result.duplicates += 1
@@ -178,41 +190,49 @@ class ScoringPipeline:
             else:
                 touched[ev.patient_id] = state
                 applied_items.append((item, state, entry.context or {}, applied))
+                prepared.append((ts, vitals))
+        # the SpO2 scale of each applied event, as the patient's state stands after the batch
+        scales = [_scale(ctx, state) for _, state, ctx, _ in applied_items]
 
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
-        risks = await self._model_scores(model, applied_items)
+        risks = await self._model_scores(model, applied_items, prepared, scales)
 
         # 3. rules (always) and the alert policy, in event order
-        for (item, state, ctx, applied), (risk, reason, contrib) in zip(
-            applied_items, risks, strict=True
+        fusion_weights: tuple[float, float] | None = None
+        scored = result.scored
+        for (item, state, ctx, applied), (risk, reason, contrib), (ts, _), scale in zip(
+            applied_items, risks, prepared, scales, strict=True
         ):
             ev = item.event
             pid = ev.patient_id
-            scale = _scale(ctx, state)
-            n2 = news2_from_vitals(applied.current, spo2_scale=scale)
-            q = qsofa_from_vitals(applied.current)
+            current = applied.current
+            n2 = news2_from_vitals(current, spo2_scale=scale)
+            q = qsofa_from_vitals(current)
             fused = None
             if risk is not None and model is not None:
-                fusion = model.meta.get("fusion") or {}
+                if fusion_weights is None:
+                    fusion = model.meta.get("fusion") or {}
+                    fusion_weights = (
+                        float(fusion.get("imaging_weight", 0.5)),
+                        float(fusion.get("imaging_prior", 0.1)),
+                    )
                 fused = fuse(
                     risk,
                     (ctx.get("imaging") or {}).get("probability"),
-                    imaging_weight=float(fusion.get("imaging_weight", 0.5)),
-                    imaging_prior=float(fusion.get("imaging_prior", 0.1)),
+                    imaging_weight=fusion_weights[0],
+                    imaging_prior=fusion_weights[1],
                 )
             version = model.version if model is not None and risk is not None else None
-            result.scored.append(
-                Scored(pid, ev.ts_ms(), n2, q, risk, version, fused, reason, item.event_id)
-            )
+            scored.append(Scored(pid, ts, n2, q, risk, version, fused, reason, item.event_id))
             if self.keep_history:
                 history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
             if not self.alerts:
                 continue
             obs = Observation(
-                ts_ms=ev.ts_ms(),
+                ts_ms=ts,
                 news2=n2,
-                vitals=applied.current,
+                vitals=current,
                 baseline_z=applied.baseline_z,
                 baseline_n=applied.baseline_n,
                 baseline_mean=applied.baseline_mean,
@@ -235,7 +255,7 @@ class ScoringPipeline:
         ]
         commit = await self.store.commit(updates, emits)
         self._collect(result, commit, emits)
-        newest = max(i.event.ts_ms() for i in batch)
+        assert newest is not None  # the batch is not empty
         if self._stream_ms is None or newest > self._stream_ms:
             self._stream_ms, self._stream_wall = newest, self.clock()
         return result
@@ -244,8 +264,13 @@ class ScoringPipeline:
         self,
         model: DeteriorationModel | None,
         items: Sequence[tuple[Incoming, PatientState, dict[str, Any], Applied]],
+        prepared: Sequence[tuple[int, dict[str, Any]]] | None = None,
+        scales: Sequence[int] | None = None,
     ) -> list[tuple[float | None, str | None, dict[str, float] | None]]:
-        """Model risk per applied event, or None with the reason (rules still score)."""
+        """Model risk per applied event, or None with the reason (rules still score).
+
+        ``prepared`` ((ts_ms, vitals) per item) and ``scales`` (the SpO2 scale per item)
+        are what ``process`` already computed; each is recomputed when not given."""
         if not items:
             return []
         if model is None:
@@ -253,17 +278,21 @@ class ScoringPipeline:
             return [(None, "no_model", None)] * len(items)
         try:
             await self._rewarm(model, items)
+            if prepared is None:
+                prepared = [(item.event.ts_ms(), item.event.vitals()) for item, _, _, _ in items]
+            if scales is None:
+                scales = [_scale(ctx, state) for _, state, ctx, _ in items]
             t0 = time.perf_counter()
             scored = model.score(
                 [
-                    (
-                        item.event.patient_id,
-                        state.model,
-                        model_event(item.event, _scale(ctx, state)),
+                    # the trainer's event dict, as model_event() builds it
+                    (item.event.patient_id, state.model, {"ts": ts, **vitals, "spo2_scale": scale})
+                    for (item, state, _, _), (ts, vitals), scale in zip(
+                        items, prepared, scales, strict=True
                     )
-                    for item, state, ctx, _ in items
                 ],
                 explain_above=self.policy.model_risk_medium,
+                live=True,  # serialized only when the store writes the patient's state
             )
             if self.on_inference is not None:
                 self.on_inference(model.name, model.version, time.perf_counter() - t0)
@@ -286,9 +315,13 @@ class ScoringPipeline:
         """Patients whose stored model state is missing or from another version, but who
         had events before: rebuild the state from their recent history (one read)."""
         need: dict[str, PatientState] = {}
+        checked: set[str] = set()  # a patient's state is the same object for all its events
         for item, state, _ctx, _ in items:
             pid = item.event.patient_id
-            if pid not in need and state.n_events > 1 and not model.owns(state.model):
+            if pid in checked:
+                continue
+            checked.add(pid)
+            if state.n_events > 1 and not model.owns(state.model):
                 need[pid] = state
         if not need:
             return

@@ -57,7 +57,9 @@ __all__ = [
     "N_FEATURES",
     "NORM",
     "FeatureState",
+    "feature_row",
     "featurize_sequence",
+    "norm_constants",
     "step",
     "ts_to_ms",
 ]
@@ -163,25 +165,53 @@ def _hours_scaled(dt_ms: int, clip_h: float) -> float:
     return min(max(dt_ms, 0) / 3_600_000.0, clip_h) / clip_h
 
 
-def _update(state: FeatureState, event: Mapping[str, Any], norm: Mapping[str, Any]) -> FloatArray:
-    """Apply ``event`` to ``state`` in place and return the feature vector."""
-    ts = ts_to_ms(event["ts"])
-    clip_h = float(norm["hours_clip"])
-    z_clip = float(norm["z_clip"])
-    alpha = float(norm["baseline_alpha"])
+# (hours_clip, z_clip, baseline_alpha, ((vital, sd_floor**2, value_mean, value_sd), ...))
+NormConsts = tuple[float, float, float, tuple[tuple[str, float, float, float], ...]]
+
+
+def norm_constants(norm: Mapping[str, Any]) -> NormConsts:
+    """The normalization constants of ``norm`` as floats, parsed once (see :func:`feature_row`)."""
     sd_floor: Mapping[str, float] = norm["sd_floor"]
     means: Mapping[str, float] = norm["value_mean"]
     sds: Mapping[str, float] = norm["value_sd"]
+    return (
+        float(norm["hours_clip"]),
+        float(norm["z_clip"]),
+        float(norm["baseline_alpha"]),
+        tuple(
+            (name, float(sd_floor[name]) ** 2, float(means[name]), float(sds[name]))
+            for name in NUMERIC_VITALS
+        ),
+    )
 
-    out = np.zeros(N_FEATURES, dtype=np.float32)
-    for i, name in enumerate(NUMERIC_VITALS):
-        raw = event.get(name)
-        observed = raw is not None
+
+_NORM_CONSTS = norm_constants(NORM)
+
+
+def feature_row(state: FeatureState, event: Mapping[str, Any], consts: NormConsts) -> list[float]:
+    """Apply ``event`` to ``state`` in place and return the feature vector as floats
+    (float64; the float32 array is built from them, see :func:`_update`)."""
+    raw_ts = event["ts"]
+    ts = raw_ts if type(raw_ts) is int else ts_to_ms(raw_ts)
+    clip_h, z_clip, alpha, vitals = consts
+    get = event.get
+    baseline = state.baseline
+    last_value = state.last_value
+    last_ts_ms = state.last_ts_ms
+    last_z = state.last_z
+    out: list[float] = []
+    for name, floor_sq, vmean, vsd in vitals:
+        raw = get(name)
         if raw is not None:
             value = float(raw)
-            n, mean, var = state.baseline.get(name, [0, value, 0.0])
+            prior = baseline.get(name)
+            n: float  # an int (0 or a count from the state)
+            if prior is None:
+                n, mean, var = 0, value, 0.0
+            else:
+                n, mean, var = prior
             if n >= 1:
-                sd = math.sqrt(max(var, 0.0) + float(sd_floor[name]) ** 2)
+                sd = math.sqrt(max(var, 0.0) + floor_sq)
                 z = max(-z_clip, min(z_clip, (value - mean) / sd))
             else:
                 z = 0.0
@@ -190,33 +220,51 @@ def _update(state: FeatureState, event: Mapping[str, Any], norm: Mapping[str, An
             delta = value - mean
             mean = mean + a * delta
             var = (1 - a) * (var + a * delta * delta)
-            state.baseline[name] = [n + 1, round(mean, 4), round(var, 4)]
-            state.last_value[name] = value
-            state.last_ts_ms[name] = ts
-            state.last_z[name] = round(z, 6)
-        base = 4 * i
-        if name in state.last_value:
-            out[base] = (state.last_value[name] - float(means[name])) / float(sds[name])
-            out[base + 2] = _hours_scaled(ts - state.last_ts_ms[name], clip_h)
-            out[base + 3] = state.last_z.get(name, 0.0) / z_clip
+            baseline[name] = [n + 1, round(mean, 4), round(var, 4)]
+            last_value[name] = value
+            last_ts_ms[name] = ts
+            zr = round(z, 6)
+            last_z[name] = zr
+            out += (
+                (value - vmean) / vsd,
+                1.0,
+                min(0 / 3_600_000.0, clip_h) / clip_h,
+                zr / z_clip,
+            )
+        elif name in last_value:
+            out += (
+                (last_value[name] - vmean) / vsd,
+                0.0,
+                min(max(ts - last_ts_ms[name], 0) / 3_600_000.0, clip_h) / clip_h,
+                last_z.get(name, 0.0) / z_clip,
+            )
         else:
-            out[base + 2] = 1.0
-        out[base + 1] = 1.0 if observed else 0.0
+            out += (0.0, 0.0, 1.0, 0.0)
 
-    if event.get("on_oxygen") is not None:
-        state.on_oxygen = bool(event["on_oxygen"])
-    if event.get("consciousness") is not None:
-        state.consciousness = str(event["consciousness"])
-    if event.get("spo2_scale") is not None:
-        state.spo2_scale = int(event["spo2_scale"])
-    k = 4 * len(NUMERIC_VITALS)
-    out[k] = 1.0 if state.on_oxygen else 0.0
-    out[k + 1] = 1.0 if state.consciousness not in (None, "A") else 0.0
-    out[k + 2] = 1.0 if state.spo2_scale == 2 else 0.0
+    if (oxygen := get("on_oxygen")) is not None:
+        state.on_oxygen = bool(oxygen)
+    if (consciousness := get("consciousness")) is not None:
+        state.consciousness = str(consciousness)
+    if (scale := get("spo2_scale")) is not None:
+        state.spo2_scale = int(scale)
     prev = state.prev_ts_ms
-    out[k + 3] = 0.0 if prev is None else _hours_scaled(ts - prev, clip_h)
+    out += (
+        1.0 if state.on_oxygen else 0.0,
+        1.0 if state.consciousness not in (None, "A") else 0.0,
+        1.0 if state.spo2_scale == 2 else 0.0,
+        0.0 if prev is None else min(max(ts - prev, 0) / 3_600_000.0, clip_h) / clip_h,
+    )
     state.prev_ts_ms = ts if prev is None else max(prev, ts)
     return out
+
+
+def _consts(norm: Mapping[str, Any]) -> NormConsts:
+    return _NORM_CONSTS if norm is NORM else norm_constants(norm)
+
+
+def _update(state: FeatureState, event: Mapping[str, Any], norm: Mapping[str, Any]) -> FloatArray:
+    """Apply ``event`` to ``state`` in place and return the feature vector."""
+    return np.array(feature_row(state, event, _consts(norm)), dtype=np.float32)
 
 
 def step(
@@ -239,8 +287,8 @@ def featurize_sequence(
 ) -> FloatArray:
     """Features ``[T, F]`` of one patient's time-ordered events (from ``state`` or empty)."""
     st = FeatureState() if state is None else state.copy()
-    nm = NORM if norm is None else norm
-    rows = [_update(st, ev, nm) for ev in events]
+    consts = _consts(NORM if norm is None else norm)
+    rows = [feature_row(st, ev, consts) for ev in events]
     if not rows:
         return np.zeros((0, N_FEATURES), dtype=np.float32)
-    return np.stack(rows)
+    return np.array(rows, dtype=np.float32)

@@ -150,15 +150,29 @@ def _scaled_bands(bands: tuple[Band, ...], scale: int) -> tuple[tuple[int | None
     return tuple((None if u is None else int(u * scale), p) for u, p in bands)
 
 
+_SCALED_BY_ID: dict[
+    tuple[int, int], tuple[tuple[Band, ...], tuple[tuple[int | None, int], ...]]
+] = {}
+
+
+def _scaled(bands: tuple[Band, ...], scale: int) -> tuple[tuple[int | None, int], ...]:
+    """:func:`_scaled_bands` without hashing the table on every call (keyed by identity)."""
+    entry = _SCALED_BY_ID.get((id(bands), scale))
+    if entry is None or entry[0] is not bands:
+        entry = (bands, _scaled_bands(bands, scale))
+        _SCALED_BY_ID[(id(bands), scale)] = entry
+    return entry[1]
+
+
 def _lookup(bands: tuple[Band, ...], value: float | Decimal, quantum: Decimal = WHOLE) -> int:
     # Fast path for the common case, a plain number already at the recorded precision
     # (an integer pulse, a temperature with one decimal): exact integer comparison.
     if type(value) is int or (type(value) is float and math.isfinite(value)):
-        scale = 1 if quantum == WHOLE else 10
+        scale = 1 if quantum is WHOLE or quantum == WHOLE else 10
         x = value * scale
         k = round(x)
         if abs(x - k) < 1e-9:
-            for bound, pts in _scaled_bands(bands, scale):
+            for bound, pts in _scaled(bands, scale):
                 if bound is None or k <= bound:
                     return pts
     recorded = recorded_value(value, quantum)

@@ -33,6 +33,8 @@ CRITERIA: tuple[str, ...] = ("respiratory_rate_ge_22", "altered_mentation", "sys
 RESPIRATORY_RATE_THRESHOLD: Final = Decimal(22)  # criterion met when RR >= 22
 SYSTOLIC_BP_THRESHOLD: Final = Decimal(100)  # criterion met when SBP <= 100
 HIGH_RISK_SCORE: Final = 2
+_RR_WHOLE: Final = int(RESPIRATORY_RATE_THRESHOLD)  # exact: compared with floats and Decimals
+_SBP_WHOLE: Final = int(SYSTOLIC_BP_THRESHOLD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,15 @@ def altered_mentation(consciousness: str | None = None, gcs: float | None = None
     return any(findings) if findings else None
 
 
+def _whole(value: float) -> float | Decimal:
+    """``recorded_value(value)`` (half away from zero to a whole number), compared with
+    the thresholds; a float or int that is already whole is its own recorded value."""
+    t = type(value)
+    if t is int or (t is float and math.isfinite(value) and value.is_integer()):
+        return value
+    return recorded_value(value)
+
+
 def qsofa(
     *,
     respiratory_rate_per_min: float | None = None,
@@ -94,13 +105,11 @@ def qsofa(
         "respiratory_rate_ge_22": (
             None
             if respiratory_rate_per_min is None
-            else recorded_value(respiratory_rate_per_min) >= RESPIRATORY_RATE_THRESHOLD
+            else _whole(respiratory_rate_per_min) >= _RR_WHOLE
         ),
         "altered_mentation": altered_mentation(consciousness, gcs),
         "systolic_bp_le_100": (
-            None
-            if systolic_bp_mmhg is None
-            else recorded_value(systolic_bp_mmhg) <= SYSTOLIC_BP_THRESHOLD
+            None if systolic_bp_mmhg is None else _whole(systolic_bp_mmhg) <= _SBP_WHOLE
         ),
     }
     criteria = {name: met for name, met in evaluated.items() if met is not None}

@@ -27,7 +27,15 @@ import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 
-from models.features import FEATURE_NAMES, N_FEATURES, FeatureState, step
+from models.features import (
+    FEATURE_NAMES,
+    N_FEATURES,
+    FeatureState,
+    NormConsts,
+    feature_row,
+    norm_constants,
+)
+from models.features import NORM as DEFAULT_NORM
 from models.registry import load_metadata, promoted_version, verify, version_dir
 from wardwatch.errors import ModelError
 from wardwatch.schemas import NUMERIC_VITALS
@@ -188,26 +196,55 @@ class DeteriorationModel:
 
     # ---- pre-process → infer → post-process ---------------------------------------------
     def _start(self, state: Mapping[str, Any] | None) -> tuple[FeatureState, FloatArray] | None:
-        """The patient's feature and hidden state, if it belongs to this model version."""
+        """The patient's feature and hidden state, if it belongs to this model version.
+
+        The state is either as stored (JSON strings) or, within one process, as left by
+        :meth:`score` with ``live=True`` (a :class:`FeatureState` and the hidden state's
+        float32 bytes; serialized only when a store writes it, see ``PatientState.to_json``).
+        Either way the caller gets its own copies.
+        """
         if not state or state.get("version") != self.version or state.get("sha256") != self.sha256:
             return None
-        h = decode_hidden(str(state.get("h", "")), self.hidden)
+        raw_h = state.get("h", "")
+        features = state.get("features")
+        if isinstance(raw_h, bytes) and isinstance(features, FeatureState):
+            live_h = np.frombuffer(raw_h, dtype=np.float32)
+            if live_h.size != self.hidden:
+                return None
+            return features.copy(), live_h.copy()
+        h = decode_hidden(str(raw_h), self.hidden)
         if h is None:
             return None
-        return FeatureState.from_json(state.get("features")), h
+        return FeatureState.from_json(features), h
 
     def fresh(self) -> tuple[FeatureState, FloatArray]:
         return FeatureState(), np.zeros(self.hidden, np.float32)
 
     def owns(self, state: Mapping[str, Any] | None) -> bool:
         """Whether a patient's stored model state was produced by this exact version."""
+        if not state or state.get("version") != self.version or state.get("sha256") != self.sha256:
+            return False
+        raw_h = state.get("h", "")
+        features = state.get("features")
+        if isinstance(raw_h, bytes) and isinstance(features, FeatureState):
+            return len(raw_h) == 4 * self.hidden
         return self._start(state) is not None
+
+    @property
+    def norm_consts(self) -> NormConsts:
+        """The normalization constants, parsed once per model."""
+        consts: NormConsts | None = self.__dict__.get("_norm_consts")
+        if consts is None:
+            consts = norm_constants(self.norm or DEFAULT_NORM)
+            self.__dict__["_norm_consts"] = consts
+        return consts
 
     def score(
         self,
         items: Sequence[tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]],
         *,
         explain_above: float | None = None,
+        live: bool = False,
     ) -> list[Scored]:
         """Score events in order: ``(patient key, model state or None, event dict)`` each.
 
@@ -215,6 +252,10 @@ class DeteriorationModel:
         the batch runs in waves (the k-th event of every patient in wave k): one ONNX call
         per wave, usually one per batch. A state from another model version starts fresh
         (the caller rewarms it first).
+
+        ``live=True`` leaves the states unserialized (the feature state object and the
+        hidden state's bytes): for a caller that stores them through ``PatientState``,
+        whose JSON encoding serializes them exactly as ``live=False`` would.
         """
         n = len(items)
         out: list[Scored | None] = [None] * n
@@ -224,41 +265,52 @@ class DeteriorationModel:
             chains.append(pos.get(key, -1))
             pos[key] = i
         final = set(pos.values())
+        consts = self.norm_consts
         current: dict[int, tuple[FeatureState, FloatArray]] = {}
         remaining = list(range(n))
         while remaining:
             wave = [i for i in remaining if chains[i] < 0 or chains[i] in current]
             in_wave = set(wave)
             rest = [i for i in remaining if i not in in_wave]
-            feats = np.zeros((len(wave), N_FEATURES), np.float32)
+            rows: list[list[float]] = []
             hs = np.zeros((len(wave), self.hidden), np.float32)
             fstates: list[FeatureState] = []
             for row, i in enumerate(wave):
                 prev = chains[i]
                 start = current.pop(prev) if prev >= 0 else None
                 if start is None:
+                    # _start and fresh return new objects: stepping them in place is safe
                     start = self._start(items[i][1]) or self.fresh()
-                f, fst = step(start[0], items[i][2], self.norm or None)
-                feats[row], hs[row] = f, start[1]
+                fst = start[0]
+                rows.append(feature_row(fst, items[i][2], consts))
+                hs[row] = start[1]
                 fstates.append(fst)
+            feats = np.array(rows, dtype=np.float32).reshape(len(wave), N_FEATURES)
             risk, h_out = self.step_batch(feats, hs)
             contrib = (
                 self._occlusion(feats, hs, risk, explain_above) if explain_above is not None else {}
             )
+            risks = risk.tolist()
             for row, i in enumerate(wave):
                 current[i] = (fstates[row], h_out[row])
                 # only a patient's last event in the batch leaves a state to store
-                state = (
-                    {
+                if i not in final:
+                    state: dict[str, Any] = {}
+                elif live:
+                    state = {
+                        "version": self.version,
+                        "sha256": self.sha256,
+                        "features": fstates[row],
+                        "h": np.asarray(h_out[row], dtype=np.float32).tobytes(),
+                    }
+                else:
+                    state = {
                         "version": self.version,
                         "sha256": self.sha256,
                         "features": fstates[row].to_json(),
                         "h": encode_hidden(h_out[row]),
                     }
-                    if i in final
-                    else {}
-                )
-                out[i] = Scored(float(risk[row]), state, contrib.get(row))
+                out[i] = Scored(risks[row], state, contrib.get(row))
             remaining = rest
         return [s for s in out if s is not None]
 

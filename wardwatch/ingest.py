@@ -350,7 +350,7 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
         v = getattr(event, field)
         if v is None:
             continue
-        if isinstance(v, bool) or not isinstance(v, int | float):
+        if type(v) is not float and (isinstance(v, bool) or not isinstance(v, int | float)):
             _fail(RejectReason.SCHEMA, f"{field}: must be a number")
         if not math.isfinite(v):
             problems.append(f"{field}: not a finite number")
@@ -420,6 +420,9 @@ def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Re
         raw = raw.tobytes()
     if not isinstance(raw, bytes | bytearray):
         return Rejection(RejectReason.MALFORMED_JSON, "message value is null or not bytes")
+    fast = _decode_plain_event(raw, now, skew)
+    if fast is not None:
+        return fast
     if not raw.strip():
         return Rejection(RejectReason.MALFORMED_JSON, "empty message")
     try:
@@ -433,6 +436,24 @@ def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Re
     if "resourceType" in obj:
         return _decode_fhir(obj, now, skew, full)
     return _decode_json_event(raw, obj, now, skew)
+
+
+def _decode_plain_event(raw: bytes | bytearray, now: datetime, skew: float) -> Decoded | None:
+    """Fast path for the common case, a plain JSON event that passes every check: parsed
+    and validated once. None for anything else (a rejection, FHIR): the full path then
+    decides, with exactly the same reasons and details as always. An event the schema
+    accepts is a JSON object without ``resourceType`` (extra fields are forbidden), i.e.
+    one the full path would also decode as a JSON event; a NaN or infinite value, which
+    the full path rejects as malformed JSON, fails the plausibility checks here."""
+    try:
+        event = VitalsEvent.model_validate_json(raw)
+    except ValidationError:
+        return None
+    try:
+        warnings = _validate(event, now, skew)
+    except _Reject:
+        return None
+    return Decoded([event], warnings, "json")
 
 
 def _json_kind(value: object) -> str:

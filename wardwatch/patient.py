@@ -7,10 +7,12 @@ share exactly the same logic.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
 from wardwatch.schemas import NUMERIC_VITALS, VITAL_FIELDS, VitalsEvent
@@ -44,7 +46,7 @@ class PatientState:
     model: dict[str, Any] | None = None  # recurrent model state: version, hidden, last_ts_ms
 
     def to_json(self) -> str:
-        return json.dumps(self.__dict__, separators=(",", ":"))
+        return json.dumps(self.__dict__, separators=(",", ":"), default=_lazy_json)
 
     @classmethod
     def from_json(cls, raw: str | bytes | None) -> PatientState:
@@ -64,9 +66,57 @@ class Applied:
     baseline_mean: dict[str, float] = field(default_factory=dict)  # prior personal means
 
 
-def event_digest(event: VitalsEvent) -> str:
-    payload = json.dumps(event.vitals(), sort_keys=True, default=str) + str(event.device_id)
+def _lazy_json(value: object) -> Any:
+    """JSON form of model state left unserialized in memory (``score(..., live=True)``):
+    bytes (a hidden state) as base64, objects with ``to_json`` (a feature state) as that
+    JSON string; exactly what the model would have stored as strings."""
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    to_json = getattr(value, "to_json", None)
+    if to_json is None:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    return to_json()
+
+
+_SORTED_VITALS: tuple[str, ...] = tuple(sorted(VITAL_FIELDS))
+_SD_FLOOR_SQ: tuple[tuple[str, float], ...] = tuple(
+    (name, SD_FLOOR[name] ** 2) for name in NUMERIC_VITALS
+)
+_float_repr = float.__repr__
+
+
+def _digest_payload(vitals: dict[str, Any]) -> str:
+    """``json.dumps(vitals, sort_keys=True, default=str)``, built directly for the plain
+    value types of a validated event (anything else goes through json.dumps)."""
+    parts = []
+    for name in _SORTED_VITALS:
+        if name not in vitals:
+            continue
+        v = vitals[name]
+        t = type(v)
+        if t is float:
+            if v != v or v in (math.inf, -math.inf):
+                return json.dumps(vitals, sort_keys=True, default=str)
+            text = _float_repr(v)
+        elif t is bool:
+            text = "true" if v else "false"
+        elif t is str:
+            text = encode_basestring_ascii(v)
+        else:
+            return json.dumps(vitals, sort_keys=True, default=str)
+        parts.append(f'"{name}": {text}')
+    if len(parts) != len(vitals):
+        return json.dumps(vitals, sort_keys=True, default=str)
+    return "{" + ", ".join(parts) + "}"
+
+
+def _digest(vitals: dict[str, Any], device_id: str | None) -> str:
+    payload = _digest_payload(vitals) + str(device_id)
     return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+
+
+def event_digest(event: VitalsEvent) -> str:
+    return _digest(event.vitals(), event.device_id)
 
 
 def apply_event(
@@ -75,6 +125,8 @@ def apply_event(
     *,
     baseline_alpha: float = 0.02,
     max_age_ms: int = 4 * 3600 * 1000,
+    ts_ms: int | None = None,
+    vitals: dict[str, Any] | None = None,
 ) -> Applied:
     """Apply ``event`` to ``state`` in place, unless it is stale or a duplicate.
 
@@ -83,25 +135,35 @@ def apply_event(
     - same time and same content as an applied event: ``duplicate``, no second effect;
     - otherwise the latest values, the personal baseline (exponentially weighted mean and
       variance, updated *after* computing this event's deviation) and the watermark move.
+
+    ``ts_ms`` and ``vitals``, when given, are ``event.ts_ms()`` and ``event.vitals()``
+    (already computed by the caller).
     """
-    ts = event.ts_ms()
-    digest = event_digest(event)
+    ts = event.ts_ms() if ts_ms is None else ts_ms
     if ts < state.watermark_ms:
         return Applied("stale", {}, {}, 0)
+    if vitals is None:
+        vitals = event.vitals()
+    digest = _digest(vitals, event.device_id)
     if ts == state.watermark_ms and digest in state.wm_digests:
         return Applied("duplicate", {}, {}, 0)
 
-    vitals = event.vitals()
     z: dict[str, float] = {}
     means: dict[str, float] = {}
     n_min = 0
-    for name in NUMERIC_VITALS:
+    baseline = state.baseline
+    for name, floor_sq in _SD_FLOOR_SQ:
         if name not in vitals:
             continue
         value = float(vitals[name])
-        n, mean, var = state.baseline.get(name, [0, value, 0.0])
+        prior = baseline.get(name)
+        n: float  # an int (0 or a count from the state)
+        if prior is None:
+            n, mean, var = 0, value, 0.0
+        else:
+            n, mean, var = prior
         if n >= 1:
-            sd = math.sqrt(max(var, 0.0) + SD_FLOOR[name] ** 2)
+            sd = math.sqrt(max(var, 0.0) + floor_sq)
             z[name] = round((value - mean) / sd, 4)
             means[name] = mean
             n_min = int(n) if not n_min else min(n_min, int(n))
@@ -110,10 +172,11 @@ def apply_event(
         delta = value - mean
         mean = mean + a * delta
         var = (1 - a) * (var + a * delta * delta)
-        state.baseline[name] = [n + 1, round(mean, 4), round(var, 4)]
+        baseline[name] = [n + 1, round(mean, 4), round(var, 4)]
 
+    latest = state.latest
     for name, value in vitals.items():
-        state.latest[name] = [value, ts]
+        latest[name] = [value, ts]
     if event.spo2_scale is not None:
         state.spo2_scale_device = event.spo2_scale
     if ts > state.watermark_ms:
@@ -122,13 +185,13 @@ def apply_event(
     else:
         state.wm_digests = [*state.wm_digests[-7:], digest]
     state.n_events += 1
-    current = {
-        name: value
-        for name in VITAL_FIELDS
-        if (entry := state.latest.get(name)) is not None
-        for value, seen in [entry]
-        if ts - int(seen) <= max_age_ms
-    }
+    current = {}
+    for name in VITAL_FIELDS:
+        entry = latest.get(name)
+        if entry is not None:
+            value, seen = entry
+            if ts - int(seen) <= max_age_ms:
+                current[name] = value
     return Applied("applied", current, z, n_min, means)
 
 

@@ -206,7 +206,12 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     assert out["parity"]["max_abs_diff_risk_real"] < 1e-4
     assert out["parity"]["max_abs_diff_risk_random"] < 1e-4
     vdir = tmp_path / "deterioration" / "v1"
-    assert {p.name for p in vdir.iterdir()} == {"model.onnx", "metadata.json", "report.md"}
+    assert {p.name for p in vdir.iterdir()} == {
+        "model.onnx",
+        "metadata.json",
+        "report.md",
+        "report.html",
+    }
     meta = reg.load_metadata(tmp_path, "deterioration", "v1")
     assert reg.verify(tmp_path, "deterioration", "v1") == meta["sha256"]
     for key in (
