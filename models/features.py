@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wardwatch.patient import SD_FLOOR
+from wardwatch.patient import SD_FLOOR, baseline_step
 from wardwatch.schemas import NUMERIC_VITALS
 
 __all__ = [
@@ -204,23 +204,9 @@ def feature_row(state: FeatureState, event: Mapping[str, Any], consts: NormConst
         raw = get(name)
         if raw is not None:
             value = float(raw)
-            prior = baseline.get(name)
-            n: float  # an int (0 or a count from the state)
-            if prior is None:
-                n, mean, var = 0, value, 0.0
-            else:
-                n, mean, var = prior
-            if n >= 1:
-                sd = math.sqrt(max(var, 0.0) + floor_sq)
-                z = max(-z_clip, min(z_clip, (value - mean) / sd))
-            else:
-                z = 0.0
-            # same update (and rounding) as wardwatch.patient.apply_event
-            a = max(alpha, 1.0 / (n + 1))
-            delta = value - mean
-            mean = mean + a * delta
-            var = (1 - a) * (var + a * delta * delta)
-            baseline[name] = [n + 1, round(mean, 4), round(var, 4)]
+            # the same update (and rounding) as the worker's patient state
+            _n, _mean, zraw = baseline_step(baseline, name, value, floor_sq, alpha)
+            z = 0.0 if zraw is None else max(-z_clip, min(z_clip, zraw))
             last_value[name] = value
             last_ts_ms[name] = ts
             zr = round(z, 6)

@@ -31,6 +31,33 @@ SD_FLOOR: dict[str, float] = {
 ApplyStatus = Literal["applied", "duplicate", "stale"]
 
 
+def baseline_step(
+    baseline: dict[str, list[float]], name: str, value: float, floor_sq: float, alpha: float
+) -> tuple[float, float, float | None]:
+    """One observation of a vital into its personal baseline, in place.
+
+    Returns ``(n, mean, z)`` as they were *before* the update: the number of earlier
+    observations, their exponentially weighted mean, and this value's deviation in
+    personal standard deviations (``sd = sqrt(var + floor**2)``; None while the baseline
+    is empty). The mean and variance are exponentially weighted with a plain running mean
+    while young, and stored rounded (compact JSON). The worker's patient state and the
+    model's features (:mod:`models.features`) both use this, so they always agree.
+    """
+    prior = baseline.get(name)
+    n: float  # an int (0 or a count from the state)
+    if prior is None:
+        n, mean, var = 0, value, 0.0
+    else:
+        n, mean, var = prior
+    z = (value - mean) / math.sqrt(max(var, 0.0) + floor_sq) if n >= 1 else None
+    a = max(alpha, 1.0 / (n + 1))
+    delta = value - mean
+    new_mean = mean + a * delta
+    new_var = (1 - a) * (var + a * delta * delta)
+    baseline[name] = [n + 1, round(new_mean, 4), round(new_var, 4)]
+    return n, mean, z
+
+
 @dataclass
 class PatientState:
     """Everything the worker remembers about one patient (JSON round-trip)."""
@@ -156,23 +183,11 @@ def apply_event(
         if name not in vitals:
             continue
         value = float(vitals[name])
-        prior = baseline.get(name)
-        n: float  # an int (0 or a count from the state)
-        if prior is None:
-            n, mean, var = 0, value, 0.0
-        else:
-            n, mean, var = prior
-        if n >= 1:
-            sd = math.sqrt(max(var, 0.0) + floor_sq)
-            z[name] = round((value - mean) / sd, 4)
+        n, mean, zraw = baseline_step(baseline, name, value, floor_sq, baseline_alpha)
+        if zraw is not None:
+            z[name] = round(zraw, 4)
             means[name] = mean
             n_min = int(n) if not n_min else min(n_min, int(n))
-        # exponentially weighted mean/variance, with a plain running mean while young
-        a = max(baseline_alpha, 1.0 / (n + 1))
-        delta = value - mean
-        mean = mean + a * delta
-        var = (1 - a) * (var + a * delta * delta)
-        baseline[name] = [n + 1, round(mean, 4), round(var, 4)]
 
     latest = state.latest
     for name, value in vitals.items():
