@@ -107,7 +107,9 @@ def test_every_metric_is_exposed_with_sane_values_and_no_patient_ids(
     assert value("wardwatch_inference_seconds", "_count", model="deterioration") >= 1
     assert value("wardwatch_patients_monitored") == 2
     assert value("wardwatch_open_alerts") == 1
-    assert value("wardwatch_consumer_lag") == 0  # caught up
+    lag = [s for s in families["wardwatch_consumer_lag"] if s.labels.get("topic") == vitals]
+    assert len(lag) == settings.partitions  # every assigned partition reported ...
+    assert value("wardwatch_consumer_lag") == 0  # ... and caught up
     assert time.time() - value("wardwatch_last_vitals_timestamp_seconds") < 60
     assert value("wardwatch_model_unavailable", "_total") == 0
     info = [s.labels for s in families["wardwatch_model_info"]]
