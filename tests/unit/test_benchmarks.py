@@ -1,0 +1,30 @@
+"""The benchmarks run (quick mode) and report what they promise; no timing asserts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from wardwatch.bench import BENCHMARKS, main, run_benchmarks
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_benchmark_runs_quick_and_reports_json(capsys: pytest.CaptureFixture[str]) -> None:
+    result = run_benchmarks(BENCHMARKS, quick=True)
+    res = result["results"]
+    assert set(res) == set(BENCHMARKS)
+    assert not any("error" in r for r in res.values())
+    assert res["scoring"]["onnx_step"]["batch_256"]["events_per_s"] > 0
+    assert res["state"]["redis_used_memory_per_patient_bytes"] > 0
+    burden = res["alert_burden"]["ward_prevalence_5pct"]["variants"]
+    assert set(burden) == {"default", "no_personal_triggers", "without_fatigue_controls"}
+    json.dumps(result)  # JSON-able
+    assert main(["ingest", "--quick"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"]["ingest"]
+
+
+def test_unknown_benchmark_is_an_error() -> None:
+    with pytest.raises(SystemExit):
+        main(["nope"])
