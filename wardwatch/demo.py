@@ -220,8 +220,9 @@ def run_demo(
         flush=True,
     )
     stop = threading.Event()
-    old_int = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C, kill, or the terminal closing: stop and shut every child down cleanly
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in stop_signals}
     errors: list[str] = []
     t_start = time.monotonic()
     pub_stats = PublishStats()
@@ -303,8 +304,8 @@ def run_demo(
             code = wp.stop()
             if code not in (0, None, -signal.SIGTERM):
                 errors.append(f"worker exited with code {code}; see {wp.log_path}")
-    signal.signal(signal.SIGINT, old_int)
-    signal.signal(signal.SIGTERM, old_term)
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
     elapsed = time.monotonic() - t_start
     if pub_stats.failed:
         errors.append(f"{pub_stats.failed} messages failed to publish")
