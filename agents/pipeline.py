@@ -165,6 +165,7 @@ class ScoringPipeline:
         # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
         applied_items: list[tuple[Incoming, PatientState, dict[str, Any], Applied]] = []
         prepared: list[tuple[int, dict[str, Any]]] = []  # (ts_ms, vitals) of applied_items
+        scales: list[int] = []
         baseline_alpha, max_age_ms = self.baseline_alpha, self.max_age_ms
         newest: int | None = None
         for item in batch:
@@ -189,10 +190,11 @@ class ScoringPipeline:
                 result.stale += 1
             else:
                 touched[ev.patient_id] = state
-                applied_items.append((item, state, entry.context or {}, applied))
+                ctx = entry.context or {}
+                applied_items.append((item, state, ctx, applied))
                 prepared.append((ts, vitals))
-        # the SpO2 scale of each applied event, as the patient's state stands after the batch
-        scales = [_scale(ctx, state) for _, state, ctx, _ in applied_items]
+                # the SpO2 scale as of this event (batch boundaries must not matter)
+                scales.append(_scale(ctx, state))
 
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
