@@ -24,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import urllib.parse
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from agents.app import Worker
 
+log = logging.getLogger(__name__)
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 COOKIE = "ww_session"
 
@@ -81,6 +83,8 @@ def page_html() -> str:
 def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
     """Add the page and API routes to the worker's Faust web server."""
     token = worker.settings.api_token.get_secret_value()
+    if token == "change-me":
+        log.warning("WARDWATCH_API_TOKEN is the default: set a secret before real patient data")
 
     def unauthorized(view: View) -> Response:
         return view.json({"error": "unauthorized"}, status=401)
