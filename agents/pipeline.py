@@ -293,7 +293,8 @@ class ScoringPipeline:
                         items, prepared, scales, strict=True
                     )
                 ],
-                explain_above=self.policy.model_risk_medium,
+                # contributions explain alerts: none to explain when replaying scores only
+                explain_above=self.policy.model_risk_medium if self.alerts else None,
                 live=True,  # serialized only when the store writes the patient's state
             )
             if self.on_inference is not None:
