@@ -231,7 +231,7 @@ class Worker:
         for ev in events:
             msg = ev.message
             raw = ev.value if isinstance(ev.value, bytes) else bytes(ev.value or b"")
-            decoded = decode_vitals(raw, now=now, max_future_skew_s=s_skew(self.settings))
+            decoded = decode_vitals(raw, now=now, max_future_skew_s=self.settings.max_future_skew_s)
             if isinstance(decoded, Rejection):
                 await self.dead_letter(raw, decoded, msg.topic, msg.partition, msg.offset)
                 continue
@@ -374,10 +374,6 @@ class Worker:
         )
         self.metrics.dead_lettered.labels(rej.reason.value).inc()
         log.warning("dead-lettered %s:%s:%s: %s", topic, partition, offset, rej.reason.value)
-
-
-def s_skew(settings: Settings) -> float:
-    return settings.max_future_skew_s
 
 
 def _first_error(exc: ValueError) -> str:

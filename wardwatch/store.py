@@ -86,6 +86,11 @@ return {conflicts, accepted, sids}
 """
 
 
+def redis_key(prefix: str, kind: str, pid: str = "") -> str:
+    """The key of ``kind`` (``p``, ``h``, ``ctx``, ``a``, ``open``, ...) in the v1 schema."""
+    return f"{prefix}:v1:{kind}:{pid}" if pid else f"{prefix}:v1:{kind}"
+
+
 @dataclass
 class Update:
     """A patient's new state, committed only if its version is still ``expected_version``."""
@@ -160,7 +165,7 @@ class RedisStateStore:
         return cls(aioredis.Redis.from_url(url), **kw)
 
     def key(self, kind: str, pid: str = "") -> str:
-        return f"{self.prefix}:v1:{kind}:{pid}" if pid else f"{self.prefix}:v1:{kind}"
+        return redis_key(self.prefix, kind, pid)
 
     async def ping(self) -> bool:
         return bool(await self.r.ping())

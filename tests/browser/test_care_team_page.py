@@ -10,12 +10,17 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import redis
 from pydantic import SecretStr
 
 from alerts.policy import AlertState
-from tests.integration.helpers import consume, deteriorating, hours_ago, publish, start_worker
-from wardwatch.patient import PatientState
+from tests.integration.helpers import (
+    consume,
+    deteriorating,
+    hours_ago,
+    publish,
+    start_worker,
+    stored_state,
+)
 from wardwatch.settings import Settings
 from wardwatch.topics import ensure_topics
 
@@ -96,9 +101,7 @@ def test_alert_appears_live_and_acknowledge_updates_redis_and_kafka(
             page.screenshot(path=str(ARTIFACTS / "care-team-page-acknowledged.png"), full_page=True)
             browser.close()
 
-        r = redis.Redis.from_url(settings.redis_url or "")
-        raw = r.hget(f"{settings.redis_prefix}:v1:p:bed-7", "s")
-        state = AlertState.from_json(PatientState.from_json(raw).alert)
+        state = AlertState.from_json(stored_state(settings, "bed-7").alert)
         assert state.status == "acknowledged" and state.acked_by == "Nurse Ada"
         acks = consume(
             settings,

@@ -13,11 +13,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.integration.helpers import hours_ago, publish, stable, start_worker
+from tests.integration.helpers import hours_ago, publish, stable, start_worker, stored_state
 from wardwatch.demo import metric_sum
-from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_redis
 from wardwatch.topics import ensure_topics
@@ -42,11 +40,9 @@ def test_redis_outage_delays_but_loses_no_event(settings: Settings, tmp_path: Pa
     settings = settings.model_copy(update={"redis_url": url})
     ensure_topics(settings)
     worker = start_worker(settings, tmp_path)
-    r = redis.Redis.from_url(url)
 
     def applied() -> int:
-        raw = r.hget(f"{settings.redis_prefix}:v1:p:bed-9", "s")
-        return PatientState.from_json(raw).n_events
+        return stored_state(settings, "bed-9").n_events
 
     events = stable("bed-9", hours_ago(6), steps=20)
     try:

@@ -9,11 +9,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from wardwatch.demo import WorkerProcess
+from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.stack import free_port
+from wardwatch.store import redis_key
 from wardwatch.topics import producer
 
 
@@ -38,6 +41,25 @@ def publish(settings: Settings, topic: str, items: Iterable[tuple[str, bytes]]) 
     prod.flush(10)
     prod.close(5)
     return n
+
+
+def stored_state(settings: Settings, pid: str) -> PatientState:
+    """A patient's state as the worker committed it to Redis (empty if none)."""
+    r = redis.Redis.from_url(settings.redis_url or "")
+    return PatientState.from_json(r.hget(redis_key(settings.redis_prefix, "p", pid), "s"))
+
+
+def stored_history(settings: Settings, pid: str) -> list[dict[str, Any]]:
+    """A patient's ring buffer in Redis, oldest first."""
+    r = redis.Redis.from_url(settings.redis_url or "")
+    rows = r.lrange(redis_key(settings.redis_prefix, "h", pid), 0, -1)
+    return [json.loads(x) for x in reversed(rows)]
+
+
+def publish_events(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
+    """Publish event dicts (ISO ``ts``) to the vitals topic, keyed by patient."""
+    items = [(e["patient_id"], json.dumps(e).encode()) for e in events]
+    return publish(settings, settings.topics.vitals, items)
 
 
 def vitals(pid: str, ts: datetime, **values: Any) -> bytes:

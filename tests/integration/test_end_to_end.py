@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import redis
 
 from models.news2 import news2_from_vitals
 from tests.integration.helpers import (
@@ -16,8 +15,8 @@ from tests.integration.helpers import (
     publish,
     stable,
     start_worker,
+    stored_state,
 )
-from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.topics import ensure_topics
 
@@ -65,9 +64,7 @@ def test_deteriorating_patient_alerts_and_stable_patient_does_not(
     last = [a for a in alerts if a["ts_ms"] == max(x["ts_ms"] for x in alerts)][-1]
     assert last["news2_total"] <= _final_news2(sick[-1])
     assert len({a["transition_id"] for a in alerts}) == len(alerts), "duplicate transitions"
-    r = redis.Redis.from_url(settings.redis_url or "")
-    state = PatientState.from_json(r.hget(f"{settings.redis_prefix}:v1:p:bed-2", "s"))
-    assert state.n_events == len(well)
+    assert stored_state(settings, "bed-2").n_events == len(well)
 
 
 def test_two_workers_share_partitions_and_apply_every_event_once(
@@ -85,14 +82,8 @@ def test_two_workers_share_partitions_and_apply_every_event_once(
             items += [(pid, v) for v in series]
         sent = publish(settings, settings.topics.vitals, items)
 
-        r = redis.Redis.from_url(settings.redis_url or "")
-
         def applied() -> int:
-            total = 0
-            for pid in patients:
-                raw = r.hget(f"{settings.redis_prefix}:v1:p:{pid}", "s")
-                total += PatientState.from_json(raw).n_events
-            return total
+            return sum(stored_state(settings, pid).n_events for pid in patients)
 
         import time
 

@@ -13,10 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import redis
 
 from models.registry import load_metadata, promoted_version
-from tests.integration.helpers import consume, publish, start_worker
+from tests.integration.helpers import (
+    consume,
+    publish_events,
+    start_worker,
+    stored_history,
+    stored_state,
+)
 from wardwatch.patient import PatientState
 from wardwatch.schemas import ModelPromotion
 from wardwatch.score_cli import score_stream
@@ -89,14 +94,7 @@ def test_promotion_switches_versions_without_losing_or_duplicating_events(
         assert _model_version(worker.metrics()) == "v1"
         half = len(events) // 2
         first, second = events[:half], events[half:]
-        sender = threading.Thread(
-            target=publish,
-            args=(
-                settings,
-                settings.topics.vitals,
-                [(e["patient_id"], json.dumps(e).encode()) for e in first],
-            ),
-        )
+        sender = threading.Thread(target=publish_events, args=(settings, first))
         sender.start()
         _promote(settings, root, "v2")  # while events are flowing
         sender.join()
@@ -112,19 +110,11 @@ def test_promotion_switches_versions_without_losing_or_duplicating_events(
         ):
             assert time.monotonic() < deadline, "broken model was not refused"
             time.sleep(0.2)
-        publish(
-            settings,
-            settings.topics.vitals,
-            [(e["patient_id"], json.dumps(e).encode()) for e in second],
-        )
-        r = redis.Redis.from_url(settings.redis_url or "")
+        publish_events(settings, second)
         pids = sorted({e["patient_id"] for e in events})
 
         def states() -> dict[str, PatientState]:
-            return {
-                p: PatientState.from_json(r.hget(f"{settings.redis_prefix}:v1:p:{p}", "s"))
-                for p in pids
-            }
+            return {p: stored_state(settings, p) for p in pids}
 
         deadline = time.monotonic() + 60
         while sum(s.n_events for s in states().values()) < len(events):
@@ -150,21 +140,14 @@ def test_worker_and_replay_give_identical_risks(settings: Settings, tmp_path: Pa
     events = _events(6, 4.0)
     worker = start_worker(settings, tmp_path)
     try:
-        publish(
-            settings,
-            settings.topics.vitals,
-            [(e["patient_id"], json.dumps(e).encode()) for e in events],
-        )
-        r = redis.Redis.from_url(settings.redis_url or "")
+        publish_events(settings, events)
         pids = sorted({e["patient_id"] for e in events})
         deadline = time.monotonic() + 60
-        while sum(r.llen(f"{settings.redis_prefix}:v1:h:{p}") for p in pids) < len(events):
+        while sum(len(stored_history(settings, p)) for p in pids) < len(events):
             assert time.monotonic() < deadline
             time.sleep(0.3)
         worker_risk = {
-            (p, row["t"]): row.get("risk")
-            for p in pids
-            for row in map(json.loads, r.lrange(f"{settings.redis_prefix}:v1:h:{p}", 0, -1))
+            (p, row["t"]): row.get("risk") for p in pids for row in stored_history(settings, p)
         }
     finally:
         worker.stop()
