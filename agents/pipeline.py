@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from alerts.policy import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
 from alerts.policy import acknowledge as policy_acknowledge
@@ -32,7 +32,7 @@ from wardwatch.store import CommitResult, Emit, StateStore, Update
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Incoming:
     """A validated event with where it came from."""
 
@@ -41,7 +41,7 @@ class Incoming:
     source_ts_ms: int | None = None  # when the source message was produced (latency)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Scored:
     patient_id: str
     ts_ms: int
@@ -71,11 +71,24 @@ def _scale(ctx: dict[str, Any], state: PatientState) -> int:
     return int(ctx.get("spo2_scale") or state.spo2_scale_device or 1)
 
 
+class _Item(NamedTuple):
+    """An applied event on its way through the batch."""
+
+    item: Incoming
+    state: PatientState
+    ctx: dict[str, Any]
+    applied: Applied
+    ts: int  # event time, epoch ms
+    vitals: dict[str, Any]
+    scale: int  # the SpO2 scale as of this event
+
+
 @dataclass
 class BatchResult:
     scored: list[Scored] = field(default_factory=list)
     duplicates: int = 0
     stale: int = 0
+    skipped: list[tuple[int, str]] = field(default_factory=list)  # (batch index, why)
     conflicts: list[str] = field(default_factory=list)
     suppressed_artifacts: int = 0
     emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
@@ -163,12 +176,10 @@ class ScoringPipeline:
         now = self.now_ms()
 
         # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
-        applied_items: list[tuple[Incoming, PatientState, dict[str, Any], Applied]] = []
-        prepared: list[tuple[int, dict[str, Any]]] = []  # (ts_ms, vitals) of applied_items
-        scales: list[int] = []
+        applied_items: list[_Item] = []
         baseline_alpha, max_age_ms = self.baseline_alpha, self.max_age_ms
         newest: int | None = None
-        for item in batch:
+        for index, item in enumerate(batch):
             ev = item.event
             ts = ev.ts_ms()
             if newest is None or ts > newest:
@@ -184,48 +195,49 @@ class ScoringPipeline:
                 ts_ms=ts,
                 vitals=vitals,
             )
-            if applied.status == "duplicate":
-                result.duplicates += 1
-            elif applied.status == "stale":
-                result.stale += 1
+            status = applied.status
+            if status != "applied":
+                result.skipped.append((index, status))
+                if status == "duplicate":
+                    result.duplicates += 1
+                else:
+                    result.stale += 1
             else:
                 touched[ev.patient_id] = state
                 ctx = entry.context or {}
-                applied_items.append((item, state, ctx, applied))
-                prepared.append((ts, vitals))
                 # the SpO2 scale as of this event (batch boundaries must not matter)
-                scales.append(_scale(ctx, state))
+                applied_items.append(
+                    _Item(item, state, ctx, applied, ts, vitals, _scale(ctx, state))
+                )
 
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
-        risks = await self._model_scores(model, applied_items, prepared, scales)
+        risks = await self._model_scores(model, applied_items)
+        fusion = (model.meta.get("fusion") or {}) if model is not None else {}
+        imaging_weight = float(fusion.get("imaging_weight", 0.5))
+        imaging_prior = float(fusion.get("imaging_prior", 0.1))
 
         # 3. rules (always) and the alert policy, in event order
-        fusion_weights: tuple[float, float] | None = None
         scored = result.scored
-        for (item, state, ctx, applied), (risk, reason, contrib), (ts, _), scale in zip(
-            applied_items, risks, prepared, scales, strict=True
+        for (item, state, ctx, applied, ts, _, scale), (risk, reason, contrib) in zip(
+            applied_items, risks, strict=True
         ):
             ev = item.event
             pid = ev.patient_id
             current = applied.current
             n2 = news2_from_vitals(current, spo2_scale=scale)
             q = qsofa_from_vitals(current)
-            fused = None
-            if risk is not None and model is not None:
-                if fusion_weights is None:
-                    fusion = model.meta.get("fusion") or {}
-                    fusion_weights = (
-                        float(fusion.get("imaging_weight", 0.5)),
-                        float(fusion.get("imaging_prior", 0.1)),
-                    )
+            if risk is None or model is None:
+                fused = version = None
+            else:
+                imaging = ctx.get("imaging")
                 fused = fuse(
                     risk,
-                    (ctx.get("imaging") or {}).get("probability"),
-                    imaging_weight=fusion_weights[0],
-                    imaging_prior=fusion_weights[1],
+                    imaging.get("probability") if imaging else None,
+                    imaging_weight=imaging_weight,
+                    imaging_prior=imaging_prior,
                 )
-            version = model.version if model is not None and risk is not None else None
+                version = model.version
             scored.append(Scored(pid, ts, n2, q, risk, version, fused, reason, item.event_id))
             if self.keep_history:
                 history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
@@ -263,16 +275,9 @@ class ScoringPipeline:
         return result
 
     async def _model_scores(
-        self,
-        model: DeteriorationModel | None,
-        items: Sequence[tuple[Incoming, PatientState, dict[str, Any], Applied]],
-        prepared: Sequence[tuple[int, dict[str, Any]]] | None = None,
-        scales: Sequence[int] | None = None,
+        self, model: DeteriorationModel | None, items: Sequence[_Item]
     ) -> list[tuple[float | None, str | None, dict[str, float] | None]]:
-        """Model risk per applied event, or None with the reason (rules still score).
-
-        ``prepared`` ((ts_ms, vitals) per item) and ``scales`` (the SpO2 scale per item)
-        are what ``process`` already computed; each is recomputed when not given."""
+        """Model risk per applied event, or None with the reason (rules still score)."""
         if not items:
             return []
         if model is None:
@@ -280,22 +285,22 @@ class ScoringPipeline:
             return [(None, "no_model", None)] * len(items)
         try:
             await self._rewarm(model, items)
-            if prepared is None:
-                prepared = [(item.event.ts_ms(), item.event.vitals()) for item, _, _, _ in items]
-            if scales is None:
-                scales = [_scale(ctx, state) for _, state, ctx, _ in items]
             t0 = time.perf_counter()
             scored = model.score(
                 [
                     # the trainer's event dict, as model_event() builds it
-                    (item.event.patient_id, state.model, {"ts": ts, **vitals, "spo2_scale": scale})
-                    for (item, state, _, _), (ts, vitals), scale in zip(
-                        items, prepared, scales, strict=True
+                    (
+                        it.item.event.patient_id,
+                        it.state.model,
+                        {"ts": it.ts, **it.vitals, "spo2_scale": it.scale},
                     )
+                    for it in items
                 ],
                 # contributions explain alerts: none to explain when replaying scores only
                 explain_above=self.policy.model_risk_medium if self.alerts else None,
                 live=True,  # serialized only when the store writes the patient's state
+                baseline_steps=[it.applied.baseline_steps for it in items],
+                baseline_alpha=self.baseline_alpha,
             )
             if self.on_inference is not None:
                 self.on_inference(model.name, model.version, time.perf_counter() - t0)
@@ -305,22 +310,24 @@ class ScoringPipeline:
             )
             self.model_unavailable("model_error", len(items))
             return [(None, "model_error", None)] * len(items)
-        for (_, state, _, _), sc in zip(items, scored, strict=True):
+        out: list[tuple[float | None, str | None, dict[str, float] | None]] = []
+        for it, sc in zip(items, scored, strict=True):
             if sc.state:  # the last event of each patient in the batch leaves its state
-                state.model = sc.state
-        return [(sc.risk, None, sc.contributions) for sc in scored]
+                it.state.model = sc.state
+            out.append((sc.risk, None, sc.contributions))
+        return out
 
     async def _rewarm(
         self,
         model: DeteriorationModel,
-        items: Sequence[tuple[Incoming, PatientState, dict[str, Any], Applied]],
+        items: Sequence[_Item],
     ) -> None:
         """Patients whose stored model state is missing or from another version, but who
         had events before: rebuild the state from their recent history (one read)."""
         need: dict[str, PatientState] = {}
         checked: set[str] = set()  # a patient's state is the same object for all its events
-        for item, state, _ctx, _ in items:
-            pid = item.event.patient_id
+        for it in items:
+            pid, state = it.item.event.patient_id, it.state
             if pid in checked:
                 continue
             checked.add(pid)

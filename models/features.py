@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wardwatch.patient import SD_FLOOR, baseline_step
+from wardwatch.patient import SD_FLOOR, BaselineStep, baseline_step
 from wardwatch.schemas import NUMERIC_VITALS
 
 __all__ = [
@@ -141,7 +141,8 @@ class FeatureState:
             last_value=dict(self.last_value),
             last_ts_ms=dict(self.last_ts_ms),
             last_z=dict(self.last_z),
-            baseline={k: list(v) for k, v in self.baseline.items()},
+            # entries are replaced, never changed in place (baseline_step): share them
+            baseline=dict(self.baseline),
             on_oxygen=self.on_oxygen,
             consciousness=self.consciousness,
             spo2_scale=self.spo2_scale,
@@ -188,9 +189,20 @@ def norm_constants(norm: Mapping[str, Any]) -> NormConsts:
 _NORM_CONSTS = norm_constants(NORM)
 
 
-def feature_row(state: FeatureState, event: Mapping[str, Any], consts: NormConsts) -> list[float]:
+def feature_row(
+    state: FeatureState,
+    event: Mapping[str, Any],
+    consts: NormConsts,
+    steps: Mapping[str, BaselineStep] | None = None,
+) -> list[float]:
     """Apply ``event`` to ``state`` in place and return the feature vector as floats
-    (float64; the float32 array is built from them, see :func:`_update`)."""
+    (float64; the float32 array is built from them, see :func:`_update`).
+
+    ``steps``: the same event's baseline updates as the worker's patient state made them
+    (``Applied.baseline_steps``), with the same ``baseline_alpha`` and ``sd_floor`` as
+    ``consts``. Where this state's entry for a vital equals the entry that update
+    started from, the result is the same by construction and is reused instead of being
+    computed again; otherwise (a baseline rebuilt on rewarming) it is computed here."""
     raw_ts = event["ts"]
     ts = raw_ts if type(raw_ts) is int else ts_to_ms(raw_ts)
     clip_h, z_clip, alpha, vitals = consts
@@ -204,19 +216,21 @@ def feature_row(state: FeatureState, event: Mapping[str, Any], consts: NormConst
         raw = get(name)
         if raw is not None:
             value = float(raw)
-            # the same update (and rounding) as the worker's patient state
-            _n, _mean, zraw = baseline_step(baseline, name, value, floor_sq, alpha)
-            z = 0.0 if zraw is None else max(-z_clip, min(z_clip, zraw))
+            done = None if steps is None else steps.get(name)
+            if done is not None and ((prior := baseline.get(name)) is done[0] or prior == done[0]):
+                baseline[name] = done[1]
+                zraw = done[2]
+            else:
+                # the same update (and rounding) as the worker's patient state
+                zraw = baseline_step(baseline, name, value, floor_sq, alpha)[2]
+            if zraw is None:
+                zr = 0.0
+            else:
+                zr = round(-z_clip if zraw < -z_clip else z_clip if zraw > z_clip else zraw, 6)
             last_value[name] = value
             last_ts_ms[name] = ts
-            zr = round(z, 6)
             last_z[name] = zr
-            out += (
-                (value - vmean) / vsd,
-                1.0,
-                min(0 / 3_600_000.0, clip_h) / clip_h,
-                zr / z_clip,
-            )
+            out += ((value - vmean) / vsd, 1.0, 0.0, zr / z_clip)
         elif name in last_value:
             out += (
                 (last_value[name] - vmean) / vsd,

@@ -20,12 +20,12 @@ Decisions that are not in the chart itself:
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import Any, Final, Literal
 
 __all__ = [
@@ -144,37 +144,45 @@ def recorded_value(value: float | Decimal, quantum: Decimal = WHOLE) -> Decimal:
         raise ValueError(f"number out of range: {value!r}") from None
 
 
-@functools.cache
-def _scaled_bands(bands: tuple[Band, ...], scale: int) -> tuple[tuple[int | None, int], ...]:
-    """The band table with upper bounds in integer units of the recorded precision."""
-    return tuple((None if u is None else int(u * scale), p) for u, p in bands)
+# Points of every value at the recorded precision in a generous range, per band table:
+# a dict keyed by the float (whole numbers; tenths for temperature, where ``k / 10`` is the
+# float nearest to the recorded decimal, exactly what JSON "36.8" parses to). A value in
+# the table is already at its recorded precision, so its points are exact; anything else
+# (36.85, 110.5, out of range) takes the decimal path below.
+_TABLE_RANGE: Final = range(0, 501)
 
 
-_SCALED_BY_ID: dict[
-    tuple[int, int], tuple[tuple[Band, ...], tuple[tuple[int | None, int], ...]]
-] = {}
+def _points_table(bands: tuple[Band, ...], quantum: Decimal) -> dict[float, int]:
+    table: dict[float, int] = {}
+    tenths = quantum == TENTH
+    for k in _TABLE_RANGE if not tenths else range(0, 10 * _TABLE_RANGE.stop):
+        value = k / 10 if tenths else float(k)
+        recorded = Decimal(k).scaleb(-1) if tenths else Decimal(k)
+        table[value] = next(p for u, p in bands if u is None or recorded <= u)
+    return table
 
 
-def _scaled(bands: tuple[Band, ...], scale: int) -> tuple[tuple[int | None, int], ...]:
-    """:func:`_scaled_bands` without hashing the table on every call (keyed by identity)."""
-    entry = _SCALED_BY_ID.get((id(bands), scale))
-    if entry is None or entry[0] is not bands:
-        entry = (bands, _scaled_bands(bands, scale))
-        _SCALED_BY_ID[(id(bands), scale)] = entry
-    return entry[1]
+_TABLES: Final[dict[int, dict[float, int]]] = {
+    id(bands): _points_table(bands, quantum)
+    for bands, quantum in (
+        (RESPIRATION_RATE_BANDS, WHOLE),
+        (SPO2_SCALE1_BANDS, WHOLE),
+        (SPO2_SCALE2_AIR_BANDS, WHOLE),
+        (SPO2_SCALE2_OXYGEN_BANDS, WHOLE),
+        (SYSTOLIC_BP_BANDS, WHOLE),
+        (PULSE_BANDS, WHOLE),
+        (TEMPERATURE_BANDS, TENTH),
+    )
+}
 
 
 def _lookup(bands: tuple[Band, ...], value: float | Decimal, quantum: Decimal = WHOLE) -> int:
-    # Fast path for the common case, a plain number already at the recorded precision
-    # (an integer pulse, a temperature with one decimal): exact integer comparison.
-    if type(value) is int or (type(value) is float and math.isfinite(value)):
-        scale = 1 if quantum is WHOLE or quantum == WHOLE else 10
-        x = value * scale
-        k = round(x)
-        if abs(x - k) < 1e-9:
-            for bound, pts in _scaled(bands, scale):
-                if bound is None or k <= bound:
-                    return pts
+    t = type(value)
+    if t is float or t is int:  # not bool, not Decimal: those take the exact path
+        table = _TABLES.get(id(bands))
+        points = None if table is None else table.get(value)  # type: ignore[arg-type]
+        if points is not None:
+            return points
     recorded = recorded_value(value, quantum)
     for upper, points in bands:
         if upper is None or recorded <= upper:
@@ -334,7 +342,7 @@ class News2Result:
     """A NEWS2 score over the parameters present (see module docstring)."""
 
     total: int | None
-    components: dict[str, int]
+    components: Mapping[str, int]  # read-only, parameter order
     missing: tuple[str, ...]
     complete: bool
     single_param_3: bool
@@ -380,44 +388,62 @@ def news2(
     if isinstance(spo2_scale, bool) or spo2_scale not in (1, 2):
         raise ValueError(f"spo2_scale must be 1 or 2, got {spo2_scale!r}")
 
-    scored: dict[str, int | None] = dict.fromkeys(PARAMETERS)
-    if respiratory_rate_per_min is not None:
-        scored["respiration_rate"] = score_respiration_rate(respiratory_rate_per_min)
+    rr = (
+        None
+        if respiratory_rate_per_min is None
+        else score_respiration_rate(respiratory_rate_per_min)
+    )
+    spo2 = None
     if spo2_pct is not None:
         if spo2_scale == 1:
-            scored["spo2"] = score_spo2_scale1(spo2_pct)
+            spo2 = score_spo2_scale1(spo2_pct)
         else:
             # Unknown air/oxygen on scale 2: assume oxygen, the higher (safe) score.
             assume_oxygen = True if on_oxygen is None else on_oxygen
-            scored["spo2"] = score_spo2_scale2(spo2_pct, assume_oxygen)
-    if on_oxygen is not None:
-        scored["air_or_oxygen"] = score_air_or_oxygen(on_oxygen)
-    if systolic_bp_mmhg is not None:
-        scored["systolic_bp"] = score_systolic_bp(systolic_bp_mmhg)
-    if heart_rate_bpm is not None:
-        scored["pulse"] = score_pulse(heart_rate_bpm)
-    if consciousness is not None:
-        scored["consciousness"] = score_consciousness(consciousness)
-    if temperature_c is not None:
-        scored["temperature"] = score_temperature(temperature_c)
-
-    components = {name: points for name, points in scored.items() if points is not None}
-    missing = tuple(name for name in PARAMETERS if name not in components)
-    total = sum(components.values()) if components else None
-    single_param_3 = any(points == 3 for points in components.values())
-    response, frequency = _RESPONSES[_response_key(total, single_param_3)]
-    return News2Result(
-        total=total,
-        components=components,
-        missing=missing,
-        complete=not missing,
-        single_param_3=single_param_3,
-        risk=None if total is None else risk_tier(total, single_param_3),
-        response=response,
-        min_obs_frequency=frequency,
-        priority=alarm_priority(total, single_param_3),
-        spo2_scale=spo2_scale,
+            spo2 = score_spo2_scale2(spo2_pct, assume_oxygen)
+    return _aggregate(
+        (
+            rr,
+            spo2,
+            None if on_oxygen is None else score_air_or_oxygen(on_oxygen),
+            None if systolic_bp_mmhg is None else score_systolic_bp(systolic_bp_mmhg),
+            None if heart_rate_bpm is None else score_pulse(heart_rate_bpm),
+            None if consciousness is None else score_consciousness(consciousness),
+            None if temperature_c is None else score_temperature(temperature_c),
+        ),
+        spo2_scale,
     )
+
+
+# The result is a function of the seven parameters' points (None: missing) and the scale:
+# a few thousand combinations, each built once and shared (the result is immutable, its
+# ``components`` a read-only mapping).
+_RESULTS: dict[tuple[tuple[int | None, ...], int], News2Result] = {}
+
+
+def _aggregate(points: tuple[int | None, ...], spo2_scale: int) -> News2Result:
+    key = (points, spo2_scale)
+    result = _RESULTS.get(key)
+    if result is None:
+        components = {name: p for name, p in zip(PARAMETERS, points, strict=True) if p is not None}
+        missing = tuple(name for name, p in zip(PARAMETERS, points, strict=True) if p is None)
+        total = sum(components.values()) if components else None
+        single_param_3 = any(p == 3 for p in components.values())
+        response, frequency = _RESPONSES[_response_key(total, single_param_3)]
+        result = News2Result(
+            total=total,
+            components=MappingProxyType(components),
+            missing=missing,
+            complete=not missing,
+            single_param_3=single_param_3,
+            risk=None if total is None else risk_tier(total, single_param_3),
+            response=response,
+            min_obs_frequency=frequency,
+            priority=alarm_priority(total, single_param_3),
+            spo2_scale=spo2_scale,
+        )
+        _RESULTS[key] = result
+    return result
 
 
 def news2_from_vitals(vitals: Mapping[str, Any], spo2_scale: int = 1) -> News2Result:

@@ -15,6 +15,7 @@ import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from types import MappingProxyType
 from typing import Any, Final
 
 from models.news2 import CONSCIOUSNESS_POINTS, recorded_value
@@ -42,7 +43,7 @@ class QsofaResult:
     """A qSOFA score over the criteria that can be evaluated."""
 
     score: int | None
-    criteria: dict[str, bool]
+    criteria: Mapping[str, bool]  # read-only, in CRITERIA order
     missing: tuple[str, ...]
     complete: bool
     high_risk: bool
@@ -72,6 +73,8 @@ def altered_mentation(consciousness: str | None = None, gcs: float | None = None
 
     When both are given, either one indicating altered mentation is enough.
     """
+    if gcs is None and type(consciousness) is str and consciousness in CONSCIOUSNESS_POINTS:
+        return consciousness != "A"  # the common case: ACVPU alone
     findings: list[bool] = []
     if consciousness is not None:
         if not isinstance(consciousness, str) or consciousness not in CONSCIOUSNESS_POINTS:
@@ -101,27 +104,36 @@ def qsofa(
     gcs: float | None = None,
 ) -> QsofaResult:
     """Score qSOFA. ``None`` means not recorded; such criteria are listed in ``missing``."""
-    evaluated: dict[str, bool | None] = {
-        "respiratory_rate_ge_22": (
+    return _aggregate(
+        (
             None
             if respiratory_rate_per_min is None
-            else _whole(respiratory_rate_per_min) >= _RR_WHOLE
-        ),
-        "altered_mentation": altered_mentation(consciousness, gcs),
-        "systolic_bp_le_100": (
-            None if systolic_bp_mmhg is None else _whole(systolic_bp_mmhg) <= _SBP_WHOLE
-        ),
-    }
-    criteria = {name: met for name, met in evaluated.items() if met is not None}
-    missing = tuple(name for name in CRITERIA if name not in criteria)
-    score = sum(criteria.values()) if criteria else None
-    return QsofaResult(
-        score=score,
-        criteria=criteria,
-        missing=missing,
-        complete=not missing,
-        high_risk=score is not None and score >= HIGH_RISK_SCORE,
+            else _whole(respiratory_rate_per_min) >= _RR_WHOLE,
+            altered_mentation(consciousness, gcs),
+            None if systolic_bp_mmhg is None else _whole(systolic_bp_mmhg) <= _SBP_WHOLE,
+        )
     )
+
+
+# One shared (immutable) result per combination of the three criteria (27 at most).
+_RESULTS: dict[tuple[bool | None, ...], QsofaResult] = {}
+
+
+def _aggregate(met: tuple[bool | None, ...]) -> QsofaResult:
+    result = _RESULTS.get(met)
+    if result is None:
+        criteria = {name: m for name, m in zip(CRITERIA, met, strict=True) if m is not None}
+        missing = tuple(name for name in CRITERIA if name not in criteria)
+        score = sum(criteria.values()) if criteria else None
+        result = QsofaResult(
+            score=score,
+            criteria=MappingProxyType(criteria),
+            missing=missing,
+            complete=not missing,
+            high_risk=score is not None and score >= HIGH_RISK_SCORE,
+        )
+        _RESULTS[met] = result
+    return result
 
 
 def qsofa_from_vitals(vitals: Mapping[str, Any]) -> QsofaResult:

@@ -38,6 +38,7 @@ from models.features import (
 from models.features import NORM as DEFAULT_NORM
 from models.registry import load_metadata, promoted_version, verify, version_dir
 from wardwatch.errors import ModelError
+from wardwatch.patient import SD_FLOOR, BaselineStep
 from wardwatch.schemas import NUMERIC_VITALS
 
 log = logging.getLogger(__name__)
@@ -239,12 +240,24 @@ class DeteriorationModel:
             self.__dict__["_norm_consts"] = consts
         return consts
 
+    def shares_baseline(self, alpha: float | None) -> bool:
+        """Whether this model's features keep the personal baseline exactly like a patient
+        state with weight ``alpha`` (same alpha, same SD floors)."""
+        if alpha is None:
+            return False
+        _, _, model_alpha, vitals = self.norm_consts
+        return model_alpha == alpha and all(
+            floor_sq == SD_FLOOR[name] ** 2 for name, floor_sq, _, _ in vitals
+        )
+
     def score(
         self,
         items: Sequence[tuple[str, Mapping[str, Any] | None, Mapping[str, Any]]],
         *,
         explain_above: float | None = None,
         live: bool = False,
+        baseline_steps: Sequence[Mapping[str, BaselineStep] | None] | None = None,
+        baseline_alpha: float | None = None,
     ) -> list[Scored]:
         """Score events in order: ``(patient key, model state or None, event dict)`` each.
 
@@ -252,6 +265,11 @@ class DeteriorationModel:
         the batch runs in waves (the k-th event of every patient in wave k): one ONNX call
         per wave, usually one per batch. A state from another model version starts fresh
         (the caller rewarms it first).
+
+        ``baseline_steps`` (per item, ``Applied.baseline_steps`` of a patient state whose
+        baseline uses ``baseline_alpha``) lets the features reuse the patient state's
+        baseline updates (see :func:`~models.features.feature_row`); ignored unless this
+        model's normalization uses the same alpha and SD floors.
 
         ``live=True`` leaves the states unserialized (the feature state object and the
         hidden state's bytes): for a caller that stores them through ``PatientState``,
@@ -266,6 +284,7 @@ class DeteriorationModel:
             pos[key] = i
         final = set(pos.values())
         consts = self.norm_consts
+        steps = baseline_steps if baseline_steps and self.shares_baseline(baseline_alpha) else None
         current: dict[int, tuple[FeatureState, FloatArray]] = {}
         remaining = list(range(n))
         while remaining:
@@ -282,7 +301,7 @@ class DeteriorationModel:
                     # _start and fresh return new objects: stepping them in place is safe
                     start = self._start(items[i][1]) or self.fresh()
                 fst = start[0]
-                rows.append(feature_row(fst, items[i][2], consts))
+                rows.append(feature_row(fst, items[i][2], consts, steps[i] if steps else None))
                 hs[row] = start[1]
                 fstates.append(fst)
             feats = np.array(rows, dtype=np.float32).reshape(len(wave), N_FEATURES)

@@ -255,9 +255,11 @@ def _short(value: object, limit: int = 40) -> str:
 
 
 def _scrub(detail: str, patient_ids: Iterable[str]) -> str:
+    """``detail`` without the patient ids in it (as whole tokens: an id "0" must not
+    turn "400" into "4<patient_id><patient_id>"), shortened to ``_MAX_DETAIL``."""
     for pid in patient_ids:
         if pid and pid in detail:
-            detail = detail.replace(pid, "<patient_id>")
+            detail = re.sub(rf"(?<!\w){re.escape(pid)}(?!\w)", "<patient_id>", detail)
     if len(detail) > _MAX_DETAIL:
         detail = detail[: _MAX_DETAIL - 3] + "..."
     return detail
@@ -341,9 +343,6 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
             f"ts: {-age_s:.0f} s after now (allowed clock skew {max_future_skew_s:g} s)",
         )
 
-    if not event.vitals():
-        _fail(RejectReason.NO_VITALS, "no vital sign present (need at least one vitals field)")
-
     problems: list[str] = []
     values: dict[str, float] = {}
     for field, (lo, hi) in PLAUSIBLE_RANGES.items():
@@ -363,6 +362,8 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
             values[field] = float(v)
     if problems:
         _fail(RejectReason.IMPOSSIBLE_VALUE, "; ".join(problems))
+    if not values and event.on_oxygen is None and event.consciousness is None:
+        _fail(RejectReason.NO_VITALS, "no vital sign present (need at least one vitals field)")
 
     sbp = values.get("systolic_bp_mmhg")
     dbp = values.get("diastolic_bp_mmhg")

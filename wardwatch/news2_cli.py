@@ -28,7 +28,7 @@ def score_event(event: VitalsEvent) -> dict[str, Any]:
         "news2": n2.total,
         "complete": n2.complete,
         "missing": list(n2.missing),
-        "components": n2.components,
+        "components": dict(n2.components),
         "risk": n2.risk,
         "response": n2.response,
         "min_obs_frequency": n2.min_obs_frequency,

@@ -11,8 +11,8 @@ import base64
 import hashlib
 import json
 import math
+import struct
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
 from typing import Any, Literal
 
 from wardwatch.schemas import NUMERIC_VITALS, VITAL_FIELDS, VitalsEvent
@@ -29,6 +29,8 @@ SD_FLOOR: dict[str, float] = {
 }
 
 ApplyStatus = Literal["applied", "duplicate", "stale"]
+BaselineStep = tuple[list[float] | None, list[float], float | None]
+"""One :func:`baseline_step`: the vital's entry before, the entry after, the raw z."""
 
 
 def baseline_step(
@@ -41,21 +43,29 @@ def baseline_step(
     personal standard deviations (``sd = sqrt(var + floor**2)``; None while the baseline
     is empty). The mean and variance are exponentially weighted with a plain running mean
     while young, and stored rounded (compact JSON). The worker's patient state and the
-    model's features (:mod:`models.features`) both use this, so they always agree.
+    model's features (:mod:`models.features`) both use this, so they always agree. The
+    vital's entry is replaced by a new list, never changed in place (entries may be shared
+    between baselines, see :class:`Applied`).
     """
     prior = baseline.get(name)
-    n: float  # an int (0 or a count from the state)
     if prior is None:
-        n, mean, var = 0, value, 0.0
-    else:
-        n, mean, var = prior
-    z = (value - mean) / math.sqrt(max(var, 0.0) + floor_sq) if n >= 1 else None
-    a = max(alpha, 1.0 / (n + 1))
+        baseline[name] = [1, round(value, 4), 0.0]
+        return 0, value, None
+    n, mean, var = prior
     delta = value - mean
-    new_mean = mean + a * delta
-    new_var = (1 - a) * (var + a * delta * delta)
-    baseline[name] = [n + 1, round(new_mean, 4), round(new_var, 4)]
+    z = delta / _sqrt((var if var > 0.0 else 0.0) + floor_sq) if n >= 1 else None
+    a = 1.0 / (n + 1)
+    if a < alpha:
+        a = alpha
+    baseline[name] = [
+        n + 1,
+        round(mean + a * delta, 4),
+        round((1 - a) * (var + a * delta * delta), 4),
+    ]
     return n, mean, z
+
+
+_sqrt = math.sqrt
 
 
 @dataclass
@@ -82,15 +92,37 @@ class PatientState:
         return cls(**json.loads(raw))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Applied:
-    """The result of applying one event: what the scorers need."""
+    """The result of applying one event: what the scorers need (read it, do not change it)."""
 
     status: ApplyStatus
     current: dict[str, Any]  # latest value of each vital still fresh enough to score
-    baseline_z: dict[str, float]  # deviation of this event's values from the personal baseline
-    baseline_n: int  # fewest baseline observations among the vitals in baseline_z
-    baseline_mean: dict[str, float] = field(default_factory=dict)  # prior personal means
+    # per numeric vital of the event: (baseline entry before, entry after, raw z); the
+    # model's features reuse these updates when their baseline is the same (see
+    # models.features.feature_row)
+    baseline_steps: dict[str, BaselineStep] = field(default_factory=dict)
+
+    @property
+    def baseline_z(self) -> dict[str, float]:
+        """Deviation of this event's values from the personal baseline (4 decimals), for
+        the vitals with a baseline."""
+        return {
+            name: round(z, 4) for name, (_, _, z) in self.baseline_steps.items() if z is not None
+        }
+
+    @property
+    def baseline_n(self) -> int:
+        """Fewest earlier observations among the vitals in ``baseline_z`` (0: none)."""
+        counts = [int(p[0]) for p, _, z in self.baseline_steps.values() if z is not None and p]
+        return min(counts) if counts else 0
+
+    @property
+    def baseline_mean(self) -> dict[str, float]:
+        """Personal means before this event, for the vitals in ``baseline_z``."""
+        return {
+            name: p[1] for name, (p, _, z) in self.baseline_steps.items() if z is not None and p
+        }
 
 
 def _lazy_json(value: object) -> Any:
@@ -105,41 +137,27 @@ def _lazy_json(value: object) -> Any:
     return to_json()
 
 
-_SORTED_VITALS: tuple[str, ...] = tuple(sorted(VITAL_FIELDS))
 _SD_FLOOR_SQ: tuple[tuple[str, float], ...] = tuple(
     (name, SD_FLOOR[name] ** 2) for name in NUMERIC_VITALS
 )
-_float_repr = float.__repr__
-
-
-def _digest_payload(vitals: dict[str, Any]) -> str:
-    """``json.dumps(vitals, sort_keys=True, default=str)``, built directly for the plain
-    value types of a validated event (anything else goes through json.dumps)."""
-    parts = []
-    for name in _SORTED_VITALS:
-        if name not in vitals:
-            continue
-        v = vitals[name]
-        t = type(v)
-        if t is float:
-            if v != v or v in (math.inf, -math.inf):
-                return json.dumps(vitals, sort_keys=True, default=str)
-            text = _float_repr(v)
-        elif t is bool:
-            text = "true" if v else "false"
-        elif t is str:
-            text = encode_basestring_ascii(v)
-        else:
-            return json.dumps(vitals, sort_keys=True, default=str)
-        parts.append(f'"{name}": {text}')
-    if len(parts) != len(vitals):
-        return json.dumps(vitals, sort_keys=True, default=str)
-    return "{" + ", ".join(parts) + "}"
+_NUMBERS = struct.Struct("<6d")  # the numeric vitals, NaN where absent
+_NAN = math.nan
 
 
 def _digest(vitals: dict[str, Any], device_id: str | None) -> str:
-    payload = _digest_payload(vitals) + str(device_id)
-    return hashlib.blake2b(payload.encode(), digest_size=8).hexdigest()
+    """A content fingerprint of an event (``vitals`` as ``VitalsEvent.vitals()`` gives
+    them, and the device): equal events, and only those, have equal digests."""
+    get = vitals.get
+    numbers = _NUMBERS.pack(
+        get("heart_rate_bpm", _NAN),
+        get("respiratory_rate_per_min", _NAN),
+        get("spo2_pct", _NAN),
+        get("systolic_bp_mmhg", _NAN),
+        get("diastolic_bp_mmhg", _NAN),
+        get("temperature_c", _NAN),
+    )
+    rest = f"{get('on_oxygen')!r}|{get('consciousness')!r}|{device_id!r}".encode()
+    return hashlib.blake2b(numbers + rest, digest_size=8).hexdigest()
 
 
 def event_digest(event: VitalsEvent) -> str:
@@ -168,26 +186,21 @@ def apply_event(
     """
     ts = event.ts_ms() if ts_ms is None else ts_ms
     if ts < state.watermark_ms:
-        return Applied("stale", {}, {}, 0)
+        return Applied("stale", {})
     if vitals is None:
         vitals = event.vitals()
     digest = _digest(vitals, event.device_id)
     if ts == state.watermark_ms and digest in state.wm_digests:
-        return Applied("duplicate", {}, {}, 0)
+        return Applied("duplicate", {})
 
-    z: dict[str, float] = {}
-    means: dict[str, float] = {}
-    n_min = 0
+    steps: dict[str, BaselineStep] = {}
     baseline = state.baseline
     for name, floor_sq in _SD_FLOOR_SQ:
-        if name not in vitals:
-            continue
-        value = float(vitals[name])
-        n, mean, zraw = baseline_step(baseline, name, value, floor_sq, baseline_alpha)
-        if zraw is not None:
-            z[name] = round(zraw, 4)
-            means[name] = mean
-            n_min = int(n) if not n_min else min(n_min, int(n))
+        value = vitals.get(name)
+        if value is not None:
+            prior = baseline.get(name)
+            zraw = baseline_step(baseline, name, float(value), floor_sq, baseline_alpha)[2]
+            steps[name] = (prior, baseline[name], zraw)
 
     latest = state.latest
     for name, value in vitals.items():
@@ -200,14 +213,13 @@ def apply_event(
     else:
         state.wm_digests = [*state.wm_digests[-7:], digest]
     state.n_events += 1
+    oldest = ts - max_age_ms
     current = {}
     for name in VITAL_FIELDS:
         entry = latest.get(name)
-        if entry is not None:
-            value, seen = entry
-            if ts - int(seen) <= max_age_ms:
-                current[name] = value
-    return Applied("applied", current, z, n_min, means)
+        if entry is not None and entry[1] >= oldest:
+            current[name] = entry[0]
+    return Applied("applied", current, steps)
 
 
 def history_entry(event: VitalsEvent, news2_total: int | None, risk: float | None) -> str:

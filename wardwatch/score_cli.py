@@ -19,10 +19,12 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import IO, Any
 
-from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
+from agents.pipeline import Incoming, ModelHolder, Scored, ScoringPipeline
 from models.runtime import DeteriorationModel, choose_providers
+from wardwatch import heap
 from wardwatch.errors import ModelError
 from wardwatch.ingest import Rejection, decode_vitals
 from wardwatch.settings import Settings
@@ -66,62 +68,57 @@ async def score_stream(
         MemoryStateStore(serialize=False), models=holder, alerts=False, keep_history=False
     )
     now = datetime.now(UTC)
+    skew = settings.max_future_skew_s
     counts = {"lines": 0, "scored": 0, "rejected": 0, "skipped": 0}
     t0 = last = time.monotonic()
-    pending: list[tuple[int, Any]] = []  # (line index, Rejection | list of events)
+    # per input line: a Rejection, or how many events it decoded to (usually 1)
+    pending: list[Rejection | int] = []
     items: list[Incoming] = []
+    lines_out: list[str] = []  # one write per batch
+    write = lines_out.append
 
     async def flush() -> None:
         res = await pipe.process(items)
-        by_id = {s.event_id: s for s in res.scored}
-        for _idx, decoded in pending:
+        skipped = dict(res.skipped)
+        scored = iter(res.scored)
+        k = 0  # index of the line's first event in ``items``
+        for decoded in pending:
             if isinstance(decoded, Rejection):
-                out: dict[str, Any] = {"error": decoded.reason.value, "detail": decoded.detail}
+                write(_dumps({"error": decoded.reason.value, "detail": decoded.detail}) + "\n")
                 counts["rejected"] += 1
-            else:
-                rows = []
-                for eid, ev in decoded:
-                    s = by_id.get(eid)
-                    if s is None:
-                        rows.append(
-                            {
-                                "patient_id": ev.patient_id,
-                                "ts": ev.ts.isoformat(),
-                                "skipped": "duplicate or stale",
-                            }
-                        )
-                        counts["skipped"] += 1
-                        continue
-                    row = {
-                        "patient_id": s.patient_id,
-                        "ts": ev.ts.isoformat(),
-                        "news2": s.news2.total,
-                        "news2_complete": s.news2.complete,
-                        "model_risk": None if s.model_risk is None else round(s.model_risk, 6),
-                        "fused_risk": None if s.fused_risk is None else round(s.fused_risk, 6),
-                        "model_version": s.model_version,
-                    }
-                    if s.model_risk is None:
-                        row["model_reason"] = s.model_reason
-                    rows.append(row)
+                continue
+            rows: list[str | dict[str, Any]] = []
+            for j in range(k, k + decoded):
+                ev = items[j].event
+                why = skipped.get(j)
+                if why is not None:
+                    rows.append(
+                        {"patient_id": ev.patient_id, "ts": ev.ts.isoformat(), "skipped": why}
+                    )
+                    counts["skipped"] += 1
+                else:
+                    rows.append(_scored_json(next(scored), ev.ts.isoformat()))
                     counts["scored"] += 1
-                out = rows[-1] if len(rows) == 1 else {**rows[-1], "events": rows}
-            stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+            k += decoded
+            if len(rows) == 1:
+                row = rows[0]
+                write((row if isinstance(row, str) else _dumps(row)) + "\n")
+            else:  # a FHIR Bundle with several observation times
+                dicts = [json.loads(r) if isinstance(r, str) else r for r in rows]
+                write(_dumps({**dicts[-1], "events": dicts}) + "\n")
+        stdout.write("".join(lines_out))
+        lines_out.clear()
         pending.clear()
         items.clear()
 
-    for idx, line in enumerate(_lines(stdin)):
+    for line in _lines(stdin):
         counts["lines"] += 1
-        decoded = decode_vitals(line, now=now, max_future_skew_s=settings.max_future_skew_s)
+        decoded = decode_vitals(line, now=now, max_future_skew_s=skew)
         if isinstance(decoded, Rejection):
-            pending.append((idx, decoded))
+            pending.append(decoded)
         else:
-            evs = []
-            for j, ev in enumerate(decoded.events):
-                eid = f"{idx}:{j}"
-                items.append(Incoming(ev, eid))
-                evs.append((eid, ev))
-            pending.append((idx, evs))
+            items.extend(Incoming(ev) for ev in decoded.events)
+            pending.append(len(decoded.events))
         if len(items) >= batch_size or len(pending) >= batch_size:
             await flush()
             if progress and time.monotonic() - last > 2:
@@ -137,6 +134,35 @@ async def score_stream(
     return counts
 
 
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+_str = encode_basestring_ascii  # a JSON string, exactly as json.dumps writes it
+
+
+def _num(x: float | None) -> str:
+    """A rounded risk as json.dumps writes it."""
+    return "null" if x is None else float.__repr__(round(x, 6))
+
+
+def _scored_json(s: Scored, ts: str) -> str:
+    """One scored event's output line: exactly ``_dumps(row)`` for the row dict
+    (``patient_id, ts, news2, news2_complete, model_risk, fused_risk, model_version`` and
+    ``model_reason`` when there is no model risk), built directly (one per input line)."""
+    n2 = s.news2
+    version = "null" if s.model_version is None else _str(s.model_version)
+    out = (
+        f'{{"patient_id":{_str(s.patient_id)},"ts":{_str(ts)},'
+        f'"news2":{"null" if n2.total is None else n2.total},'
+        f'"news2_complete":{"true" if n2.complete else "false"},'
+        f'"model_risk":{_num(s.model_risk)},"fused_risk":{_num(s.fused_risk)},'
+        f'"model_version":{version}'
+    )
+    if s.model_risk is None:
+        reason = "null" if s.model_reason is None else _str(s.model_reason)
+        return f'{out},"model_reason":{reason}}}'
+    return out + "}"
+
+
 def run_score(stdin: IO[bytes], stdout: IO[str], settings: Settings, version: str | None) -> int:
+    heap.settle()  # this process only scores from here on
     asyncio.run(score_stream(stdin, stdout, settings, version=version, progress=sys.stderr))
     return 0
