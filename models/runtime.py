@@ -103,7 +103,7 @@ def decode_hidden(raw: str, hidden: int) -> FloatArray | None:
     return arr.copy() if arr.size == hidden else None
 
 
-@dataclass
+@dataclass(slots=True)
 class Scored:
     risk: float
     state: dict[str, Any]  # the patient's new model state (JSON-ready; {} unless last)
@@ -161,7 +161,12 @@ class DeteriorationModel:
             raise ModelError(f"{name} {version}: unexpected inputs/outputs {session.input_names}")
         norm = dict(meta.get("normalization") or meta.get("norm") or {})
         model = cls(name, version, sha, meta, session, hidden, norm)
-        model.smoke_check()
+        try:
+            model.smoke_check()
+        except ModelError:
+            raise
+        except Exception as exc:  # e.g. ONNX Runtime refusing a hidden size the graph lacks
+            raise ModelError(f"{name} {version}: smoke check failed ({exc})") from exc
         log.info(
             "model %s %s loaded on %s (hidden %d, sha256 %s…)",
             name,
@@ -276,61 +281,67 @@ class DeteriorationModel:
         whose JSON encoding serializes them exactly as ``live=False`` would.
         """
         n = len(items)
-        out: list[Scored | None] = [None] * n
-        pos: dict[str, int] = {}  # patient → index of its latest item so far
-        chains: list[int] = []
-        for i, (key, _st, _ev) in enumerate(items):
-            chains.append(pos.get(key, -1))
-            pos[key] = i
-        final = set(pos.values())
+        # wave of each item: 0 for a patient's first item, the previous item's wave + 1
+        # for the next; so an item's predecessor is always in the wave just before it
+        waves: list[list[int]] = []
+        wave_of: list[int] = [0] * n
+        prev: list[int] = [-1] * n
+        pos: dict[str, int] = {}  # patient -> index of its latest item so far
+        for i, item in enumerate(items):
+            p = pos.get(item[0], -1)
+            w = 0 if p < 0 else wave_of[p] + 1
+            wave_of[i], prev[i], pos[item[0]] = w, p, i
+            if w == len(waves):
+                waves.append([i])
+            else:
+                waves[w].append(i)
+        final = [False] * n
+        for i in pos.values():
+            final[i] = True
         consts = self.norm_consts
         steps = baseline_steps if baseline_steps and self.shares_baseline(baseline_alpha) else None
-        current: dict[int, tuple[FeatureState, FloatArray]] = {}
-        remaining = list(range(n))
-        while remaining:
-            wave = [i for i in remaining if chains[i] < 0 or chains[i] in current]
-            in_wave = set(wave)
-            rest = [i for i in remaining if i not in in_wave]
+        fstate: dict[int, FeatureState] = {}  # item -> its patient's (one object per batch)
+        row_of: list[int] = [0] * n  # row of each item in its wave
+        out: list[Scored | None] = [None] * n
+        h_prev: FloatArray | None = None
+        for idxs in waves:
             rows: list[list[float]] = []
-            hs = np.zeros((len(wave), self.hidden), np.float32)
-            fstates: list[FeatureState] = []
-            for row, i in enumerate(wave):
-                prev = chains[i]
-                start = current.pop(prev) if prev >= 0 else None
-                if start is None:
+            if h_prev is None:  # the first wave: every patient's stored (or a fresh) state
+                starts = []
+                for i in idxs:
                     # _start and fresh return new objects: stepping them in place is safe
-                    start = self._start(items[i][1]) or self.fresh()
-                fst = start[0]
-                rows.append(feature_row(fst, items[i][2], consts, steps[i] if steps else None))
-                hs[row] = start[1]
-                fstates.append(fst)
-            feats = np.array(rows, dtype=np.float32).reshape(len(wave), N_FEATURES)
+                    fst, h0 = self._start(items[i][1]) or self.fresh()
+                    fstate[i] = fst
+                    starts.append(h0)
+                hs = np.array(starts, dtype=np.float32).reshape(len(idxs), self.hidden)
+            else:  # every item's predecessor is in the previous wave
+                hs = h_prev[[row_of[prev[i]] for i in idxs]]
+                for i in idxs:
+                    fstate[i] = fstate[prev[i]]
+            for row, i in enumerate(idxs):
+                row_of[i] = row
+                rows.append(
+                    feature_row(fstate[i], items[i][2], consts, steps[i] if steps else None)
+                )
+            feats = np.array(rows, dtype=np.float32).reshape(len(idxs), N_FEATURES)
             risk, h_out = self.step_batch(feats, hs)
             contrib = (
                 self._occlusion(feats, hs, risk, explain_above) if explain_above is not None else {}
             )
             risks = risk.tolist()
-            for row, i in enumerate(wave):
-                current[i] = (fstates[row], h_out[row])
-                # only a patient's last event in the batch leaves a state to store
-                if i not in final:
-                    state: dict[str, Any] = {}
-                elif live:
+            for row, i in enumerate(idxs):
+                # only a patient's last item in the batch leaves a state to store
+                state: dict[str, Any] = {}
+                if final[i]:
+                    fst = fstate[i]
                     state = {
                         "version": self.version,
                         "sha256": self.sha256,
-                        "features": fstates[row],
-                        "h": np.asarray(h_out[row], dtype=np.float32).tobytes(),
-                    }
-                else:
-                    state = {
-                        "version": self.version,
-                        "sha256": self.sha256,
-                        "features": fstates[row].to_json(),
-                        "h": encode_hidden(h_out[row]),
+                        "features": fst if live else fst.to_json(),
+                        "h": h_out[row].tobytes() if live else encode_hidden(h_out[row]),
                     }
                 out[i] = Scored(risks[row], state, contrib.get(row))
-            remaining = rest
+            h_prev = h_out
         return [s for s in out if s is not None]
 
     def _occlusion(

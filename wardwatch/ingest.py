@@ -60,7 +60,7 @@ class Rejection:
     detail: str  # human-readable, never contains the patient id
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Decoded:
     """A successfully decoded message: one or more plausible events."""
 
@@ -296,6 +296,13 @@ def _range_hint(field: str, v: float) -> str:
 
 
 def _check_now(now: datetime, max_future_skew_s: float) -> None:
+    if (
+        now.__class__ is datetime
+        and now.tzinfo is UTC
+        and max_future_skew_s.__class__ is float
+        and 0.0 <= max_future_skew_s < math.inf
+    ):
+        return  # the usual arguments, accepted at once
     if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
         raise IngestUsageError("now must be a timezone-aware datetime")
     if not (isinstance(max_future_skew_s, int | float) and math.isfinite(max_future_skew_s)):
@@ -332,7 +339,7 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
         _fail(RejectReason.SCHEMA, "ts: timestamp must include a UTC offset (naive)")
     try:
         ts_utc = ts.astimezone(UTC)
-        age_s = (now.astimezone(UTC) - ts_utc).total_seconds()
+        age_s = ((now if now.tzinfo is UTC else now.astimezone(UTC)) - ts_utc).total_seconds()
     except (OverflowError, ValueError):
         _fail(RejectReason.IMPOSSIBLE_VALUE, "ts: out of the representable range")
     if ts_utc < EPOCH:

@@ -58,7 +58,8 @@ class VitalsEvent(BaseModel):
 
     def vitals(self) -> dict[str, Any]:
         """The observations present in this event, by field name."""
-        return {k: v for k in VITAL_FIELDS if (v := getattr(self, k)) is not None}
+        fields = self.__dict__  # pydantic keeps the field values here
+        return {k: v for k in VITAL_FIELDS if (v := fields[k]) is not None}
 
     def ts_ms(self) -> int:
         return int(self.ts.timestamp() * 1000)

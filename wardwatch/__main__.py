@@ -1,0 +1,10 @@
+"""``python -m wardwatch``: the same entry point as the ``wardwatch`` console script."""
+
+from __future__ import annotations
+
+import sys
+
+from wardwatch.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
