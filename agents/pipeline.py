@@ -309,6 +309,8 @@ class ScoringPipeline:
                 "model %s %s failed; scoring with the rules only", model.name, model.version
             )
             self.model_unavailable("model_error", len(items))
+            for it in items:  # possibly stepped part way: rebuilt from history next time
+                it.state.model = None
             return [(None, "model_error", None)] * len(items)
         out: list[tuple[float | None, str | None, dict[str, float] | None]] = []
         for it, sc in zip(items, scored, strict=True):

@@ -207,7 +207,8 @@ class DeteriorationModel:
         The state is either as stored (JSON strings) or, within one process, as left by
         :meth:`score` with ``live=True`` (a :class:`FeatureState` and the hidden state's
         float32 bytes; serialized only when a store writes it, see ``PatientState.to_json``).
-        Either way the caller gets its own copies.
+        A stored state is decoded into new objects; a live one is returned as is (no copy:
+        :meth:`score` steps it in place, and a caller whose scoring fails must drop it).
         """
         if not state or state.get("version") != self.version or state.get("sha256") != self.sha256:
             return None
@@ -217,7 +218,7 @@ class DeteriorationModel:
             live_h = np.frombuffer(raw_h, dtype=np.float32)
             if live_h.size != self.hidden:
                 return None
-            return features.copy(), live_h.copy()
+            return features, live_h
         h = decode_hidden(str(raw_h), self.hidden)
         if h is None:
             return None
@@ -276,9 +277,10 @@ class DeteriorationModel:
         baseline updates (see :func:`~models.features.feature_row`); ignored unless this
         model's normalization uses the same alpha and SD floors.
 
-        ``live=True`` leaves the states unserialized (the feature state object and the
-        hidden state's bytes): for a caller that stores them through ``PatientState``,
-        whose JSON encoding serializes them exactly as ``live=False`` would.
+        ``live=True`` leaves the new states unserialized (the feature state object and the
+        hidden state's bytes): for a caller that stores them through ``PatientState``, whose
+        JSON encoding serializes them exactly as ``live=False`` would. Live input states are
+        stepped in place: if scoring raises, the caller must drop them.
         """
         n = len(items)
         # wave of each item: 0 for a patient's first item, the previous item's wave + 1
@@ -309,7 +311,6 @@ class DeteriorationModel:
             if h_prev is None:  # the first wave: every patient's stored (or a fresh) state
                 starts = []
                 for i in idxs:
-                    # _start and fresh return new objects: stepping them in place is safe
                     fst, h0 = self._start(items[i][1]) or self.fresh()
                     fstate[i] = fst
                     starts.append(h0)

@@ -338,11 +338,10 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
     if ts.tzinfo is None or ts.utcoffset() is None:
         _fail(RejectReason.SCHEMA, "ts: timestamp must include a UTC offset (naive)")
     try:
-        ts_utc = ts.astimezone(UTC)
-        age_s = ((now if now.tzinfo is UTC else now.astimezone(UTC)) - ts_utc).total_seconds()
+        age_s = (now - ts).total_seconds()  # aware datetimes: offsets accounted for
     except (OverflowError, ValueError):
         _fail(RejectReason.IMPOSSIBLE_VALUE, "ts: out of the representable range")
-    if ts_utc < EPOCH:
+    if ts < EPOCH:
         _fail(RejectReason.IMPOSSIBLE_VALUE, "ts: before 1970-01-01T00:00:00Z")
     if -age_s > max_future_skew_s:
         _fail(

@@ -127,6 +127,40 @@ async def test_model_outage_never_silences_the_rules(cohort_events: list[VitalsE
     assert reasons == ["model_error"]
 
 
+async def test_a_model_failing_part_way_drops_the_live_states_it_stepped(
+    cohort_events: list[VitalsEvent],
+) -> None:
+    """In-process (live) model states are stepped in place; when the model fails during a
+    batch, every patient of the batch loses its model state (rebuilt later), so no patient
+    keeps features advanced by only part of the batch."""
+    model = DeteriorationModel.from_registry(REGISTRY)  # its own: step_batch is replaced
+    store = MemoryStateStore(serialize=False)
+    pipe = ScoringPipeline(store, models=ModelHolder(model), alerts=False, keep_history=False)
+    first, second = cohort_events[:60], cohort_events[60:200]
+    await pipe.process([Incoming(e) for e in first])
+    pids = sorted({e.patient_id for e in second})
+    before = await store.load(pids)
+    assert all(before[p].state.model for p in pids if p in {e.patient_id for e in first})
+
+    real, calls = model.step_batch, []
+
+    def fails_on_the_second_wave(feats: np.ndarray, h: np.ndarray) -> tuple:
+        calls.append(len(feats))
+        if len(calls) == 2:
+            raise RuntimeError("device lost")
+        return real(feats, h)
+
+    model.step_batch = fails_on_the_second_wave  # type: ignore[method-assign]
+    res = await pipe.process([Incoming(e) for e in second])
+    assert len(calls) == 2 and all(s.model_reason == "model_error" for s in res.scored)
+    after = await store.load(pids)
+    assert all(after[p].state.model is None for p in pids)
+
+    model.step_batch = real  # type: ignore[method-assign]
+    res = await pipe.process([Incoming(e) for e in cohort_events[200:260]])
+    assert all(s.model_risk is not None for s in res.scored)
+
+
 def test_tampered_or_missing_model_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "reg"
     shutil.copytree(REGISTRY, root)
