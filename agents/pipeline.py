@@ -66,6 +66,9 @@ def model_event(event: VitalsEvent, spo2_scale: int) -> dict[str, Any]:
     return {"ts": event.ts_ms(), **event.vitals(), "spo2_scale": spo2_scale}
 
 
+_NO_CONTEXT: dict[str, Any] = {}  # shared, never changed
+
+
 def _scale(ctx: dict[str, Any], state: PatientState) -> int:
     """SpO2 scale: the clinician's setting (context) wins over the device's."""
     return int(ctx.get("spo2_scale") or state.spo2_scale_device or 1)
@@ -204,11 +207,10 @@ class ScoringPipeline:
                     result.stale += 1
             else:
                 touched[ev.patient_id] = state
-                ctx = entry.context or {}
+                ctx = entry.context or _NO_CONTEXT
                 # the SpO2 scale as of this event (batch boundaries must not matter)
-                applied_items.append(
-                    _Item(item, state, ctx, applied, ts, vitals, _scale(ctx, state))
-                )
+                scale = _scale(ctx, state) if ctx else state.spo2_scale_device or 1
+                applied_items.append(_Item(item, state, ctx, applied, ts, vitals, scale))
 
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
@@ -264,7 +266,15 @@ class ScoringPipeline:
             emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
 
         updates = [
-            Update(pid, s.version, s, history.get(pid, []), seen_ms=s.watermark_ms, watch=_watch(s))
+            Update(
+                pid,
+                s.version,
+                s,
+                history.get(pid, []),
+                seen_ms=s.watermark_ms,
+                # alert timers change only when the policy runs
+                watch=_watch(s) if self.alerts else None,
+            )
             for pid, s in touched.items()
         ]
         commit = await self.store.commit(updates, emits)

@@ -218,8 +218,7 @@ def feature_row(
             value = float(raw)
             done = None if steps is None else steps.get(name)
             if done is not None and ((prior := baseline.get(name)) is done[0] or prior == done[0]):
-                baseline[name] = done[1]
-                zraw = done[2]
+                _, baseline[name], zraw = done
             else:
                 # the same update (and rounding) as the worker's patient state
                 zraw = baseline_step(baseline, name, value, floor_sq, alpha)[2]

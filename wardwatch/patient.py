@@ -35,34 +35,35 @@ BaselineStep = tuple[list[float] | None, list[float], float | None]
 
 def baseline_step(
     baseline: dict[str, list[float]], name: str, value: float, floor_sq: float, alpha: float
-) -> tuple[float, float, float | None]:
+) -> BaselineStep:
     """One observation of a vital into its personal baseline, in place.
 
-    Returns ``(n, mean, z)`` as they were *before* the update: the number of earlier
-    observations, their exponentially weighted mean, and this value's deviation in
-    personal standard deviations (``sd = sqrt(var + floor**2)``; None while the baseline
-    is empty). The mean and variance are exponentially weighted with a plain running mean
-    while young, and stored rounded (compact JSON). The worker's patient state and the
-    model's features (:mod:`models.features`) both use this, so they always agree. The
-    vital's entry is replaced by a new list, never changed in place (entries may be shared
-    between baselines, see :class:`Applied`).
+    Returns ``(before, after, z)``: the vital's entry ``[n, mean, var]`` before the update
+    (None while the baseline is empty), the entry after it, and this value's deviation
+    from the mean before the update in personal standard deviations
+    (``sd = sqrt(var + floor**2)``; None while the baseline is empty). The mean and
+    variance are exponentially weighted with a plain running mean while young, and stored
+    rounded (compact JSON). The worker's patient state and the model's features
+    (:mod:`models.features`) both use this, so they always agree. The vital's entry is
+    replaced by a new list, never changed in place (entries may be shared between
+    baselines, see :class:`Applied`).
     """
     prior = baseline.get(name)
     if prior is None:
-        baseline[name] = [1, round(value, 4), 0.0]
-        return 0, value, None
+        after = baseline[name] = [1, round(value, 4), 0.0]
+        return None, after, None
     n, mean, var = prior
     delta = value - mean
     z = delta / _sqrt((var if var > 0.0 else 0.0) + floor_sq) if n >= 1 else None
     a = 1.0 / (n + 1)
     if a < alpha:
         a = alpha
-    baseline[name] = [
+    after = baseline[name] = [
         n + 1,
         round(mean + a * delta, 4),
         round((1 - a) * (var + a * delta * delta), 4),
     ]
-    return n, mean, z
+    return prior, after, z
 
 
 _sqrt = math.sqrt
@@ -198,13 +199,8 @@ def apply_event(
     for name, floor_sq in _SD_FLOOR_SQ:
         value = vitals.get(name)
         if value is not None:
-            prior = baseline.get(name)
-            zraw = baseline_step(baseline, name, float(value), floor_sq, baseline_alpha)[2]
-            steps[name] = (prior, baseline[name], zraw)
+            steps[name] = baseline_step(baseline, name, float(value), floor_sq, baseline_alpha)
 
-    latest = state.latest
-    for name, value in vitals.items():
-        latest[name] = [value, ts]
     if event.spo2_scale is not None:
         state.spo2_scale_device = event.spo2_scale
     if ts > state.watermark_ms:
@@ -213,12 +209,19 @@ def apply_event(
     else:
         state.wm_digests = [*state.wm_digests[-7:], digest]
     state.n_events += 1
+    # the latest value of each vital (this event's, else the last one still fresh)
+    latest = state.latest
     oldest = ts - max_age_ms
     current = {}
     for name in VITAL_FIELDS:
-        entry = latest.get(name)
-        if entry is not None and entry[1] >= oldest:
-            current[name] = entry[0]
+        value = vitals.get(name)
+        if value is not None:
+            latest[name] = [value, ts]
+            current[name] = value
+        else:
+            entry = latest.get(name)
+            if entry is not None and entry[1] >= oldest:
+                current[name] = entry[0]
     return Applied("applied", current, steps)
 
 
