@@ -233,11 +233,13 @@ class ScoringPipeline:
                 fused = version = None
             else:
                 imaging = ctx.get("imaging")
-                fused = fuse(
-                    risk,
-                    imaging.get("probability") if imaging else None,
-                    imaging_weight=imaging_weight,
-                    imaging_prior=imaging_prior,
+                finding = imaging.get("probability") if imaging else None
+                fused = (  # fuse() is the identity without an imaging finding
+                    risk
+                    if finding is None
+                    else fuse(
+                        risk, finding, imaging_weight=imaging_weight, imaging_prior=imaging_prior
+                    )
                 )
                 version = model.version
             scored.append(Scored(pid, ts, n2, q, risk, version, fused, reason, item.event_id))

@@ -26,7 +26,7 @@ from agents.pipeline import Incoming, ModelHolder, Scored, ScoringPipeline
 from models.runtime import DeteriorationModel, choose_providers
 from wardwatch import heap
 from wardwatch.errors import ModelError
-from wardwatch.ingest import Rejection, decode_vitals
+from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.settings import Settings
 from wardwatch.store import MemoryStateStore
 
@@ -83,50 +83,55 @@ async def score_stream(
         scored = iter(res.scored)
         k = 0  # index of the line's first event in ``items``
         for decoded in pending:
-            if isinstance(decoded, Rejection):
+            if decoded.__class__ is int:
+                if decoded == 1 and k not in skipped:  # the usual line: one event, scored
+                    write(_scored_json(next(scored), items[k].event.ts.isoformat()))
+                    k += 1
+                    continue
+                rows: list[dict[str, Any]] = []
+                for j in range(k, k + decoded):
+                    ev = items[j].event
+                    why = skipped.get(j)
+                    if why is None:
+                        rows.append(json.loads(_scored_json(next(scored), ev.ts.isoformat())))
+                    else:
+                        rows.append(
+                            {"patient_id": ev.patient_id, "ts": ev.ts.isoformat(), "skipped": why}
+                        )
+                k += decoded
+                # several events: a FHIR Bundle with several observation times
+                write(_dumps(rows[0] if decoded == 1 else {**rows[-1], "events": rows}) + "\n")
+            else:
+                assert isinstance(decoded, Rejection)
                 write(_dumps({"error": decoded.reason.value, "detail": decoded.detail}) + "\n")
-                counts["rejected"] += 1
-                continue
-            rows: list[str | dict[str, Any]] = []
-            for j in range(k, k + decoded):
-                ev = items[j].event
-                why = skipped.get(j)
-                if why is not None:
-                    rows.append(
-                        {"patient_id": ev.patient_id, "ts": ev.ts.isoformat(), "skipped": why}
-                    )
-                    counts["skipped"] += 1
-                else:
-                    rows.append(_scored_json(next(scored), ev.ts.isoformat()))
-                    counts["scored"] += 1
-            k += decoded
-            if len(rows) == 1:
-                row = rows[0]
-                write((row if isinstance(row, str) else _dumps(row)) + "\n")
-            else:  # a FHIR Bundle with several observation times
-                dicts = [json.loads(r) if isinstance(r, str) else r for r in rows]
-                write(_dumps({**dicts[-1], "events": dicts}) + "\n")
+        counts["skipped"] += len(skipped)
+        counts["scored"] += len(res.scored)
         stdout.write("".join(lines_out))
         lines_out.clear()
         pending.clear()
         items.clear()
 
+    n_lines = 0
     for line in _lines(stdin):
-        counts["lines"] += 1
+        n_lines += 1
         decoded = decode_vitals(line, now=now, max_future_skew_s=skew)
-        if isinstance(decoded, Rejection):
-            pending.append(decoded)
+        if isinstance(decoded, Decoded):
+            events = decoded.events
+            for ev in events:
+                items.append(Incoming(ev))
+            pending.append(len(events))
         else:
-            items.extend(Incoming(ev) for ev in decoded.events)
-            pending.append(len(decoded.events))
+            pending.append(decoded)
+            counts["rejected"] += 1
         if len(items) >= batch_size or len(pending) >= batch_size:
             await flush()
             if progress and time.monotonic() - last > 2:
                 last = time.monotonic()
-                rate = counts["lines"] / (last - t0)
-                print(f"\rscored {counts['lines']} lines ({rate:,.0f}/s)", end="", file=progress)
+                rate = n_lines / (last - t0)
+                print(f"\rscored {n_lines} lines ({rate:,.0f}/s)", end="", file=progress)
     await flush()
     stdout.flush()
+    counts["lines"] = n_lines
     elapsed = time.monotonic() - t0
     counts["seconds"] = round(elapsed, 3)  # type: ignore[assignment]
     if progress and counts["lines"] > 10_000:
@@ -144,22 +149,23 @@ def _num(x: float | None) -> str:
 
 
 def _scored_json(s: Scored, ts: str) -> str:
-    """One scored event's output line: exactly ``_dumps(row)`` for the row dict
+    """One scored event's output line: exactly ``_dumps(row) + "\\n"`` for the row dict
     (``patient_id, ts, news2, news2_complete, model_risk, fused_risk, model_version`` and
     ``model_reason`` when there is no model risk), built directly (one per input line)."""
     n2 = s.news2
+    risk = _num(s.model_risk)
+    fused = risk if s.fused_risk is s.model_risk else _num(s.fused_risk)
     version = "null" if s.model_version is None else _str(s.model_version)
     out = (
         f'{{"patient_id":{_str(s.patient_id)},"ts":{_str(ts)},'
         f'"news2":{"null" if n2.total is None else n2.total},'
         f'"news2_complete":{"true" if n2.complete else "false"},'
-        f'"model_risk":{_num(s.model_risk)},"fused_risk":{_num(s.fused_risk)},'
-        f'"model_version":{version}'
+        f'"model_risk":{risk},"fused_risk":{fused},"model_version":{version}'
     )
     if s.model_risk is None:
         reason = "null" if s.model_reason is None else _str(s.model_reason)
-        return f'{out},"model_reason":{reason}}}'
-    return out + "}"
+        return f'{out},"model_reason":{reason}}}\n'
+    return out + "}\n"
 
 
 def run_score(stdin: IO[bytes], stdout: IO[str], settings: Settings, version: str | None) -> int:
