@@ -119,7 +119,10 @@ def _emit(pid: str, state: AlertState, ev: AlertEvent, source_ts_ms: int | None,
 
 def _watch(state: PatientState) -> bool:
     """Whether the patient's alert state has timers to run (see ``ScoringPipeline.tick``)."""
-    alert = AlertState.from_json(state.alert)
+    return _watching(AlertState.from_json(state.alert))
+
+
+def _watching(alert: AlertState) -> bool:
     return alert.status in ("open", "acknowledged") or alert.pending_candidate is not None
 
 
@@ -175,6 +178,7 @@ class ScoringPipeline:
         loaded = await self.store.load([i.event.patient_id for i in batch])
         touched: dict[str, PatientState] = {}
         history: dict[str, list[str]] = {}
+        alert_states: dict[str, AlertState] = {}
         emits: list[Emit] = []
         now = self.now_ms()
 
@@ -259,13 +263,16 @@ class ScoringPipeline:
                 model_contributions=contrib,
                 event_id=item.event_id,
             )
-            before = AlertState.from_json(state.alert)
+            # parsed once per patient and batch, written back once after the loop
+            before = alert_states.get(pid) or AlertState.from_json(state.alert)
             alert_state, events = evaluate(pid, before, obs, self.policy)
             result.suppressed_artifacts += (
                 alert_state.suppressed_artifacts - before.suppressed_artifacts
             )
-            state.alert = alert_state.to_json()
+            alert_states[pid] = alert_state
             emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
+        for pid, alert_state in alert_states.items():
+            touched[pid].alert = alert_state.to_json()
 
         updates = [
             Update(
@@ -274,8 +281,8 @@ class ScoringPipeline:
                 s,
                 history.get(pid, []),
                 seen_ms=s.watermark_ms,
-                # alert timers change only when the policy runs
-                watch=_watch(s) if self.alerts else None,
+                # alert timers change only when the policy runs (never when replaying)
+                watch=_watching(alert_states[pid]) if pid in alert_states else None,
             )
             for pid, s in touched.items()
         ]

@@ -226,6 +226,22 @@ class AlertState:
     last_news2_total: int | None = None
     last_explanation: dict[str, Any] | None = None  # latest explanation while an alert is open
 
+    def copy(self) -> AlertState:
+        """A deep copy (what ``copy.deepcopy`` gives), built field by field: the scalars
+        are immutable, the lists and dicts of scalars are copied one level, the two nested
+        dicts (pending candidate, explanation) deeply."""
+        new = object.__new__(AlertState)
+        new.__dict__.update(self.__dict__)
+        new.recent_news2 = list(self.recent_news2)
+        new.baseline_streak = dict(self.baseline_streak)
+        new.last_event_ids = list(self.last_event_ids)
+        new.last_points = dict(self.last_points)
+        if self.pending_candidate is not None:
+            new.pending_candidate = copy.deepcopy(self.pending_candidate)
+        if self.last_explanation is not None:
+            new.last_explanation = copy.deepcopy(self.last_explanation)
+        return new
+
     def to_json(self) -> str:
         # every field is JSON-native already: no deep asdict() copy on the hot path
         return json.dumps(vars(self), separators=(",", ":"), sort_keys=True)
@@ -731,7 +747,7 @@ def evaluate(
     """
     if _is_replay(state, obs):
         return state, []
-    st = copy.deepcopy(state)
+    st = state.copy()
     ts = int(obs.ts_ms)
     if st.last_ts_ms == ts:
         st.last_event_ids = [*st.last_event_ids, obs.event_id][-_MAX_IDS_AT_TS:]
@@ -881,7 +897,7 @@ def tick(
     )
     if not candidate_due and not repage_due:  # the common case: nothing to do, no copy
         return state, []
-    st = copy.deepcopy(state)
+    st = state.copy()
     events = _promote_expired_candidate(patient_id, st, now_ms, config)
     if st.repage_priority != st.priority:  # a new priority level gets its own re-pages
         st.repage_priority, st.repage_count = st.priority, 0
@@ -929,7 +945,7 @@ def acknowledge(
     if state.status != "open" or state.alert_id is None or state.priority is None:
         return state, []
     priority: Priority = state.priority
-    st = copy.deepcopy(state)
+    st = state.copy()
     st.status = "acknowledged"
     st.acked_by = actor
     st.acked_ts_ms = now_ms
@@ -961,7 +977,7 @@ def resolve(
     No-op when nothing is open."""
     if state.status not in ("open", "acknowledged") or state.alert_id is None:
         return state, []
-    st = copy.deepcopy(state)
+    st = state.copy()
     assert st.priority is not None
     explanation = action_explanation(
         st.last_explanation, st.priority, ["manual_resolve"], "Resolved by the care team."

@@ -31,6 +31,7 @@ def _setup_logging(settings: Settings, verbose: bool = False) -> None:
 # ---- worker ---------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from agents.app import Worker
+    from wardwatch import heap
     from wardwatch.topics import ensure_topics
 
     if args.web_port:
@@ -54,6 +55,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         "--web-host",
         settings.web_host,
     ]
+    heap.settle()  # start-up done: long-lived objects out of the collector's way
     worker.app.main()
     return 0
 

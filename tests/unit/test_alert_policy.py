@@ -659,3 +659,28 @@ def test_count_alerts() -> None:
     assert burden["pages"] == 2 and burden["alerts"] == 1 and burden["patients"] == 1
     assert burden["opened_per_patient_day"] == pytest.approx(1 / 35, abs=1e-6)
     assert count_alerts([e.to_dict() for e in events]) == count_alerts(events)
+
+
+def test_state_copy_is_a_deep_copy() -> None:
+    """``AlertState.copy`` (the policy's own copy, faster than ``copy.deepcopy``) equals the
+    deep copy and shares no list or dict with the original, for a state with every
+    container filled: an open alert with an explanation, a held artifact candidate,
+    streaks, trend history and event ids."""
+    import copy as stdlib_copy
+    from dataclasses import fields
+
+    st, _ = run([*series([0, 2, 5, 7]), obs(50, N7, z={"heart_rate_bpm": 3.5}, n=30)])
+    st, _ = run([obs(60, {**N7, "respiratory_rate_per_min": 6})], st)  # RR 3 points: held
+    assert st.last_explanation and st.recent_news2 and st.last_points and st.last_event_ids
+    st.pending_candidate = st.pending_candidate or {"points": {"pulse": 3}, "nested": [1]}
+    st.baseline_streak = st.baseline_streak or {"heart_rate_bpm": 2}
+    dup = st.copy()
+    assert dup == stdlib_copy.deepcopy(st)
+    for f in fields(st):
+        value = getattr(st, f.name)
+        if isinstance(value, list | dict):
+            assert getattr(dup, f.name) is not value, f.name
+    assert dup.pending_candidate is not None and st.pending_candidate is not None
+    for key, value in st.pending_candidate.items():
+        if isinstance(value, list | dict):
+            assert dup.pending_candidate[key] is not value

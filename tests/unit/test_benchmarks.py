@@ -17,6 +17,9 @@ def test_every_benchmark_runs_quick_and_reports_json(capsys: pytest.CaptureFixtu
     assert set(res) == set(BENCHMARKS)
     assert not any("error" in r for r in res.values())
     assert res["scoring"]["onnx_step"]["batch_256"]["events_per_s"] > 0
+    replay = res["scoring"]["replay"]  # `wardwatch score` in its own process, every line out
+    assert replay["batch_256"]["events"] == res["scoring"]["events"]
+    assert replay["target_events_per_s"] == 20_000 and isinstance(replay["meets_target"], bool)
     assert res["state"]["redis_used_memory_per_patient_bytes"] > 0
     burden = res["alert_burden"]["ward_prevalence_5pct"]["variants"]
     assert set(burden) == {"default", "no_personal_triggers", "without_fatigue_controls"}
