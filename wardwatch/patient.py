@@ -75,7 +75,8 @@ class PatientState:
 
     version: int = 0  # optimistic concurrency: bumped by every commit
     watermark_ms: int = -1  # newest event time applied
-    wm_digests: list[str] = field(default_factory=list)  # events applied at watermark_ms
+    # digests of the events applied at watermark_ms (a _Digest until first needed)
+    wm_digests: list[str | _Digest] = field(default_factory=list)
     latest: dict[str, list[Any]] = field(default_factory=dict)  # vital -> [value, ts_ms]
     baseline: dict[str, list[float]] = field(default_factory=dict)  # vital -> [n, mean, var]
     spo2_scale_device: int | None = None
@@ -127,9 +128,9 @@ class Applied:
 
 
 def _lazy_json(value: object) -> Any:
-    """JSON form of model state left unserialized in memory (``score(..., live=True)``):
-    bytes (a hidden state) as base64, objects with ``to_json`` (a feature state) as that
-    JSON string; exactly what the model would have stored as strings."""
+    """JSON form of state left unserialized in memory: bytes (a live hidden state, see
+    ``score(..., live=True)``) as base64, objects with ``to_json`` (a feature state, an
+    event digest) as that string; exactly what would have been stored as strings."""
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
     to_json = getattr(value, "to_json", None)
@@ -161,6 +162,37 @@ def _digest(vitals: dict[str, Any], device_id: str | None) -> str:
     return hashlib.blake2b(numbers + rest, digest_size=8).hexdigest()
 
 
+class _Digest:
+    """An event's digest, computed only when compared or stored: most events are never
+    compared with another at the same time, so a replay never computes theirs. Equal to
+    the digest string (and serialized as it, see ``_lazy_json``)."""
+
+    __slots__ = ("_vitals", "_device_id", "_value")
+
+    def __init__(self, vitals: dict[str, Any], device_id: str | None) -> None:
+        self._vitals: dict[str, Any] | None = vitals
+        self._device_id = device_id
+        self._value: str | None = None
+
+    def to_json(self) -> str:
+        if self._value is None:
+            assert self._vitals is not None
+            self._value = _digest(self._vitals, self._device_id)
+            self._vitals = None  # the event's values are not kept longer than needed
+        return self._value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Digest):
+            other = other.to_json()
+        return self.to_json() == other
+
+    def __hash__(self) -> int:
+        return hash(self.to_json())
+
+    def __repr__(self) -> str:
+        return repr(self.to_json())
+
+
 def event_digest(event: VitalsEvent) -> str:
     return _digest(event.vitals(), event.device_id)
 
@@ -190,9 +222,13 @@ def apply_event(
         return Applied("stale", {})
     if vitals is None:
         vitals = event.vitals()
-    digest = _digest(vitals, event.device_id)
-    if ts == state.watermark_ms and digest in state.wm_digests:
-        return Applied("duplicate", {})
+    digest: str | _Digest
+    if ts == state.watermark_ms:  # another event at the newest time: a duplicate?
+        digest = _digest(vitals, event.device_id)
+        if digest in state.wm_digests:
+            return Applied("duplicate", {})
+    else:
+        digest = _Digest(vitals, event.device_id)
 
     steps: dict[str, BaselineStep] = {}
     baseline = state.baseline

@@ -67,3 +67,27 @@ def test_state_json_round_trip() -> None:
     again = PatientState.from_json(s.to_json())
     assert again == s
     assert again.spo2_scale_device == 2
+
+
+def test_event_digests_are_the_same_computed_late_or_at_once() -> None:
+    """The digest of an event applied at a new time is computed only when needed (compared
+    with another event at that time, or stored); it is the same string either way, and a
+    duplicate is found in memory as after a round trip through JSON (Redis)."""
+    import json
+
+    from wardwatch.patient import event_digest
+
+    first = ev(0, heart_rate_bpm=80, device_id="mon-1")
+    live = PatientState()
+    apply_event(live, first)
+    stored = PatientState.from_json(live.to_json())
+    assert json.loads(live.to_json())["wm_digests"] == [event_digest(first)]
+    for s in (live, stored):
+        assert apply_event(s, ev(0, heart_rate_bpm=80, device_id="mon-1")).status == "duplicate"
+        assert apply_event(s, ev(0, heart_rate_bpm=80, device_id="mon-2")).status == "applied"
+        assert apply_event(s, ev(0, heart_rate_bpm=80, device_id="mon-2")).status == "duplicate"
+        assert s.n_events == 2
+        assert s.wm_digests == [
+            event_digest(first),
+            event_digest(ev(0, heart_rate_bpm=80, device_id="mon-2")),
+        ]
