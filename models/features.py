@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from wardwatch.patient import SD_FLOOR, BaselineStep, baseline_step
+from wardwatch.patient import SD_FLOOR, BaselineStep, baseline_step, round6
 from wardwatch.schemas import NUMERIC_VITALS
 
 __all__ = [
@@ -225,7 +225,7 @@ def feature_row(
             if zraw is None:
                 zr = 0.0
             else:
-                zr = round(-z_clip if zraw < -z_clip else z_clip if zraw > z_clip else zraw, 6)
+                zr = round6(-z_clip if zraw < -z_clip else z_clip if zraw > z_clip else zraw)
             last_value[name] = value
             last_ts_ms[name] = ts
             last_z[name] = zr

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -27,6 +28,34 @@ SD_FLOOR: dict[str, float] = {
     "diastolic_bp_mmhg": 4.0,
     "temperature_c": 0.2,
 }
+
+
+def _fixed_rounder(ndigits: int) -> Callable[[float], float]:
+    """``round(x, ndigits)`` for floats, exactly, without the decimal conversion in the
+    usual case: ``x * 10**ndigits`` well away from a tie and the integer found exactly
+    from it (the product's rounding error is below 1.2e-7 in the range taken), then divided
+    back, which gives the double nearest to that decimal, as ``round`` does. Ties, zero
+    and large or non-finite values go to ``round`` itself."""
+    scale = 10.0**ndigits
+
+    def rounded(x: float) -> float:
+        y = x * scale
+        if -1e9 < y < 1e9:
+            k = _floor(y)
+            frac = y - k
+            if frac < 0.4999:
+                if k:
+                    return k / scale
+            elif frac > 0.5001 and k != -1:
+                return (k + 1) / scale
+        return round(x, ndigits)
+
+    return rounded
+
+
+_floor = math.floor
+round4 = _fixed_rounder(4)
+round6 = _fixed_rounder(6)
 
 ApplyStatus = Literal["applied", "duplicate", "stale"]
 BaselineStep = tuple[list[float] | None, list[float], float | None]
@@ -50,7 +79,7 @@ def baseline_step(
     """
     prior = baseline.get(name)
     if prior is None:
-        after = baseline[name] = [1, round(value, 4), 0.0]
+        after = baseline[name] = [1, round4(value), 0.0]
         return None, after, None
     n, mean, var = prior
     delta = value - mean
@@ -60,8 +89,8 @@ def baseline_step(
         a = alpha
     after = baseline[name] = [
         n + 1,
-        round(mean + a * delta, 4),
-        round((1 - a) * (var + a * delta * delta), 4),
+        round4(mean + a * delta),
+        round4((1 - a) * (var + a * delta * delta)),
     ]
     return prior, after, z
 

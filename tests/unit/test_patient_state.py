@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
-from wardwatch.patient import PatientState, apply_event
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wardwatch.patient import PatientState, apply_event, round4, round6
 from wardwatch.schemas import VitalsEvent
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -91,3 +95,25 @@ def test_event_digests_are_the_same_computed_late_or_at_once() -> None:
             event_digest(first),
             event_digest(ev(0, heart_rate_bpm=80, device_id="mon-2")),
         ]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=False),
+        st.floats(min_value=-1e6, max_value=1e6),
+        # decimal ties and their neighbours: k/10**d + 5/10**(d+1)
+        st.builds(
+            lambda k, d, e: k / 10**d + 5 / 10 ** (d + 1) + e,
+            st.integers(-(10**9), 10**9),
+            st.sampled_from([4, 6]),
+            st.sampled_from([0.0, 1e-12, -1e-12, 1e-9, -1e-9]),
+        ),
+    )
+)
+def test_fixed_rounding_is_exactly_round(x: float) -> None:
+    """The baseline and feature rounding is ``round(x, n)`` exactly (sign of zero too)."""
+    for fast, n in ((round4, 4), (round6, 6)):
+        expected = round(x, n)
+        got = fast(x)
+        assert got == expected and math.copysign(1, got) == math.copysign(1, expected), (x, n)
