@@ -18,6 +18,7 @@ from typing import Any
 
 from models.features import norm_constants
 from wardwatch.errors import ModelError
+from wardwatch.ingest import json_kind
 
 VERSION_RE = re.compile(r"^v(\d+)$")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -83,23 +84,6 @@ def load_metadata(root: Path, name: str, version: str) -> dict[str, Any]:
     return check_metadata(meta, name, version)
 
 
-def _json_type(value: object) -> str:
-    """The JSON name of a parsed value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
@@ -123,10 +107,10 @@ def check_metadata(meta: object, name: str, version: str) -> dict[str, Any]:
     :class:`~wardwatch.errors.ModelError`) and never a crash later on."""
     where = f"malformed metadata for {name} {version}"
     if not isinstance(meta, dict):
-        raise RegistryError(f"{where}: expected a JSON object, got {_json_type(meta)}")
+        raise RegistryError(f"{where}: expected a JSON object, got {json_kind(meta)}")
 
     def refuse(key: str, expected: str) -> RegistryError:
-        return RegistryError(f"{where}: {key!r} must be {expected}, got {_json_type(meta[key])}")
+        return RegistryError(f"{where}: {key!r} must be {expected}, got {json_kind(meta[key])}")
 
     if meta.get("sha256") is not None and not isinstance(meta["sha256"], str):
         raise refuse("sha256", "a string")

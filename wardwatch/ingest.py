@@ -438,7 +438,7 @@ def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Re
         return Rejection(RejectReason.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
     if not isinstance(obj, dict):
         return Rejection(
-            RejectReason.NOT_AN_OBJECT, f"top-level JSON value is {_json_kind(obj)}, not an object"
+            RejectReason.NOT_AN_OBJECT, f"top-level JSON value is {json_kind(obj)}, not an object"
         )
     if "resourceType" in obj:
         return _decode_fhir(obj, now, skew, full)
@@ -463,7 +463,8 @@ def _decode_plain_event(raw: bytes | bytearray, now: datetime, skew: float) -> D
     return Decoded([event], warnings, "json")
 
 
-def _json_kind(value: object) -> str:
+def json_kind(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages ("an array", "null", ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -474,7 +475,9 @@ def _json_kind(value: object) -> str:
         return "a string"
     if isinstance(value, list):
         return "an array"
-    return "an object"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
 
 
 # --------------------------------------------------------------------------------------

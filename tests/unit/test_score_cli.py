@@ -20,7 +20,7 @@ import pytest
 
 from models.news2 import news2_from_vitals
 from models.registry import promoted_version
-from wardwatch.schemas import RejectReason
+from wardwatch.schemas import VITAL_FIELDS, RejectReason
 from wardwatch.score_cli import run_score, score_stream
 from wardwatch.settings import Settings
 
@@ -30,16 +30,7 @@ needs_model = pytest.mark.skipif(PROMOTED is None, reason="no shipped model")
 
 T0 = datetime(2025, 6, 1, tzinfo=UTC)  # retrospective: well before now
 FRESH = timedelta(hours=4)  # the worker's vitals_max_age_s
-VITALS = (
-    "heart_rate_bpm",
-    "respiratory_rate_per_min",
-    "spo2_pct",
-    "on_oxygen",
-    "systolic_bp_mmhg",
-    "diastolic_bp_mmhg",
-    "temperature_c",
-    "consciousness",
-)
+VITALS = VITAL_FIELDS
 ROW_KEYS = {
     "patient_id",
     "ts",
