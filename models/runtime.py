@@ -228,14 +228,18 @@ class DeteriorationModel:
         return FeatureState(), np.zeros(self.hidden, np.float32)
 
     def owns(self, state: Mapping[str, Any] | None) -> bool:
-        """Whether a patient's stored model state was produced by this exact version."""
+        """Whether a patient's stored model state was produced by this exact version.
+
+        Checked without parsing the feature state (``score`` parses it once): a feature
+        state that does not parse makes ``score`` raise, and the caller then drops the
+        batch's states, which are rebuilt from history."""
         if not state or state.get("version") != self.version or state.get("sha256") != self.sha256:
             return False
         raw_h = state.get("h", "")
         features = state.get("features")
         if isinstance(raw_h, bytes) and isinstance(features, FeatureState):
             return len(raw_h) == 4 * self.hidden
-        return self._start(state) is not None
+        return isinstance(features, str) and decode_hidden(str(raw_h), self.hidden) is not None
 
     @property
     def norm_consts(self) -> NormConsts:

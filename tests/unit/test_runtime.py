@@ -178,3 +178,23 @@ def test_fusion_is_identity_without_imaging_and_monotone_in_the_finding() -> Non
     assert fuse(0.2) == 0.2 and fuse(None, 0.9) is None
     assert fuse(0.2, 0.1, imaging_prior=0.1) == pytest.approx(0.2)
     assert fuse(0.2, 0.9) > fuse(0.2, 0.5) > 0.2 > fuse(0.2, 0.01)
+
+
+def test_ownership_of_stored_and_live_states(
+    model: DeteriorationModel, cohort_events: list[VitalsEvent]
+) -> None:
+    """A state is this model's when version, sha256 and hidden size match, stored (JSON
+    strings) or live (objects); anything else is rebuilt (rewarmed) by the pipeline."""
+    evs = [model_event(e, 1) for e in cohort_events if e.patient_id == cohort_events[0].patient_id]
+    (live,) = [
+        s.state for s in model.score([("p", None, e) for e in evs[:3]], live=True) if s.state
+    ]
+    (stored,) = [s.state for s in model.score([("p", None, e) for e in evs[:3]]) if s.state]
+    assert model.owns(live) and model.owns(stored)
+    assert not model.owns(None) and not model.owns({})
+    assert not model.owns({**stored, "version": "v-other"})
+    assert not model.owns({**stored, "sha256": "0" * 64})
+    assert not model.owns({**stored, "h": "not base64!"})
+    assert not model.owns({**stored, "h": stored["h"][: len(stored["h"]) // 2]})
+    assert not model.owns({**live, "h": live["h"][:8]})
+    assert not model.owns({**stored, "features": None})
