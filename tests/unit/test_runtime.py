@@ -198,3 +198,18 @@ def test_ownership_of_stored_and_live_states(
     assert not model.owns({**stored, "h": stored["h"][: len(stored["h"]) // 2]})
     assert not model.owns({**live, "h": live["h"][:8]})
     assert not model.owns({**stored, "features": None})
+
+
+@pytest.mark.skipif(
+    "CUDAExecutionProvider" in __import__("onnxruntime").get_available_providers(),
+    reason="this host has CUDA (tests/gpu covers it)",
+)
+def test_cuda_requested_without_a_gpu_falls_back_to_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    from models.runtime import choose_providers
+
+    assert choose_providers("auto") == ["CPUExecutionProvider"]
+    with caplog.at_level("WARNING", logger="models.runtime"):
+        assert choose_providers("cuda") == ["CPUExecutionProvider"]
+    assert "CUDA execution provider requested but not available" in caplog.text
+    model = DeteriorationModel.from_registry(REGISTRY, providers=choose_providers("cuda"))
+    assert model.session.provider == "CPUExecutionProvider" and not model.session._gpu
