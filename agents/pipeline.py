@@ -194,14 +194,8 @@ class ScoringPipeline:
             entry = loaded[ev.patient_id]
             state = entry.state
             vitals = ev.vitals()
-            applied = apply_event(
-                state,
-                ev,
-                baseline_alpha=baseline_alpha,
-                max_age_ms=max_age_ms,
-                ts_ms=ts,
-                vitals=vitals,
-            )
+            # positional: this runs once per event
+            applied = apply_event(state, ev, baseline_alpha, max_age_ms, ts, vitals)
             status = applied.status
             if status != "applied":
                 result.skipped.append((index, status))

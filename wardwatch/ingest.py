@@ -351,9 +351,13 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
 
     problems: list[str] = []
     values: dict[str, float] = {}
+    fields = event.__dict__  # pydantic keeps the field values here
     for field, (lo, hi) in PLAUSIBLE_RANGES.items():
-        v = getattr(event, field)
+        v = fields[field]
         if v is None:
+            continue
+        if type(v) is float and lo <= v <= hi:  # the usual case (NaN and inf fail the range)
+            values[field] = v
             continue
         if type(v) is not float and (isinstance(v, bool) or not isinstance(v, int | float)):
             _fail(RejectReason.SCHEMA, f"{field}: must be a number")

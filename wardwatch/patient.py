@@ -229,7 +229,6 @@ def event_digest(event: VitalsEvent) -> str:
 def apply_event(
     state: PatientState,
     event: VitalsEvent,
-    *,
     baseline_alpha: float = 0.02,
     max_age_ms: int = 4 * 3600 * 1000,
     ts_ms: int | None = None,
