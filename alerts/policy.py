@@ -574,62 +574,6 @@ def _clear_tracking(st: AlertState) -> None:
     st.downgrade_priority = None
 
 
-def _open(
-    pid: str,
-    st: AlertState,
-    priority: str,
-    ts_ms: int,
-    reasons: list[str],
-    news2_total: int | None,
-    explanation: dict[str, Any],
-    page_ts_ms: int,
-) -> AlertEvent:
-    st.episode += 1
-    st.status = "open"
-    st.priority = cast(Priority, priority)
-    st.alert_id = make_alert_id(pid, st.episode, ts_ms)
-    st.opened_ts_ms = ts_ms
-    st.acked_by = None
-    st.acked_ts_ms = None
-    st.escalated_count = 0
-    st.update_count = 0
-    st.resolved_ts_ms = None
-    st.last_page_ts_ms = page_ts_ms
-    st.last_explanation = explanation
-    _clear_tracking(st)
-    return _event(pid, st, "OPEN", ts_ms, reasons, news2_total, explanation, ())
-
-
-def _escalate(
-    pid: str,
-    st: AlertState,
-    priority: str,
-    ts_ms: int,
-    reasons: list[str],
-    news2_total: int | None,
-    explanation: dict[str, Any],
-    page_ts_ms: int,
-) -> AlertEvent:
-    st.escalated_count += 1
-    st.status = "open"  # an acknowledged alert that worsens needs attention again
-    st.priority = cast(Priority, priority)
-    st.acked_by = None
-    st.acked_ts_ms = None
-    st.last_page_ts_ms = page_ts_ms
-    st.last_explanation = explanation
-    _clear_tracking(st)
-    return _event(
-        pid,
-        st,
-        "ESCALATED",
-        ts_ms,
-        reasons,
-        news2_total,
-        explanation,
-        (st.priority, st.escalated_count),
-    )
-
-
 def _resolved(
     pid: str,
     st: AlertState,
@@ -659,9 +603,25 @@ def _transition(
     explanation: dict[str, Any],
     page_ts_ms: int,
 ) -> AlertEvent:
+    """OPEN a new episode or ESCALATE the open one: either way the care team is paged."""
     if kind == "OPEN":
-        return _open(pid, st, priority, ts_ms, reasons, news2_total, explanation, page_ts_ms)
-    return _escalate(pid, st, priority, ts_ms, reasons, news2_total, explanation, page_ts_ms)
+        st.episode += 1
+        st.alert_id = make_alert_id(pid, st.episode, ts_ms)
+        st.opened_ts_ms = ts_ms
+        st.escalated_count = 0
+        st.update_count = 0
+        st.resolved_ts_ms = None
+    else:
+        st.escalated_count += 1
+    st.status = "open"  # also an acknowledged alert that worsens: it needs attention again
+    st.priority = cast(Priority, priority)
+    st.acked_by = None
+    st.acked_ts_ms = None
+    st.last_page_ts_ms = page_ts_ms
+    st.last_explanation = explanation
+    _clear_tracking(st)
+    detail = () if kind == "OPEN" else (st.priority, st.escalated_count)
+    return _event(pid, st, kind, ts_ms, reasons, news2_total, explanation, detail)
 
 
 def _promote_expired_candidate(
