@@ -23,19 +23,9 @@ from alerts.policy import (
     tick,
 )
 from models.news2 import news2_from_vitals
+from tests.unit.observations import MIN, NORMAL, T0
 
 PID = "pt-SECRET-9137"
-T0 = 1_700_000_000_000
-MIN = 60_000
-NORMAL: dict[str, Any] = {
-    "respiratory_rate_per_min": 16,
-    "spo2_pct": 97,
-    "on_oxygen": False,
-    "systolic_bp_mmhg": 125,
-    "heart_rate_bpm": 75,
-    "consciousness": "A",
-    "temperature_c": 37.0,
-}
 N5 = {"heart_rate_bpm": 95, "respiratory_rate_per_min": 22, "temperature_c": 38.3, "spo2_pct": 95}
 N7 = {**N5, "heart_rate_bpm": 112, "spo2_pct": 94, "systolic_bp_mmhg": 108}
 

@@ -23,21 +23,10 @@ from alerts.policy import (
     tick,
 )
 from models.news2 import news2_from_vitals
+from tests.unit.observations import MIN, NORMAL, T0
 from wardwatch.errors import ConfigError
 
 PID = "patient-0042"
-T0 = 1_700_000_000_000  # ms
-MIN = 60_000
-
-NORMAL: dict[str, Any] = {
-    "respiratory_rate_per_min": 16,
-    "spo2_pct": 97,
-    "on_oxygen": False,
-    "systolic_bp_mmhg": 125,
-    "heart_rate_bpm": 75,
-    "consciousness": "A",
-    "temperature_c": 37.0,
-}
 # Vital sets by NEWS2 total; each step changes several parameters gradually (no isolated
 # 0 -> 3 jump), so artifact suppression never applies to them.
 N0: dict[str, Any] = {}
