@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fhir import observation
 from tests.integration.helpers import consume, hours_ago, publish, start_worker, vitals
 from wardwatch.cli import cmd_context
 from wardwatch.demo import metric_sum
@@ -24,29 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def fhir_obs(pid: str, ts: datetime, code: str, value: float, unit: str) -> dict:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": "http://loinc.org", "code": code}]},
-        "subject": {"reference": f"Patient/{pid}"},
-        "effectiveDateTime": ts.isoformat(),
-        "valueQuantity": {
-            "value": value,
-            "unit": unit,
-            "system": "http://unitsofmeasure.org",
-            "code": unit,
-        },
-    }
+    return observation(code, value, unit, pid=pid, ts=ts.isoformat())
 
 
 def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wardwatch.ingest as ingest
+from tests.fhir import coding, observation, qty
 from wardwatch.ingest import (
     PLAUSIBLE_RANGES,
     Decoded,
@@ -45,39 +46,8 @@ def enc(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-def coding(code: str, system: str = "http://loinc.org") -> dict[str, Any]:
-    return {"coding": [{"system": system, "code": code}]}
-
-
-def qty(value: Any, ucum: str | None) -> dict[str, Any]:
-    q: dict[str, Any] = {"value": value}
-    if ucum is not None:
-        q |= {"unit": ucum, "system": "http://unitsofmeasure.org", "code": ucum}
-    return q
-
-
 def obs(code: str | None = "8867-4", value: Any = 88, unit: str | None = "/min", **extra: Any):
-    o: dict[str, Any] = {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": coding(code) if code is not None else {"text": "?"},
-        "subject": {"reference": f"Patient/{PID}"},
-        "effectiveDateTime": TS,
-    }
-    if value is not None:
-        o["valueQuantity"] = qty(value, unit)
-    o.update(extra)
-    return {k: v for k, v in o.items() if v is not ...}
+    return observation(code, value, unit, pid=PID, ts=TS, **extra)
 
 
 def bp_panel(sbp: float = 120, dbp: float = 80, **extra: Any) -> dict[str, Any]:
