@@ -149,17 +149,20 @@ def recorded_value(value: float | Decimal, quantum: Decimal = WHOLE) -> Decimal:
 # float nearest to the recorded decimal, exactly what JSON "36.8" parses to). A value in
 # the table is already at its recorded precision, so its points are exact; anything else
 # (36.85, 110.5, out of range) takes the decimal path below.
-_TABLE_RANGE: Final = range(0, 501)
+# Ranges covered: whole numbers 0-500, tenths 0.0-60.0 (temperature); built at import.
+_WHOLE_RANGE: Final = range(0, 501)
+_TENTHS_RANGE: Final = range(0, 601)
 
 
 def _points_table(bands: tuple[Band, ...], quantum: Decimal) -> dict[float, int]:
-    table: dict[float, int] = {}
     tenths = quantum == TENTH
-    for k in _TABLE_RANGE if not tenths else range(0, 10 * _TABLE_RANGE.stop):
-        value = k / 10 if tenths else float(k)
-        recorded = Decimal(k).scaleb(-1) if tenths else Decimal(k)
-        table[value] = next(p for u, p in bands if u is None or recorded <= u)
-    return table
+    scale = 10 if tenths else 1
+    # the upper bounds in whole units of the recorded precision (exact: 35.0 -> 350)
+    bounds = [(None if u is None else int(u * scale), p) for u, p in bands]
+    return {
+        (k / 10 if tenths else float(k)): next(p for b, p in bounds if b is None or k <= b)
+        for k in (_TENTHS_RANGE if tenths else _WHOLE_RANGE)
+    }
 
 
 _TABLES: Final[dict[int, dict[float, int]]] = {
