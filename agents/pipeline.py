@@ -207,8 +207,9 @@ class ScoringPipeline:
                 touched[ev.patient_id] = state
                 ctx = entry.context or _NO_CONTEXT
                 # the SpO2 scale as of this event (batch boundaries must not matter)
-                scale = _scale(ctx, state) if ctx else state.spo2_scale_device or 1
-                applied_items.append(_Item(item, state, ctx, applied, ts, vitals, scale))
+                applied_items.append(
+                    _Item(item, state, ctx, applied, ts, vitals, _scale(ctx, state))
+                )
 
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
@@ -231,13 +232,11 @@ class ScoringPipeline:
                 fused = version = None
             else:
                 imaging = ctx.get("imaging")
-                finding = imaging.get("probability") if imaging else None
-                fused = (  # fuse() is the identity without an imaging finding
-                    risk
-                    if finding is None
-                    else fuse(
-                        risk, finding, imaging_weight=imaging_weight, imaging_prior=imaging_prior
-                    )
+                fused = fuse(
+                    risk,
+                    imaging.get("probability") if imaging else None,
+                    imaging_weight=imaging_weight,
+                    imaging_prior=imaging_prior,
                 )
                 version = model.version
             scored.append(Scored(pid, ts, n2, q, risk, version, fused, reason, item.event_id))

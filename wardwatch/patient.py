@@ -30,6 +30,10 @@ SD_FLOOR: dict[str, float] = {
 }
 
 
+_floor = math.floor
+_sqrt = math.sqrt
+
+
 def _fixed_rounder(ndigits: int) -> Callable[[float], float]:
     """``round(x, ndigits)`` for floats, exactly, without the decimal conversion in the
     usual case: ``x * 10**ndigits`` well away from a tie and the integer found exactly
@@ -53,7 +57,6 @@ def _fixed_rounder(ndigits: int) -> Callable[[float], float]:
     return rounded
 
 
-_floor = math.floor
 round4 = _fixed_rounder(4)
 round6 = _fixed_rounder(6)
 
@@ -93,9 +96,6 @@ def baseline_step(
         round4((1 - a) * (var + a * delta * delta)),
     ]
     return prior, after, z
-
-
-_sqrt = math.sqrt
 
 
 @dataclass
@@ -138,9 +138,7 @@ class Applied:
     def baseline_z(self) -> dict[str, float]:
         """Deviation of this event's values from the personal baseline (4 decimals), for
         the vitals with a baseline."""
-        return {
-            name: round(z, 4) for name, (_, _, z) in self.baseline_steps.items() if z is not None
-        }
+        return {name: round4(z) for name, (_, _, z) in self.baseline_steps.items() if z is not None}
 
     @property
     def baseline_n(self) -> int:
