@@ -93,7 +93,7 @@ async def score_stream(
                     ev = items[j].event
                     why = skipped.get(j)
                     if why is None:
-                        rows.append(json.loads(_scored_json(next(scored), ev.ts.isoformat())))
+                        rows.append(_row(next(scored), ev.ts.isoformat()))
                     else:
                         rows.append(
                             {"patient_id": ev.patient_id, "ts": ev.ts.isoformat(), "skipped": why}
@@ -148,10 +148,24 @@ def _num(x: float | None) -> str:
     return "null" if x is None else float.__repr__(round(x, 6))
 
 
+def _row(s: Scored, ts: str) -> dict[str, Any]:
+    """One scored event's output row."""
+    row: dict[str, Any] = {
+        "patient_id": s.patient_id,
+        "ts": ts,
+        "news2": s.news2.total,
+        "news2_complete": s.news2.complete,
+        "model_risk": None if s.model_risk is None else round(s.model_risk, 6),
+        "fused_risk": None if s.fused_risk is None else round(s.fused_risk, 6),
+        "model_version": s.model_version,
+    }
+    if s.model_risk is None:
+        row["model_reason"] = s.model_reason
+    return row
+
+
 def _scored_json(s: Scored, ts: str) -> str:
-    """One scored event's output line: exactly ``_dumps(row) + "\\n"`` for the row dict
-    (``patient_id, ts, news2, news2_complete, model_risk, fused_risk, model_version`` and
-    ``model_reason`` when there is no model risk), built directly (one per input line)."""
+    """``_dumps(_row(s, ts)) + "\\n"``, written directly: this runs once per input line."""
     n2 = s.news2
     risk = _num(s.model_risk)
     fused = risk if s.fused_risk is s.model_risk else _num(s.fused_risk)

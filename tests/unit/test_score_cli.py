@@ -4,6 +4,7 @@ batch boundaries that never matter, NEWS2-only without a model, progress on stde
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -17,11 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from agents.pipeline import Scored
 from models.news2 import news2_from_vitals
+from models.qsofa import qsofa_from_vitals
 from models.registry import promoted_version
 from wardwatch.schemas import VITAL_FIELDS, RejectReason
-from wardwatch.score_cli import run_score, score_stream
+from wardwatch.score_cli import _row, _scored_json, run_score, score_stream
 from wardwatch.settings import Settings
 
 REGISTRY = Settings().resolved_model_registry()
@@ -606,3 +611,29 @@ async def test_no_final_progress_message_up_to_10000_lines(score_settings: Setti
     assert "lines in" not in progress.getvalue()  # no final message (model: nothing at all)
     if PROMOTED is not None:
         assert progress.getvalue() == ""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pid=st.text(min_size=1, max_size=12),
+    risk=st.one_of(st.none(), st.floats(0, 1)),
+    imaging=st.booleans(),
+    total=st.one_of(st.none(), st.integers(0, 20)),
+    version=st.one_of(st.none(), st.text(max_size=6)),
+    reason=st.one_of(st.none(), st.sampled_from(["no_model", "model_error"])),
+)
+def test_output_line_is_the_row_as_json_dumps_writes_it(
+    pid: str,
+    risk: float | None,
+    imaging: bool,
+    total: int | None,
+    version: str | None,
+    reason: str | None,
+) -> None:
+    """Each scored line is written directly for speed; it is exactly json.dumps of the row."""
+    n2 = news2_from_vitals({} if total is None else {"respiratory_rate_per_min": 16})
+    n2 = dataclasses.replace(n2, total=total)
+    fused = None if risk is None else (risk * 0.5 if imaging else risk)
+    s = Scored(pid, 0, n2, qsofa_from_vitals({}), risk, version, fused, reason)
+    ts = "2025-06-01T00:00:00+02:00"
+    assert _scored_json(s, ts) == json.dumps(_row(s, ts), separators=(",", ":")) + "\n"
