@@ -5,6 +5,8 @@ RUN useradd --system --uid 10001 --create-home wardwatch
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY wardwatch ./wardwatch
+COPY cli ./cli
+COPY simulator ./simulator
 COPY agents ./agents
 COPY models ./models
 COPY alerts ./alerts

@@ -29,9 +29,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from redis.exceptions import RedisError
 
 import wardwatch
+from agents import web as care_team_web
+from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
-from alerts import web as alerts_web
 from alerts.policy import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
 from models.runtime import DeteriorationModel, choose_providers
@@ -458,7 +459,13 @@ def build_app(worker: Worker) -> faust.App:
     # Faust's own sensors (messages, streams, commits, rebalances, send latency) on the
     # same injected registry, under the wardwatch_faust_ prefix
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "wardwatch_faust"))
-    alerts_web.register(app, worker)
+    desk = WorkerDesk(
+        worker.store,
+        worker.pipeline,
+        worker.publish_alerts,
+        on_acknowledged=worker.metrics.time_to_ack.observe,
+    )
+    care_team_web.register(app, desk, s.api_token.get_secret_value())
 
     @app.page("/metrics")
     async def metrics(self: View, request: Request) -> Response:

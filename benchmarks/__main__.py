@@ -1,5 +1,5 @@
 """Run benchmarks and print JSON: ``python -m benchmarks [NAME ...] [--quick]``."""
 
-from wardwatch.bench import main
+from benchmarks.run import main
 
 raise SystemExit(main())

@@ -17,8 +17,8 @@ from typing import Any
 
 from agents.replay import replay
 from alerts.policy import PolicyConfig
+from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
-from wardwatch.simulation import SimConfig, simulate_cohort
 
 START = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
 DAY_MS = 86_400_000

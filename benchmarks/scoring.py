@@ -31,9 +31,9 @@ from agents.pipeline import Incoming, ModelHolder, ScoringPipeline, model_event
 from agents.replay import batches
 from models.features import N_FEATURES
 from models.runtime import DeteriorationModel
+from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings
-from wardwatch.simulation import SimConfig, simulate_cohort
 from wardwatch.store import MemoryStateStore
 
 START = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
@@ -93,7 +93,7 @@ REPLAY_TARGET = 20_000  # events/s on one core
 _REPLAY = """
 import asyncio, json, sys
 from wardwatch import heap
-from wardwatch.score_cli import score_stream
+from agents.score_lines import score_stream
 from wardwatch.settings import Settings
 heap.settle()  # as run_score does
 with open(sys.argv[1], "rb") as f, open(sys.argv[2], "w") as out:

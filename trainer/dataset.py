@@ -30,8 +30,8 @@ import numpy.typing as npt
 
 from models.features import NORM, FeatureState, featurize_sequence, ts_to_ms
 from models.news2 import news2_from_vitals
+from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.schemas import VITAL_FIELDS, Outcome
-from wardwatch.simulation import SimConfig, simulate_cohort
 
 __all__ = [
     "NEWS2_MAX_AGE_MS",
@@ -205,7 +205,7 @@ def from_simulation(
     config: SimConfig | None = None,
     fractions: tuple[float, float] = (0.6, 0.2),
 ) -> Dataset:
-    """A seeded simulated cohort (``wardwatch.simulation.simulate_cohort``) as a Dataset."""
+    """A seeded simulated cohort (``simulator.cohort.simulate_cohort``) as a Dataset."""
     cfg = config or SimConfig()
     cohort = simulate_cohort(n_patients, seed=seed, start=SIM_START, config=cfg)
     source = {

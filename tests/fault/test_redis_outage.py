@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.demo import metric_sum
 from tests.integration.helpers import hours_ago, publish, stable, start_worker, stored_state
-from wardwatch.demo import metric_sum
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_redis
 from wardwatch.topics import ensure_topics

@@ -17,12 +17,12 @@ import onnxruntime as ort
 import pytest
 
 from agents.pipeline import model_event
+from agents.score_lines import score_stream
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel, choose_providers
+from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
-from wardwatch.score_cli import score_stream
 from wardwatch.settings import Settings
-from wardwatch.simulation import SimConfig, simulate_cohort
 
 REGISTRY = Settings().resolved_model_registry()
 CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -20,7 +20,7 @@ def test_demo_runs_scores_alerts_and_exits_cleanly(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "wardwatch.cli",
+            "cli.main",
             "demo",
             "--patients",
             "20",

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from cli.demo import metric_sum
+from cli.main import cmd_context
 from tests.fhir import observation
 from tests.integration.helpers import consume, hours_ago, publish, start_worker, vitals
-from wardwatch.cli import cmd_context
-from wardwatch.demo import metric_sum
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
 from wardwatch.topics import ensure_topics

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from simulator.cohort import SimConfig, simulate_cohort
+from simulator.publish import encode_vitals
 from trainer.dataset import from_events
 from trainer.kafka_data import dataset_from_kafka, read_topics, read_topics_full
-from wardwatch.publisher import encode_vitals
 from wardwatch.settings import Settings
-from wardwatch.simulation import SimConfig, simulate_cohort
 from wardwatch.topics import ensure_topics, producer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -97,7 +97,7 @@ def test_train_from_kafka_registers_a_version_that_evaluate_can_rebuild(
     settings: Settings, tmp_path: Path
 ) -> None:
     pytest.importorskip("torch")
-    from trainer.cli import evaluate, train
+    from trainer.workflows import evaluate, train
 
     cohort = simulate_cohort(40, seed=4, start=START, config=SimConfig(hours=24.0))
     ensure_topics(settings)

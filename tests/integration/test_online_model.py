@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from agents.score_lines import score_stream
 from models.registry import load_metadata, promoted_version
+from simulator.cohort import SimConfig, simulate_cohort
 from tests.integration.helpers import (
     consume,
     publish_events,
@@ -24,9 +26,7 @@ from tests.integration.helpers import (
 )
 from wardwatch.patient import PatientState
 from wardwatch.schemas import ModelPromotion
-from wardwatch.score_cli import score_stream
 from wardwatch.settings import Settings
-from wardwatch.simulation import SimConfig, simulate_cohort
 from wardwatch.topics import ensure_topics, producer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

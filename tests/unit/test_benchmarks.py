@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from wardwatch.bench import BENCHMARKS, main, run_benchmarks
+from benchmarks.run import BENCHMARKS, main, run_benchmarks
 
 pytestmark = pytest.mark.slow
 

@@ -101,9 +101,9 @@ def test_model_snapshot_risk_is_the_first_step_from_a_fresh_state(registry: Path
 def test_evaluate_includes_the_external_section(
     registry: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``trainer.cli.evaluate`` keeps its keys and adds ``external`` (data rebuild stubbed)."""
-    import trainer.cli as cli
+    """``trainer.workflows.evaluate`` keeps its keys and adds ``external`` (data rebuild stubbed)."""
     import trainer.external as ext
+    import trainer.workflows as cli
 
     calls: list[tuple[Any, ...]] = []
 

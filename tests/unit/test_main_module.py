@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import wardwatch.cli
+import cli.main
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = b'{"patient_id":"p1","ts":"2025-06-01T00:00:00+00:00","respiratory_rate_per_min":25}\n'
@@ -53,7 +53,7 @@ def test_main_module_exits_with_cli_main_return_code(monkeypatch: pytest.MonkeyP
         seen.append(argv)
         return 7
 
-    monkeypatch.setattr(wardwatch.cli, "main", fake_main)
+    monkeypatch.setattr(cli.main, "main", fake_main)
     with pytest.raises(SystemExit) as exc:
         runpy.run_module("wardwatch", run_name="__main__")
     assert exc.value.code == 7

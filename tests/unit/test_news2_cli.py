@@ -10,8 +10,8 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cli.news2 import run_news2
 from models.news2 import news2_from_vitals
-from wardwatch.news2_cli import run_news2
 from wardwatch.settings import Settings
 
 TS = "2026-01-01T08:00:00+00:00"
@@ -94,7 +94,7 @@ def test_never_crashes_on_arbitrary_bytes(lines: list[bytes]) -> None:
 
 def test_console_script_end_to_end() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "wardwatch.cli", "news2"],
+        [sys.executable, "-m", "cli.main", "news2"],
         input=line(respiratory_rate_per_min=25) + b"\n\xff\xfe\n",
         capture_output=True,
         timeout=60,

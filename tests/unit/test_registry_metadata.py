@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from agents.score_lines import score_stream
 from models.registry import RegistryError, load_metadata, promoted_version
 from models.runtime import DeteriorationModel
 from wardwatch.errors import ModelError
-from wardwatch.score_cli import score_stream
 from wardwatch.settings import Settings
 
 SHIPPED = Settings().resolved_model_registry()

@@ -15,10 +15,10 @@ from agents.pipeline import Incoming, ModelHolder, ScoringPipeline, model_event
 from agents.replay import batches
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel, fuse
+from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.errors import ModelError
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings
-from wardwatch.simulation import SimConfig, simulate_cohort
 from wardwatch.store import MemoryStateStore
 
 REGISTRY = Settings().resolved_model_registry()

@@ -22,11 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.pipeline import Scored
+from agents.score_lines import _row, _scored_json, score_stream
+from cli.score import run_score
 from models.news2 import news2_from_vitals
 from models.qsofa import qsofa_from_vitals
 from models.registry import promoted_version
 from wardwatch.schemas import VITAL_FIELDS, RejectReason
-from wardwatch.score_cli import _row, _scored_json, run_score, score_stream
 from wardwatch.settings import Settings
 
 REGISTRY = Settings().resolved_model_registry()
@@ -525,7 +526,7 @@ def test_run_score_reports_to_stderr_and_returns_0(
 # ---- 7. the console command ---------------------------------------------------------------
 def _wardwatch() -> list[str]:
     script = Path(sys.executable).with_name("wardwatch")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "wardwatch.cli"]
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
 
 
 def _run_cli(args: Sequence[str], stdin: bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from wardwatch.schemas import NUMERIC_VITALS, Outcome, VitalsEvent
-from wardwatch.simulation import (
+from simulator.cohort import (
     Cohort,
     PatientProfile,
     SimConfig,
@@ -20,6 +19,7 @@ from wardwatch.simulation import (
     simulate_patient,
     stream_events,
 )
+from wardwatch.schemas import NUMERIC_VITALS, Outcome, VitalsEvent
 
 START = datetime(2024, 3, 1, 8, 0, tzinfo=UTC)
 SEED = 11

@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
-from wardwatch.publisher import PublishStats, publish_simulation
+from simulator.publish import PublishStats, publish_simulation
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_stack, free_port, stop_process_group
 from wardwatch.topics import ensure_topics
@@ -69,7 +69,7 @@ class WorkerProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
-                [sys.executable, "-m", "wardwatch.cli", "worker"],
+                [sys.executable, "-m", "cli.main", "worker"],
                 env=env,
                 stdout=logf,
                 stderr=subprocess.STDOUT,

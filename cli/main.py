@@ -62,7 +62,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- simulate -------------------------------------------------------------------------
 def cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
-    from wardwatch.publisher import PublishStats, publish_simulation
+    from simulator.publish import PublishStats, publish_simulation
     from wardwatch.topics import ensure_topics
 
     if not settings.kafka_url:
@@ -110,7 +110,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- demo -----------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from wardwatch.demo import run_demo
+    from cli.demo import run_demo
 
     return run_demo(
         settings,
@@ -155,7 +155,7 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- trainer (offline; imports torch) -------------------------------------------------
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.cli import train
+    from trainer.workflows import train
 
     result = train(
         args.quick, settings.resolved_model_registry(), args.seed, name=settings.model_name
@@ -166,8 +166,8 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from models.registry import load_metadata
-    from trainer.cli import evaluate
     from trainer.evaluate import report_html
+    from trainer.workflows import evaluate
 
     registry = settings.resolved_model_registry()
     result = evaluate(registry, args.model, name=settings.model_name)
@@ -182,7 +182,7 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.cli import promote
+    from trainer.workflows import promote
 
     result = promote(
         settings.resolved_model_registry(),
@@ -196,7 +196,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
-    from trainer.cli import list_models
+    from trainer.workflows import list_models
 
     print(json.dumps(list_models(settings.resolved_model_registry()), indent=2, default=str))
     return 0
@@ -204,21 +204,21 @@ def cmd_models(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- score ----------------------------------------------------------------------------
 def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
-    from wardwatch.score_cli import run_score
+    from cli.score import run_score
 
     return run_score(sys.stdin.buffer, sys.stdout, settings, args.model)
 
 
 # ---- bench ----------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
-    from wardwatch.bench import main as bench_main
+    from benchmarks.run import main as bench_main
 
     return bench_main(args.bench_args)
 
 
 # ---- news2 ----------------------------------------------------------------------------
 def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
-    from wardwatch.news2_cli import run_news2
+    from cli.news2 import run_news2
 
     return run_news2(sys.stdin.buffer, sys.stdout, settings)
 

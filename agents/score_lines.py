@@ -1,4 +1,4 @@
-"""``wardwatch score``: replay vitals JSON lines through the worker's scoring path.
+"""Score vitals JSON lines through the worker's scoring path (``wardwatch score``).
 
 Exactly the worker's ingest validation, per-patient state handling (an in-process store
 behind the same interface as Redis), feature building and ONNX model; no Kafka, no Redis.
@@ -13,9 +13,7 @@ or ``{"error": reason, "detail": ...}`` for a line the worker would dead-letter,
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,7 +22,6 @@ from typing import IO, Any
 
 from agents.pipeline import Incoming, ModelHolder, Scored, ScoringPipeline
 from models.runtime import DeteriorationModel, choose_providers
-from wardwatch import heap
 from wardwatch.errors import ModelError
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.settings import Settings
@@ -180,9 +177,3 @@ def _scored_json(s: Scored, ts: str) -> str:
         reason = "null" if s.model_reason is None else _str(s.model_reason)
         return f'{out},"model_reason":{reason}}}\n'
     return out + "}\n"
-
-
-def run_score(stdin: IO[bytes], stdout: IO[str], settings: Settings, version: str | None) -> int:
-    heap.settle()  # this process only scores from here on
-    asyncio.run(score_stream(stdin, stdout, settings, version=version, progress=sys.stderr))
-    return 0

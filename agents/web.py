@@ -27,18 +27,15 @@ import json
 import logging
 import urllib.parse
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import faust
 from aiohttp import web
 from faust.web import Request, Response, View
 
+from agents.desk import Action, AlertDesk
 from alerts.fhir import detected_issue
-from alerts.policy import AlertEvent, AlertState
-
-if TYPE_CHECKING:
-    import faust
-
-    from agents.app import Worker
+from alerts.policy import AlertEvent
 
 log = logging.getLogger(__name__)
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
@@ -77,12 +74,12 @@ def sort_alerts(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def page_html() -> str:
-    return resources.files("alerts").joinpath("page.html").read_text()
+    return resources.files("agents").joinpath("page.html").read_text()
 
 
-def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
-    """Add the page and API routes to the worker's Faust web server."""
-    token = worker.settings.api_token.get_secret_value()
+def register(app: faust.App, desk: AlertDesk, token: str, poll_s: float = 0.5) -> None:
+    """Add the page and API routes to the worker's Faust web server; every read and
+    action goes through ``desk``."""
     if token == "change-me":
         log.warning("WARDWATCH_API_TOKEN is the default: set a secret before real patient data")
 
@@ -90,7 +87,7 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
         return view.json({"error": "unauthorized"}, status=401)
 
     async def find(alert_id: str) -> dict[str, Any] | None:
-        for alert in await worker.store.open_alerts():
+        for alert in await desk.open_alerts():
             if alert.get("alert_id") == alert_id:
                 return alert
         return None
@@ -124,7 +121,7 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
         async def get(self, request: Request) -> Response:
             if authenticate(request, token) is None:
                 return unauthorized(self)
-            return self.json({"alerts": sort_alerts(await worker.store.open_alerts())})
+            return self.json({"alerts": sort_alerts(await desk.open_alerts())})
 
     async def lookup(view: View, request: Request, alert_id: str) -> dict[str, Any] | Response:
         """The open alert, or the error response (unauthorized, not found)."""
@@ -141,7 +138,7 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
             alert = await lookup(self, request, alert_id)
             return self.json(alert) if isinstance(alert, dict) else alert
 
-    async def act(view: View, request: Request, alert_id: str, action: str) -> Response:
+    async def act(view: View, request: Request, alert_id: str, action: Action) -> Response:
         alert = await lookup(view, request, alert_id)
         if not isinstance(alert, dict):
             return alert
@@ -151,20 +148,8 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
         except (ValueError, TypeError):
             body = {}
         actor = str((body or {}).get("actor") or actor)[:64]
-        pid = alert["patient_id"]
-        if action == "ack":
-            result = await worker.pipeline.acknowledge(pid, actor)
-        else:
-            result = await worker.pipeline.resolve(pid, actor)
-        await worker.publish_alerts(result.emitted, result.outbox_ids)
-        if any(m["transition"] == "ACKNOWLEDGED" for m in result.emitted):
-            state = AlertState.from_json((await worker.store.load([pid]))[pid].state.alert)
-            if state.acked_ts_ms and state.opened_ts_ms:
-                worker.metrics.time_to_ack.observe(
-                    max(0.0, (state.acked_ts_ms - state.opened_ts_ms) / 1000)
-                )
-        current = await worker.store.current_alert(pid)
-        return view.json({"transitions": result.emitted, "alert": current})
+        outcome = await desk.act(alert["patient_id"], action, actor)
+        return view.json({"transitions": outcome.transitions, "alert": outcome.alert})
 
     @app.page("/api/alerts/{alert_id}/ack")
     class Ack(View):
@@ -190,14 +175,14 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
             if authenticate(request, token) is None:
                 return unauthorized(self)
             count = min(int(request.query.get("count", "100")), 1000)
-            return self.json({"transitions": await worker.store.audit(count)})
+            return self.json({"transitions": await desk.audit(count)})
 
     @app.page("/api/patients/{pid}/history")
     class History(View):
         async def get(self, request: Request, pid: str) -> Response:
             if authenticate(request, token) is None:
                 return unauthorized(self)
-            return self.json({"history": await worker.store.history(pid, 48)})
+            return self.json({"history": await desk.history(pid, 48)})
 
     @app.page("/api/stream")
     class Stream(View):
@@ -211,7 +196,7 @@ def register(app: faust.App, worker: Worker, poll_s: float = 0.5) -> None:
             last = ""
             try:
                 while True:
-                    alerts = sort_alerts(await worker.store.open_alerts())
+                    alerts = sort_alerts(await desk.open_alerts())
                     payload = json.dumps({"alerts": alerts}, separators=(",", ":"))
                     if payload != last:
                         await resp.write(f"event: alerts\ndata: {payload}\n\n".encode())

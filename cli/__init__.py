@@ -1,0 +1,1 @@
+"""Entry points: the ``wardwatch`` command and its subcommands (the top layer)."""

@@ -1,0 +1,1 @@
+"""The simulator: seeded, physiologically grounded ward patients (demo, trainer, benchmarks)."""
