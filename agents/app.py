@@ -38,6 +38,7 @@ from alerts.webhook import WebhookSender, should_page
 from models.runtime import DeteriorationModel, choose_providers
 from wardwatch.errors import ModelError
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
+from wardwatch.logs import patient_ref
 from wardwatch.schemas import DeadLetter, ModelPromotion, PatientContext, RejectReason
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
@@ -50,16 +51,11 @@ class Worker:
     """What one worker process holds: settings, store, pipeline, metrics, topics."""
 
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None) -> None:
-        if not settings.redis_url:
-            raise ValueError("a worker needs WARDWATCH_REDIS_URL")
         self.settings = settings
         self.metrics = Metrics(registry)
         self.metrics.build_info.info({"version": wardwatch.__version__})
-        self.store = RedisStateStore.from_url(
-            settings.redis_url,
-            prefix=settings.redis_prefix,
-            ttl_s=settings.state_ttl_s,
-            observe=lambda op, s: self.metrics.redis_seconds.labels(op).observe(s),
+        self.store = RedisStateStore.from_settings(
+            settings, observe=lambda op, s: self.metrics.redis_seconds.labels(op).observe(s)
         )
         self.positions: dict[tuple[str, int], int] = {}  # last offset handled per partition
         self._lag_labels: set[tuple[str, str]] = set()
@@ -256,6 +252,12 @@ class Worker:
         self.metrics.artifacts_suppressed.inc(result.suppressed_artifacts)
         if result.conflicts:
             self.metrics.skipped.labels("conflict").inc(len(result.conflicts))
+            hash_key = self.settings.log_hash_key.get_secret_value()
+            log.warning(
+                "state version conflict: events of %d patients not applied (%s)",
+                len(result.conflicts),
+                ", ".join(patient_ref(pid, hash_key) for pid in result.conflicts),
+            )
         await self.retrying(
             "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
         )

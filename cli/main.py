@@ -223,6 +223,17 @@ def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
     return run_news2(sys.stdin.buffer, sys.stdout, settings)
 
 
+# ---- settings -------------------------------------------------------------------------
+def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
+    from wardwatch.settings import reference_markdown
+
+    if args.markdown:
+        sys.stdout.write(reference_markdown())
+    else:  # the effective values, secrets masked
+        print(settings.model_dump_json(indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wardwatch", description="Real-time early warning for hospital patients."
@@ -299,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("news2", help="score vitals JSON lines from stdin with NEWS2 and qSOFA")
     n.set_defaults(fn=cmd_news2)
+
+    st = sub.add_parser("settings", help="print the effective settings (secrets masked)")
+    st.add_argument(
+        "--markdown", action="store_true", help="the reference table of every setting instead"
+    )
+    st.set_defaults(fn=cmd_settings)
     return p
 
 

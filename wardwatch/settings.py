@@ -1,26 +1,39 @@
 """The one settings object. Built once at the edge (CLI, test fixture) and passed in.
 
 Every value can be set from the environment with the prefix ``WARDWATCH_``; nested
-groups use a double underscore, e.g. ``WARDWATCH_TOPICS__VITALS=icu-vitals``.
+groups use a double underscore, e.g. ``WARDWATCH_TOPICS__VITALS=icu-vitals``. Every field
+carries a description: ``docs/configuration.md`` is generated from them
+(``wardwatch settings --markdown``) and a test keeps the two equal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+ENV_PREFIX = "WARDWATCH_"
+
 
 class TopicNames(BaseModel):
-    vitals: str = "vitals"
-    imaging_studies: str = "imaging-studies"
-    patient_context: str = "patient-context"
-    alerts: str = "alerts"
-    dead_letter: str = "dead-letter"
-    outcomes: str = "outcomes"
-    control: str = "control"
+    """Kafka topic names, by role."""
+
+    vitals: str = Field("vitals", description="vital-sign observations, keyed by patient id")
+    imaging_studies: str = Field(
+        "imaging-studies", description="new imaging studies (DICOM URI), keyed by patient id"
+    )
+    patient_context: str = Field(
+        "patient-context", description="ADT context (age band, SpO2 scale, ward), keyed by patient"
+    )
+    alerts: str = Field("alerts", description="alert transitions with their explanation")
+    dead_letter: str = Field(
+        "dead-letter", description="rejected messages: original bytes, reason, source offset"
+    )
+    outcomes: str = Field("outcomes", description="deterioration outcomes, for the trainer")
+    control: str = Field("control", description="model promotions, read by every worker")
 
     def all(self) -> dict[str, str]:
         return self.model_dump()
@@ -29,13 +42,17 @@ class TopicNames(BaseModel):
 class KafkaSecurity(BaseModel):
     """Client security for a production broker (ignored by the embedded one)."""
 
-    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol"
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism (SASL_* protocols)"
+    )
+    sasl_username: str | None = Field(None, description="SASL user name")
+    sasl_password: SecretStr | None = Field(None, description="SASL password")
+    ssl_cafile: Path | None = Field(None, description="CA bundle that signed the brokers' certs")
+    ssl_certfile: Path | None = Field(None, description="client certificate (mutual TLS)")
+    ssl_keyfile: Path | None = Field(None, description="client certificate's private key")
 
 
 class Settings(BaseSettings):
@@ -49,15 +66,21 @@ class Settings(BaseSettings):
         description="Bootstrap servers, e.g. kafka://broker:9092 or host:9092. "
         "Unset: `wardwatch demo` starts the embedded broker.",
     )
-    kafka_security: KafkaSecurity = KafkaSecurity()
-    topics: TopicNames = TopicNames()
-    partitions: int = Field(4, ge=1, description="partitions of the patient-keyed topics")
-    replication_factor: int = Field(1, ge=1)
+    kafka_security: KafkaSecurity = Field(
+        default_factory=KafkaSecurity, description="client security for a production broker"
+    )
+    topics: TopicNames = Field(default_factory=TopicNames, description="topic names by role")
+    partitions: int = Field(
+        4, ge=1, description="partitions of the patient-keyed topics (created idempotently)"
+    )
+    replication_factor: int = Field(1, ge=1, description="replication of topics wardwatch creates")
     app_id: str = Field("wardwatch", description="Faust app id = Kafka consumer group")
     kafka_session_timeout_s: float = Field(
         10.0, description="a worker silent this long loses its partitions to the others"
     )
-    kafka_rebalance_timeout_s: float = 10.0
+    kafka_rebalance_timeout_s: float = Field(
+        10.0, description="how long the consumer group waits for members during a rebalance"
+    )
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: str | None = Field(
@@ -66,7 +89,9 @@ class Settings(BaseSettings):
         "Unset: `wardwatch demo` starts a private redis-server.",
     )
     redis_prefix: str = Field("ww", description="key namespace; tests use their own")
-    redis_ssl_ca_certs: Path | None = None
+    redis_ssl_ca_certs: Path | None = Field(
+        None, description="CA bundle for a rediss:// server with a private CA"
+    )
     state_ttl_s: int = Field(7 * 24 * 3600, description="forget patients silent this long")
 
     # --- scoring -------------------------------------------------------------------------
@@ -75,7 +100,9 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(300.0, description="reject events further in the future")
     model_registry: Path = Field(Path("model-registry"), description="model registry root")
     model_name: str = Field("deterioration", description="registry name of the vitals model")
-    onnx_provider: Literal["auto", "cpu", "cuda"] = "auto"
+    onnx_provider: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="ONNX Runtime provider: auto = CUDA when available, else CPU"
+    )
     require_model: bool = Field(
         True, description="/readyz fails without a loaded model (False: rules-only is ready)"
     )
@@ -88,8 +115,12 @@ class Settings(BaseSettings):
     )
 
     # --- alert policy --------------------------------------------------------------------
-    alert_cooldown_s: float = 15 * 60
-    escalate_after_s: float = 15 * 60
+    alert_cooldown_s: float = Field(
+        15 * 60, description="no new alert for a patient this long after a resolution"
+    )
+    escalate_after_s: float = Field(
+        15 * 60, description="re-page an alert nobody acknowledged within this long"
+    )
     artifact_confirm_s: float = Field(
         20 * 60,
         description="an isolated single-parameter extreme reading waits this long for a "
@@ -97,21 +128,29 @@ class Settings(BaseSettings):
     )
 
     webhook_url: str | None = Field(None, description="POST paging transitions here (optional)")
-    webhook_secret: SecretStr | None = None
-    webhook_min_priority: Literal["medium", "high"] = "medium"
+    webhook_secret: SecretStr | None = Field(
+        None, description="bearer token sent to the paging webhook (Authorization header)"
+    )
+    webhook_min_priority: Literal["medium", "high"] = Field(
+        "medium", description="lowest priority the webhook pages for"
+    )
 
     # --- web / metrics -------------------------------------------------------------------
-    web_host: str = "127.0.0.1"
-    web_port: int = 6066
-    metrics_port: int | None = Field(None, description="separate /metrics port; None = web port")
+    web_host: str = Field(
+        "127.0.0.1", description="worker web server address (page, API, /metrics, health)"
+    )
+    web_port: int = Field(6066, description="worker web server port")
     api_token: SecretStr = Field(
         SecretStr("change-me"), description="bearer token for the care-team page and API"
     )
-    log_json: bool = False
+    log_json: bool = Field(False, description="log one JSON object per line")
     log_hash_key: SecretStr = Field(
-        SecretStr("wardwatch-log-key"), description="key of the patient-id hash used in logs"
+        SecretStr("wardwatch-log-key"),
+        description="key of the keyed hash that stands for a patient id in log lines",
     )
-    log_level: Literal["debug", "info", "warn", "error"] = "info"
+    log_level: Literal["debug", "info", "warn", "error"] = Field(
+        "info", description="log level (`warn` is Faust's spelling)"
+    )
     data_dir: Path = Field(Path(".wardwatch"), description="Faust table data, demo scratch")
 
     def resolved_model_registry(self) -> Path:
@@ -146,3 +185,48 @@ class Settings(BaseSettings):
             kw["ssl_certfile"] = str(sec.ssl_certfile) if sec.ssl_certfile else None
             kw["ssl_keyfile"] = str(sec.ssl_keyfile) if sec.ssl_keyfile else None
         return kw
+
+
+def _default_text(field: Any) -> str:
+    if field.default_factory is not None:
+        return ""
+    value = field.default
+    if value is None:
+        return "unset"
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, bool):
+        value = str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"`{value}`"
+
+
+def reference(
+    model: type[BaseModel] = Settings, prefix: str = ENV_PREFIX
+) -> Iterator[tuple[str, str, str]]:
+    """(environment variable, default, description) of every setting, nested groups
+    expanded (``WARDWATCH_TOPICS__VITALS``), in declaration order."""
+    for name, field in model.model_fields.items():
+        env = f"{prefix}{name.upper()}"
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from reference(annotation, env + "__")
+        else:
+            yield env, _default_text(field), field.description or ""
+
+
+def reference_markdown() -> str:
+    """The settings table of ``docs/configuration.md``."""
+    lines = [
+        "# Configuration",
+        "",
+        "Generated from `wardwatch/settings.py` by `wardwatch settings --markdown`; a test",
+        "keeps this page equal to the code. Every setting comes from the environment with the",
+        "prefix `WARDWATCH_`; nested groups use a double underscore.",
+        "",
+        "| variable | default | meaning |",
+        "|---|---|---|",
+    ]
+    lines += [f"| `{env}` | {default} | {desc} |" for env, default, desc in reference()]
+    return "\n".join(lines) + "\n"

@@ -35,7 +35,9 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from wardwatch.errors import ConfigError
 from wardwatch.patient import PatientState
+from wardwatch.settings import Settings
 
 COMMIT_LUA = r"""
 local p = cjson.decode(ARGV[1])
@@ -161,8 +163,27 @@ class RedisStateStore:
         self._commit = client.register_script(COMMIT_LUA)
 
     @classmethod
-    def from_url(cls, url: str, **kw: Any) -> RedisStateStore:
-        return cls(aioredis.Redis.from_url(url), **kw)
+    def from_url(cls, url: str, *, ssl_ca_certs: str | None = None, **kw: Any) -> RedisStateStore:
+        """A store on the server at ``url``; ``ssl_ca_certs`` verifies a ``rediss://``
+        server whose certificate a private CA signed."""
+        options: dict[str, Any] = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
+        return cls(aioredis.Redis.from_url(url, **options), **kw)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, observe: Callable[[str, float], None] | None = None
+    ) -> RedisStateStore:
+        """The worker's store as the settings describe it (URL, TLS CA, prefix, TTL)."""
+        if not settings.redis_url:
+            raise ConfigError("WARDWATCH_REDIS_URL is not set")
+        ca = settings.redis_ssl_ca_certs
+        return cls.from_url(
+            settings.redis_url,
+            ssl_ca_certs=str(ca) if ca else None,
+            prefix=settings.redis_prefix,
+            ttl_s=settings.state_ttl_s,
+            observe=observe,
+        )
 
     def key(self, kind: str, pid: str = "") -> str:
         return redis_key(self.prefix, kind, pid)
