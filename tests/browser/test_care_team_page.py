@@ -21,6 +21,7 @@ from tests.integration.helpers import (
     start_worker,
     stored_state,
 )
+from tests.system_tools import needs_tool
 from wardwatch.settings import Settings
 from wardwatch.topics import ensure_topics
 
@@ -51,7 +52,7 @@ def _get(url: str, token: str | None = None) -> int:
         return exc.code
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed")
+@needs_tool(Path(CHROMIUM).exists(), "Debian chromium not installed (apt-get install chromium)")
 def test_alert_appears_live_and_acknowledge_updates_redis_and_kafka(
     settings: Settings, tmp_path: Path
 ) -> None:

@@ -18,6 +18,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agents.metrics import Metrics
+from tests.system_tools import needs_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -32,9 +33,13 @@ OPS_DOC = ROOT / "docs" / "operations.md"
 
 PROMTOOL = shutil.which("promtool")
 AMTOOL = shutil.which("amtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None,
-    reason="promtool not on PATH (Debian package `prometheus`; .ci/run installs it)",
+needs_promtool = needs_tool(
+    PROMTOOL is not None,
+    "promtool not on PATH (Debian package `prometheus`; .ci/run installs it)",
+)
+needs_amtool = needs_tool(
+    AMTOOL is not None,
+    "amtool not on PATH (Debian package `prometheus-alertmanager`; .ci/run installs it)",
 )
 
 SEVERITIES = {"critical", "warning"}
@@ -317,7 +322,7 @@ def test_alertmanager_routes_by_severity(yaml: ModuleType) -> None:
     )
 
 
-@pytest.mark.skipif(AMTOOL is None, reason="amtool not on PATH (Debian prometheus-alertmanager)")
+@needs_amtool
 def test_amtool_check_config() -> None:
     assert AMTOOL is not None
     assert_ok(run(AMTOOL, "check-config", str(AM_CONFIG)))
