@@ -30,7 +30,7 @@ def _setup_logging(settings: Settings, verbose: bool = False) -> None:
 
 # ---- worker ---------------------------------------------------------------------------
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    from agents.app import Worker
+    from agents.worker import Worker
     from wardwatch import heap
     from wardwatch.topics import ensure_topics
 
