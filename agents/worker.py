@@ -1,4 +1,4 @@
-"""The Faust app: topics, agents and web views of a wardwatch worker.
+"""A wardwatch worker: its topics, agents, timers and tasks on the Faust app.
 
     vitals ──► score agent (batched) ──► alerts
                    │ rejects ──────────► dead-letter
@@ -23,23 +23,22 @@ from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka.errors import KafkaError
-from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from redis.exceptions import RedisError
 
 import wardwatch
+from agents import views as ops_views
 from agents import web as care_team_web
+from agents.app import build_app
+from agents.control import ModelControl
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
 from alerts.policy import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
-from models.runtime import DeteriorationModel, choose_providers
-from wardwatch.errors import ModelError
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.logs import patient_ref
-from wardwatch.schemas import DeadLetter, ModelPromotion, PatientContext, RejectReason
+from wardwatch.schemas import DeadLetter, PatientContext, RejectReason
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
 
@@ -60,7 +59,7 @@ class Worker:
         self.positions: dict[tuple[str, int], int] = {}  # last offset handled per partition
         self._lag_labels: set[tuple[str, str]] = set()
         self.models = ModelHolder()
-        self.registry = settings.resolved_model_registry()
+        self.control = ModelControl(settings, self.metrics, self.models)
         self.pipeline = ScoringPipeline(
             self.store,
             PolicyConfig.from_settings(settings),
@@ -73,11 +72,18 @@ class Worker:
                 name, version
             ).observe(s),
         )
-        self.metrics.model_load_failures.labels(settings.model_name).inc(0)
         self.metrics.model_unavailable.labels("no_model").inc(0)
         self.metrics.model_unavailable.labels("model_error").inc(0)
-        self.load_model(None, None)
-        self.app = build_app(self)
+        self.control.load(None, None)  # the promoted version
+        self.app = build_app(settings, self.metrics.registry)
+        ops_views.register(self.app, self.metrics.registry, self.readiness)
+        desk = WorkerDesk(
+            self.store,
+            self.pipeline,
+            self.publish_alerts,
+            on_acknowledged=self.metrics.time_to_ack.observe,
+        )
+        care_team_web.register(self.app, desk, settings.api_token.get_secret_value())
         t = settings.topics
         self.vitals_topic = self.app.topic(t.vitals, value_serializer="raw", key_serializer="raw")
         self.context_topic = self.app.topic(
@@ -130,7 +136,7 @@ class Worker:
 
         @app.task
         async def watch_promotions() -> None:
-            await self.follow_promotions()
+            await self.control.follow()
 
         @app.task
         async def startup() -> None:
@@ -139,80 +145,17 @@ class Worker:
             self.ready = True
             log.info("worker ready (redis %s)", (self.settings.redis_url or "").split("@")[-1])
 
-    # ---- models -----------------------------------------------------------------------
-    def load_model(self, version: str | None, sha256: str | None) -> bool:
-        """Load a verified version (the promoted one when ``version`` is None) and switch
-        to it; on any failure keep the current model and count the failure."""
-        name = self.settings.model_name
+    async def readiness(self) -> tuple[dict[str, bool], dict[str, Any]]:
+        """Ready when started (consumer group joined, outbox flushed), Redis answers, and a
+        model is loaded (unless ``require_model`` is off: rules-only scoring is allowed)."""
+        checks = {"kafka": self.ready and not self.app.consumer.should_stop, "redis": True}
         try:
-            model = DeteriorationModel.from_registry(
-                self.registry,
-                name,
-                version,
-                expected_sha256=sha256,
-                providers=choose_providers(self.settings.onnx_provider),
-            )
-        except ModelError as exc:
-            self.metrics.model_load_failures.labels(name).inc()
-            current = self.models.current
-            log.error(
-                "model %s %s refused: %s; keeping %s",
-                name,
-                version or "(promoted)",
-                exc,
-                f"{current.version}" if current else "rules-only scoring",
-            )
-            return False
-        self.models.current = model  # atomic: the next batch uses it
-        self.metrics.model_info.info(
-            {
-                "name": model.name,
-                "version": model.version,
-                "sha256": model.sha256[:16],
-                "provider": model.session.provider,
-            }
-        )
-        return True
-
-    async def follow_promotions(self) -> None:
-        """Every worker reads the whole control topic (no consumer group) and switches
-        to each promoted version of its model, between batches."""
-        from aiokafka import AIOKafkaConsumer, TopicPartition
-
-        s = self.settings
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap(),
-            enable_auto_commit=False,
-            group_id=None,
-            **aiokafka_security(s),
-        )
-        await consumer.start()
-        try:
-            tp = TopicPartition(s.topics.control, 0)
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            loop = asyncio.get_running_loop()
-            while True:
-                batches = await consumer.getmany(tp, timeout_ms=1000)
-                latest: ModelPromotion | None = None
-                for msg in batches.get(tp, []):
-                    try:
-                        promo = ModelPromotion.model_validate_json(msg.value or b"")
-                    except ValueError:
-                        log.error("unreadable promotion message at offset %d", msg.offset)
-                        continue
-                    if promo.model_name == s.model_name:
-                        latest = promo
-                current = self.models.current
-                if latest is None or (
-                    current is not None
-                    and (current.version, current.sha256) == (latest.version, latest.sha256)
-                ):
-                    continue
-                log.info("promotion of %s %s received", latest.model_name, latest.version)
-                await loop.run_in_executor(None, self.load_model, latest.version, latest.sha256)
-        finally:
-            await consumer.stop()
+            await asyncio.wait_for(self.store.ping(), 1.0)
+        except Exception:  # noqa: BLE001 - any Redis failure means not ready
+            checks["redis"] = False
+        current = self.models.current
+        checks["model"] = current is not None or not self.settings.require_model
+        return checks, {"model": current.version if current else None}
 
     async def handle_vitals(self, events: Sequence[faust.EventT]) -> None:
         topic = self.settings.topics.vitals
@@ -385,111 +328,3 @@ def _first_error(exc: ValueError) -> str:
         first = errors()[0]
         return f"{'.'.join(str(x) for x in first.get('loc', ()))}: {first.get('msg')}"
     return str(exc)
-
-
-def aiokafka_security(settings: Settings) -> dict[str, Any]:
-    """Security keyword arguments for plain aiokafka clients."""
-    sec = settings.kafka_security
-    kw: dict[str, Any] = {"security_protocol": sec.protocol}
-    if sec.protocol.endswith("SSL"):
-        import ssl
-
-        ctx = ssl.create_default_context(cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None)
-        if sec.ssl_certfile:
-            ctx.load_cert_chain(str(sec.ssl_certfile), str(sec.ssl_keyfile or "") or None)
-        kw["ssl_context"] = ctx
-    if sec.protocol.startswith("SASL"):
-        kw["sasl_mechanism"] = sec.sasl_mechanism
-        kw["sasl_plain_username"] = sec.sasl_username
-        kw["sasl_plain_password"] = (
-            sec.sasl_password.get_secret_value() if sec.sasl_password else None
-        )
-    return kw
-
-
-def faust_broker_credentials(settings: Settings) -> Any:
-    sec = settings.kafka_security
-    if sec.protocol == "PLAINTEXT":
-        return None
-    import ssl
-
-    ctx = None
-    if sec.protocol.endswith("SSL"):
-        ctx = ssl.create_default_context(cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None)
-        if sec.ssl_certfile:
-            ctx.load_cert_chain(str(sec.ssl_certfile), str(sec.ssl_keyfile or "") or None)
-    if sec.protocol.startswith("SASL"):
-        password = sec.sasl_password.get_secret_value() if sec.sasl_password else ""
-        return faust.SASLCredentials(
-            username=sec.sasl_username or "",
-            password=password,
-            mechanism=sec.sasl_mechanism,
-            ssl_context=ctx,
-        )
-    return faust.SSLCredentials(ctx)
-
-
-def build_app(worker: Worker) -> faust.App:
-    s = worker.settings
-    datadir = s.data_dir / f"{s.app_id}-{s.web_port}"
-    datadir.mkdir(parents=True, exist_ok=True)
-    urls = ";".join(f"kafka://{h}" for h in s.kafka_bootstrap().split(","))
-    app = faust.App(
-        s.app_id,
-        broker=urls,
-        broker_credentials=faust_broker_credentials(s),
-        value_serializer="raw",
-        key_serializer="raw",
-        topic_partitions=s.partitions,
-        topic_replication_factor=s.replication_factor,
-        topic_allow_declare=True,  # Faust's internal leader-assignor topic
-        store="memory://",
-        web_host=s.web_host,
-        web_port=s.web_port,
-        web_in_thread=False,
-        datadir=str(datadir),
-        consumer_auto_offset_reset="earliest",
-        broker_commit_every=1000,
-        broker_rebalance_timeout=s.kafka_rebalance_timeout_s,
-        broker_session_timeout=s.kafka_session_timeout_s,
-        broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 5),
-        broker_commit_interval=1.0,
-        producer_linger_ms=1,
-        logging_config=None,
-    )
-    registry = worker.metrics.registry
-    # Faust's own sensors (messages, streams, commits, rebalances, send latency) on the
-    # same injected registry, under the wardwatch_faust_ prefix
-    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "wardwatch_faust"))
-    desk = WorkerDesk(
-        worker.store,
-        worker.pipeline,
-        worker.publish_alerts,
-        on_acknowledged=worker.metrics.time_to_ack.observe,
-    )
-    care_team_web.register(app, desk, s.api_token.get_secret_value())
-
-    @app.page("/metrics")
-    async def metrics(self: View, request: Request) -> Response:
-        return self.bytes(generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    @app.page("/healthz")
-    async def healthz(self: View, request: Request) -> Response:
-        return self.json({"status": "ok"})
-
-    @app.page("/readyz")
-    async def readyz(self: View, request: Request) -> Response:
-        """Ready when started (consumer group joined, outbox flushed), Redis answers, and a
-        model is loaded (unless ``require_model`` is off: rules-only scoring is allowed)."""
-        checks = {"kafka": worker.ready and not app.consumer.should_stop, "redis": True}
-        try:
-            await asyncio.wait_for(worker.store.ping(), 1.0)
-        except Exception:  # noqa: BLE001 - any Redis failure means not ready
-            checks["redis"] = False
-        current = worker.models.current
-        checks["model"] = current is not None or not worker.settings.require_model
-        ok = all(checks.values())
-        body = {"ready": ok, "checks": checks, "model": current.version if current else None}
-        return self.json(body, status=200 if ok else 503)
-
-    return app

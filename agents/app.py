@@ -1,0 +1,49 @@
+"""The Faust app of a worker: broker, consumer group, web server and Faust's own sensors.
+
+The worker (``agents.worker``) registers its agents, timers and tasks on it; the web
+views (``agents.views`` for operations, ``agents.web`` for the care team) add routes.
+"""
+
+from __future__ import annotations
+
+import faust
+from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from prometheus_client import CollectorRegistry
+
+from agents.kafka_clients import faust_broker_credentials
+from wardwatch.settings import Settings
+
+
+def build_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
+    """A Faust app for ``settings``, its sensors on the injected ``registry``."""
+    s = settings
+    datadir = s.data_dir / f"{s.app_id}-{s.web_port}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    urls = ";".join(f"kafka://{h}" for h in s.kafka_bootstrap().split(","))
+    app = faust.App(
+        s.app_id,
+        broker=urls,
+        broker_credentials=faust_broker_credentials(s),
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=s.partitions,
+        topic_replication_factor=s.replication_factor,
+        topic_allow_declare=True,  # Faust's internal leader-assignor topic
+        store="memory://",
+        web_host=s.web_host,
+        web_port=s.web_port,
+        web_in_thread=False,
+        datadir=str(datadir),
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000,
+        broker_rebalance_timeout=s.kafka_rebalance_timeout_s,
+        broker_session_timeout=s.kafka_session_timeout_s,
+        broker_heartbeat_interval=min(3.0, s.kafka_session_timeout_s / 5),
+        broker_commit_interval=1.0,
+        producer_linger_ms=1,
+        logging_config=None,
+    )
+    # Faust's own sensors (messages, streams, commits, rebalances, send latency) on the
+    # same injected registry, under the wardwatch_faust_ prefix
+    app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "wardwatch_faust"))
+    return app
