@@ -35,7 +35,8 @@ from agents.metrics import Metrics
 from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
 from alerts.policy import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
-from models.runtime import DeteriorationModel, choose_providers
+from models.runtime import DeteriorationModel
+from models.session import choose_providers
 from wardwatch.errors import ModelError
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.schemas import DeadLetter, ModelPromotion, PatientContext, RejectReason
