@@ -18,7 +18,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
-from models.news2 import CONSCIOUSNESS_POINTS, recorded_value
+from models.news2 import CONSCIOUSNESS_POINTS
+from models.recorded import recorded_value
 
 __all__ = [
     "CRITERIA",
