@@ -3,7 +3,9 @@
 Every function here is deterministic and free of I/O. The band tables are data
 (``*_BANDS``); scoring a value means rounding it to its recorded precision and looking
 it up in its table (the rounding and the precomputed lookups: :mod:`models.recorded`).
-See ``docs/clinical-scoring.md`` for the rules and their sources.
+See ``docs/clinical-scoring.md`` for the rules and their sources. The chart (band tables,
+risk tiers, clinical responses) and its scoring are one module on purpose: each score is
+read next to the table it applies.
 
 Decisions that are not in the chart itself:
 
