@@ -9,7 +9,8 @@ import logging
 from agents.kafka_clients import aiokafka_security
 from agents.metrics import Metrics
 from agents.pipeline import ModelHolder
-from models.runtime import DeteriorationModel, choose_providers
+from models.runtime import DeteriorationModel
+from models.session import choose_providers
 from wardwatch.errors import ModelError
 from wardwatch.schemas import ModelPromotion
 from wardwatch.settings import Settings

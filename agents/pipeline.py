@@ -22,9 +22,10 @@ from alerts.policy import AlertEvent, AlertState, Observation, PolicyConfig, eva
 from alerts.policy import acknowledge as policy_acknowledge
 from alerts.policy import resolve as policy_resolve
 from alerts.policy import tick as policy_tick
+from models.fusion import fuse
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
-from models.runtime import DeteriorationModel, fuse
+from models.runtime import DeteriorationModel
 from wardwatch.patient import Applied, PatientState, apply_event, history_entry
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import CommitResult, Emit, StateStore, Update

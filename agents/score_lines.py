@@ -21,7 +21,8 @@ from json.encoder import encode_basestring_ascii
 from typing import IO, Any
 
 from agents.pipeline import Incoming, ModelHolder, Scored, ScoringPipeline
-from models.runtime import DeteriorationModel, choose_providers
+from models.runtime import DeteriorationModel
+from models.session import choose_providers
 from wardwatch.errors import ModelError
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.settings import Settings

@@ -2,7 +2,10 @@
 
 Every function here is deterministic and free of I/O. The band tables are data
 (``*_BANDS``); scoring a value means rounding it to its recorded precision and looking
-it up in its table. See ``docs/clinical-scoring.md`` for the rules and their sources.
+it up in its table (the rounding and the precomputed lookups: :mod:`models.recorded`).
+See ``docs/clinical-scoring.md`` for the rules and their sources. The chart (band tables,
+risk tiers, clinical responses) and its scoring are one module on purpose: each score is
+read next to the table it applies.
 
 Decisions that are not in the chart itself:
 
@@ -20,13 +23,13 @@ Decisions that are not in the chart itself:
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final, Literal
+
+from models.recorded import TENTH, WHOLE, Band, band_table, points_table, recorded_value
 
 __all__ = [
     "AIR_OR_OXYGEN_POINTS",
@@ -88,85 +91,24 @@ Priority = Literal["none", "low", "medium", "high"]
 # band has no upper bound (None). Values are compared after rounding to their precision.
 # ---------------------------------------------------------------------------------------
 
-Band = tuple[Decimal | None, int]
-
-
-def _bands(*rows: tuple[str | None, int]) -> tuple[Band, ...]:
-    return tuple((None if upper is None else Decimal(upper), points) for upper, points in rows)
-
-
-WHOLE: Final = Decimal(1)
-TENTH: Final = Decimal("0.1")
-
-RESPIRATION_RATE_BANDS: Final = _bands(("8", 3), ("11", 1), ("20", 0), ("24", 2), (None, 3))
-SPO2_SCALE1_BANDS: Final = _bands(("91", 3), ("93", 2), ("95", 1), (None, 0))
-SPO2_SCALE2_AIR_BANDS: Final = _bands(("83", 3), ("85", 2), ("87", 1), (None, 0))
-SPO2_SCALE2_OXYGEN_BANDS: Final = _bands(
+RESPIRATION_RATE_BANDS: Final = band_table(("8", 3), ("11", 1), ("20", 0), ("24", 2), (None, 3))
+SPO2_SCALE1_BANDS: Final = band_table(("91", 3), ("93", 2), ("95", 1), (None, 0))
+SPO2_SCALE2_AIR_BANDS: Final = band_table(("83", 3), ("85", 2), ("87", 1), (None, 0))
+SPO2_SCALE2_OXYGEN_BANDS: Final = band_table(
     ("83", 3), ("85", 2), ("87", 1), ("92", 0), ("94", 1), ("96", 2), (None, 3)
 )
-SYSTOLIC_BP_BANDS: Final = _bands(("90", 3), ("100", 2), ("110", 1), ("219", 0), (None, 3))
-PULSE_BANDS: Final = _bands(("40", 3), ("50", 1), ("90", 0), ("110", 1), ("130", 2), (None, 3))
-TEMPERATURE_BANDS: Final = _bands(("35.0", 3), ("36.0", 1), ("38.0", 0), ("39.0", 1), (None, 2))
+SYSTOLIC_BP_BANDS: Final = band_table(("90", 3), ("100", 2), ("110", 1), ("219", 0), (None, 3))
+PULSE_BANDS: Final = band_table(("40", 3), ("50", 1), ("90", 0), ("110", 1), ("130", 2), (None, 3))
+TEMPERATURE_BANDS: Final = band_table(("35.0", 3), ("36.0", 1), ("38.0", 0), ("39.0", 1), (None, 2))
 
 AIR_OR_OXYGEN_POINTS: Final[Mapping[bool, int]] = {False: 0, True: 2}
 CONSCIOUSNESS_POINTS: Final[Mapping[str, int]] = {"A": 0, "C": 3, "V": 3, "P": 3, "U": 3}
 """ACVPU: Alert scores 0; new Confusion, Voice, Pain, Unresponsive score 3."""
 
-# Enough precision for any finite float (|x| < 2e308) quantized to 0.1.
-_DECIMAL_CONTEXT: Final = Context(prec=400, rounding=ROUND_HALF_UP)
-
-
-def recorded_value(value: float | Decimal, quantum: Decimal = WHOLE) -> Decimal:
-    """``value`` rounded half away from zero to ``quantum`` (the recorded precision).
-
-    Floats are converted through their shortest decimal form (``repr``), so ``36.05``
-    rounds to ``36.1`` although the binary float is slightly below 36.05.
-    Raises ``TypeError`` for non-numbers (and ``bool``), ``ValueError`` for NaN/inf.
-    """
-    if isinstance(value, bool):
-        raise TypeError("expected a number, got bool")
-    if isinstance(value, Decimal):
-        exact = value
-    elif isinstance(value, numbers.Integral):
-        exact = Decimal(int(value))
-    elif isinstance(value, numbers.Real):
-        as_float = float(value)
-        if not math.isfinite(as_float):
-            raise ValueError(f"expected a finite number, got {value!r}")
-        exact = Decimal(repr(as_float))
-    else:
-        raise TypeError(f"expected a number, got {type(value).__name__}")
-    if not exact.is_finite():
-        raise ValueError(f"expected a finite number, got {value!r}")
-    try:
-        return exact.quantize(quantum, context=_DECIMAL_CONTEXT)
-    except InvalidOperation:
-        raise ValueError(f"number out of range: {value!r}") from None
-
-
-# Points of every value at the recorded precision in a generous range, per band table:
-# a dict keyed by the float (whole numbers; tenths for temperature, where ``k / 10`` is the
-# float nearest to the recorded decimal, exactly what JSON "36.8" parses to). A value in
-# the table is already at its recorded precision, so its points are exact; anything else
-# (36.85, 110.5, out of range) takes the decimal path below.
-# Ranges covered: whole numbers 0-500, tenths 0.0-60.0 (temperature); built at import.
-_WHOLE_RANGE: Final = range(0, 501)
-_TENTHS_RANGE: Final = range(0, 601)
-
-
-def _points_table(bands: tuple[Band, ...], quantum: Decimal) -> dict[float, int]:
-    tenths = quantum == TENTH
-    scale = 10 if tenths else 1
-    # the upper bounds in whole units of the recorded precision (exact: 35.0 -> 350)
-    bounds = [(None if u is None else int(u * scale), p) for u, p in bands]
-    return {
-        (k / 10 if tenths else float(k)): next(p for b, p in bounds if b is None or k <= b)
-        for k in (_TENTHS_RANGE if tenths else _WHOLE_RANGE)
-    }
-
-
+# Each band table's points for the values already at its recorded precision, by the
+# table's id (see :func:`~models.recorded.points_table`); built at import.
 _TABLES: Final[dict[int, dict[float, int]]] = {
-    id(bands): _points_table(bands, quantum)
+    id(bands): points_table(bands, quantum)
     for bands, quantum in (
         (RESPIRATION_RATE_BANDS, WHOLE),
         (SPO2_SCALE1_BANDS, WHOLE),

@@ -18,7 +18,8 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Final
 
-from models.news2 import CONSCIOUSNESS_POINTS, recorded_value
+from models.news2 import CONSCIOUSNESS_POINTS, score_consciousness
+from models.recorded import recorded_value
 
 __all__ = [
     "CRITERIA",
@@ -77,10 +78,7 @@ def altered_mentation(consciousness: str | None = None, gcs: float | None = None
         return consciousness != "A"  # the common case: ACVPU alone
     findings: list[bool] = []
     if consciousness is not None:
-        if not isinstance(consciousness, str) or consciousness not in CONSCIOUSNESS_POINTS:
-            raise ValueError(
-                f'consciousness must be one of "A", "C", "V", "P", "U"; got {consciousness!r}'
-            )
+        score_consciousness(consciousness)  # ValueError unless an ACVPU code, as for NEWS2
         findings.append(consciousness != "A")
     if gcs is not None:
         findings.append(_check_gcs(gcs) < 15)

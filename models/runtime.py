@@ -1,9 +1,10 @@
-"""ONNX Runtime inference for the workers: sessions, the stateful deterioration model.
+"""The stateful deterioration model in the workers: loading, scoring, its patient state.
 
-Shape of every model here (as in MONAI Deploy's operators): **pre-process** (events →
-feature tensors, per-patient state in), **infer** (one ``session.run`` per batch),
-**post-process** (tensors → risks, per-patient state out). The imaging model reuses
-:class:`OnnxSession`.
+A registry version is verified and warmed up once (:meth:`DeteriorationModel.from_registry`),
+then scores batches in three steps (as in MONAI Deploy's operators): **pre-process** (events →
+feature tensors, per-patient state in), **infer** (one ``session.run`` per batch on an
+:class:`~models.session.OnnxSession`), **post-process** (tensors → risks, per-patient state
+out).
 
 The deterioration model is a single-step recurrent graph ``(features [B, F], h_in [B, H])
 → (risk [B, 1], h_out [B, H])``. Each patient's feature state and hidden state travel in
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from models.features import (
     FEATURE_NAMES,
@@ -37,6 +36,7 @@ from models.features import (
 )
 from models.features import NORM as DEFAULT_NORM
 from models.registry import load_metadata, promoted_version, verify, version_dir
+from models.session import OnnxSession
 from wardwatch.errors import ModelError
 from wardwatch.patient import SD_FLOOR, BaselineStep
 from wardwatch.schemas import NUMERIC_VITALS
@@ -45,50 +45,6 @@ log = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 DEFAULT_MODEL = "deterioration"
-
-
-def choose_providers(preference: str = "auto") -> list[str]:
-    """CUDA (with CPU fallback) when asked for or available, else CPU."""
-    available = ort.get_available_providers()
-    if preference in ("auto", "cuda") and "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    if preference == "cuda":
-        log.warning("CUDA execution provider requested but not available; using CPU")
-    return ["CPUExecutionProvider"]
-
-
-class OnnxSession:
-    """One InferenceSession, created once per worker, tuned and warmed up."""
-
-    def __init__(
-        self, model: bytes | Path, *, providers: Sequence[str] | None = None, threads: int = 1
-    ) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        src = str(model) if isinstance(model, Path) else model
-        self.session = ort.InferenceSession(
-            src, opts, providers=list(providers or ["CPUExecutionProvider"])
-        )
-        self.provider = self.session.get_providers()[0]
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        self._gpu = self.provider == "CUDAExecutionProvider"
-
-    def run(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
-        """One call; on CUDA through IO binding (inputs copied once, outputs back to CPU)."""
-        if not self._gpu:
-            return list(self.session.run(self.output_names, dict(feeds)))
-        binding = self.session.io_binding()
-        for name, value in feeds.items():
-            binding.bind_cpu_input(name, np.ascontiguousarray(value))
-        for name in self.output_names:
-            binding.bind_output(name)
-        self.session.run_with_iobinding(binding)
-        return list(binding.copy_outputs_to_cpu())
 
 
 def encode_hidden(h: FloatArray) -> str:
@@ -373,31 +329,3 @@ class DeteriorationModel:
             }
             out[r] = {v: d for v, d in deltas.items() if d > 0.005}
         return out
-
-
-def fuse(
-    vitals_risk: float | None,
-    imaging_probability: float | None = None,
-    *,
-    imaging_weight: float = 0.5,
-    imaging_prior: float = 0.1,
-) -> float | None:
-    """The patient's fused risk: the vitals model's risk, shifted on the log-odds scale by
-    how much the latest imaging finding departs from its prior.
-
-    ``logit(fused) = logit(vitals) + w · (logit(p_imaging) − logit(prior))``. With no
-    imaging finding it is the vitals risk unchanged; a finding at the prior changes
-    nothing; ``w`` and the prior come from the model metadata (``fusion``). Static context
-    (age band, COPD / SpO2 scale) is already an input of the vitals model.
-    """
-    if vitals_risk is None:
-        return None
-    if imaging_probability is None:
-        return vitals_risk
-
-    def logit(p: float) -> float:
-        p = min(max(p, 1e-6), 1 - 1e-6)
-        return math.log(p / (1 - p))
-
-    z = logit(vitals_risk) + imaging_weight * (logit(imaging_probability) - logit(imaging_prior))
-    return 1.0 / (1.0 + math.exp(-z))

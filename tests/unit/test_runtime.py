@@ -13,8 +13,9 @@ import pytest
 
 from agents.pipeline import Incoming, ModelHolder, ScoringPipeline, model_event
 from agents.replay import batches
+from models.fusion import fuse
 from models.registry import promoted_version
-from models.runtime import DeteriorationModel, fuse
+from models.runtime import DeteriorationModel
 from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.errors import ModelError
 from wardwatch.schemas import VitalsEvent
@@ -205,10 +206,10 @@ def test_ownership_of_stored_and_live_states(
     reason="this host has CUDA (tests/gpu covers it)",
 )
 def test_cuda_requested_without_a_gpu_falls_back_to_cpu(caplog: pytest.LogCaptureFixture) -> None:
-    from models.runtime import choose_providers
+    from models.session import choose_providers
 
     assert choose_providers("auto") == ["CPUExecutionProvider"]
-    with caplog.at_level("WARNING", logger="models.runtime"):
+    with caplog.at_level("WARNING", logger="models.session"):
         assert choose_providers("cuda") == ["CPUExecutionProvider"]
     assert "CUDA execution provider requested but not available" in caplog.text
     model = DeteriorationModel.from_registry(REGISTRY, providers=choose_providers("cuda"))
