@@ -198,7 +198,7 @@ def test_registry_does_not_import_torch() -> None:
 def test_tiny_end_to_end(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from trainer import cli
+    from trainer import workflows as cli
 
     out = cli.train(True, tmp_path, seed=3, n_patients=150, epochs=3, parity_n=200)
     assert out["version"] == "v1"
