@@ -10,13 +10,11 @@ from wardwatch.ingest.observation import (
     OXYGEN_FLOW_RANGE_L_PER_MIN,
     PLAUSIBLE_RANGES,
     STALE_AFTER_S,
-    Decoded,
-    IngestUsageError,
-    Rejection,
     decode_vitals,
     json_kind,
     validate_event,
 )
+from wardwatch.ingest.result import Decoded, IngestUsageError, Rejection
 
 __all__ = [
     "FHIR_BUNDLE_TYPES",

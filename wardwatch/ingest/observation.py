@@ -24,12 +24,31 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal
 
 from pydantic import ValidationError
 from pydantic_core import from_json
 
-from wardwatch.errors import WardwatchError
+from wardwatch.ingest.result import (
+    W_FHIR_NON_OBSERVATION_IGNORED,
+    W_FHIR_STATUS_SKIPPED,
+    W_FHIR_UNSUPPORTED_CODE_IGNORED,
+    W_FHIR_VALUE_ABSENT_SKIPPED,
+    W_PULSE_PRESSURE_NARROW,
+    W_SPO2_PROBE_ARTIFACT,
+    W_TEMPERATURE_EXTREME,
+    W_TIMESTAMP_STALE,
+    Decoded,
+    Format,
+    IngestUsageError,
+    Rejection,
+    _fail,
+    _fmt,
+    _Reject,
+    _rejection,
+    _scrub,
+    _short,
+)
 from wardwatch.schemas import RejectReason, VitalsEvent
 
 __all__ = [
@@ -46,32 +65,8 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------------------
-# Public types and limits
+# Limits
 # --------------------------------------------------------------------------------------
-
-Format = Literal["json", "fhir-observation", "fhir-bundle"]
-
-
-@dataclass(frozen=True, slots=True)
-class Rejection:
-    """Why a message was not accepted."""
-
-    reason: RejectReason
-    detail: str  # human-readable, never contains the patient id
-
-
-@dataclass(slots=True)
-class Decoded:
-    """A successfully decoded message: one or more plausible events."""
-
-    events: list[VitalsEvent]  # >= 1
-    warnings: list[str]  # machine-readable codes, e.g. "temperature_extreme"
-    format: Format
-
-
-class IngestUsageError(WardwatchError, ValueError):
-    """The caller passed bad arguments (not bad input bytes): e.g. a naive ``now``."""
-
 
 PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
     "heart_rate_bpm": (20.0, 300.0),
@@ -92,22 +87,11 @@ STALE_AFTER_S: Final[float] = 24 * 3600.0
 EPOCH: Final[datetime] = datetime(1970, 1, 1, tzinfo=UTC)
 """Timestamps before this are rejected as IMPOSSIBLE_VALUE (``ts_ms`` would go negative)."""
 
-# Warning codes (stable; counted by the metrics agent).
-W_TEMPERATURE_EXTREME: Final = "temperature_extreme"
-W_PULSE_PRESSURE_NARROW: Final = "pulse_pressure_narrow"
-W_SPO2_PROBE_ARTIFACT: Final = "spo2_possible_probe_artifact"
-W_TIMESTAMP_STALE: Final = "timestamp_stale"
-W_FHIR_NON_OBSERVATION_IGNORED: Final = "fhir_non_observation_ignored"
-W_FHIR_UNSUPPORTED_CODE_IGNORED: Final = "fhir_unsupported_code_ignored"
-W_FHIR_STATUS_SKIPPED: Final = "fhir_status_skipped"
-W_FHIR_VALUE_ABSENT_SKIPPED: Final = "fhir_value_absent_skipped"
-
 TEMPERATURE_EXTREME_LOW_C: Final = 32.0  # <= warns (moderate-severe hypothermia)
 TEMPERATURE_EXTREME_HIGH_C: Final = 42.0  # >= warns (hyperpyrexia)
 PULSE_PRESSURE_NARROW_MMHG: Final = 10.0  # < warns
 SPO2_PROBE_ARTIFACT_PCT: Final = 70.0  # < warns
 
-_MAX_DETAIL: Final = 400
 
 # --------------------------------------------------------------------------------------
 # FHIR vocabulary
@@ -236,45 +220,8 @@ _FHIR_DATE = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?", re.ASCII)
 # --------------------------------------------------------------------------------------
 
 
-class _Reject(Exception):
-    """Internal control flow: abort decoding with a rejection."""
-
-    def __init__(self, reason: RejectReason, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
-
-
-def _fail(reason: RejectReason, detail: str) -> NoReturn:
-    raise _Reject(reason, detail)
-
-
-def _short(value: object, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _scrub(detail: str, patient_ids: Iterable[str]) -> str:
-    """``detail`` without the patient ids in it (as whole tokens: an id "0" must not
-    turn "400" into "4<patient_id><patient_id>"), shortened to ``_MAX_DETAIL``."""
-    for pid in patient_ids:
-        if pid and pid in detail:
-            detail = re.sub(rf"(?<!\w){re.escape(pid)}(?!\w)", "<patient_id>", detail)
-    if len(detail) > _MAX_DETAIL:
-        detail = detail[: _MAX_DETAIL - 3] + "..."
-    return detail
-
-
-def _rejection(reason: RejectReason, detail: str, patient_ids: Iterable[str] = ()) -> Rejection:
-    return Rejection(reason, _scrub(detail, patient_ids))
-
-
 def _dedupe(codes: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(codes))
-
-
-def _fmt(v: float) -> str:
-    return f"{v:g}"
 
 
 # --------------------------------------------------------------------------------------
