@@ -4,9 +4,9 @@ The public API of the decoder; ``docs/ingest.md`` describes the accepted inputs,
 rejection reasons and the warning codes.
 """
 
+from wardwatch.ingest.codes import LOINC_TO_FIELD
 from wardwatch.ingest.observation import (
     FHIR_BUNDLE_TYPES,
-    LOINC_TO_FIELD,
     OXYGEN_FLOW_RANGE_L_PER_MIN,
     PLAUSIBLE_RANGES,
     STALE_AFTER_S,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -29,6 +29,15 @@ from typing import Any, Final, Literal
 from pydantic import ValidationError
 from pydantic_core import from_json
 
+from wardwatch.ingest.codes import (
+    _BP_COMPONENTS,
+    _BP_PANEL,
+    _O2_FLOW,
+    _acvpu,
+    _field_label,
+    _loinc_codes,
+    _observation_kind,
+)
 from wardwatch.ingest.result import (
     W_FHIR_NON_OBSERVATION_IGNORED,
     W_FHIR_STATUS_SKIPPED,
@@ -49,20 +58,8 @@ from wardwatch.ingest.result import (
     _scrub,
     _short,
 )
+from wardwatch.ingest.units import _f_to_c, _k_to_c, _quantity
 from wardwatch.schemas import RejectReason, VitalsEvent
-
-__all__ = [
-    "FHIR_BUNDLE_TYPES",
-    "LOINC_TO_FIELD",
-    "OXYGEN_FLOW_RANGE_L_PER_MIN",
-    "PLAUSIBLE_RANGES",
-    "STALE_AFTER_S",
-    "Decoded",
-    "IngestUsageError",
-    "Rejection",
-    "decode_vitals",
-    "validate_event",
-]
 
 # --------------------------------------------------------------------------------------
 # Limits
@@ -97,32 +94,6 @@ SPO2_PROBE_ARTIFACT_PCT: Final = 70.0  # < warns
 # FHIR vocabulary
 # --------------------------------------------------------------------------------------
 
-LOINC_SYSTEM: Final = "http://loinc.org"
-UCUM_SYSTEM: Final = "http://unitsofmeasure.org"
-
-_O2_FLOW: Final = "_oxygen_flow"  # internal kind for 3151-8 -> on_oxygen
-_BP_PANEL: Final = "_bp_panel"  # internal kind for panels carrying components
-
-LOINC_TO_FIELD: dict[str, str] = {
-    "8867-4": "heart_rate_bpm",
-    "9279-1": "respiratory_rate_per_min",
-    "2708-6": "spo2_pct",
-    "59408-5": "spo2_pct",
-    "8310-5": "temperature_c",
-    "8480-6": "systolic_bp_mmhg",
-    "8462-4": "diastolic_bp_mmhg",
-    "85354-9": _BP_PANEL,
-    "55284-4": _BP_PANEL,  # older "Blood pressure systolic and diastolic" panel
-    "3151-8": _O2_FLOW,
-    "67775-7": "consciousness",
-}
-"""LOINC code -> VitalsEvent field (or an internal kind for panels / oxygen flow)."""
-
-_BP_COMPONENTS: Final[dict[str, str]] = {
-    "8480-6": "systolic_bp_mmhg",
-    "8462-4": "diastolic_bp_mmhg",
-}
-
 FHIR_BUNDLE_TYPES: Final[frozenset[str]] = frozenset(
     {"collection", "batch", "transaction", "message"}
 )
@@ -140,68 +111,6 @@ _OBS_STATUSES: Final[frozenset[str]] = frozenset(
     }
 )
 _SKIP_STATUSES: Final[frozenset[str]] = frozenset({"cancelled", "entered-in-error", "registered"})
-
-
-def _same(v: float) -> float:
-    return v
-
-
-def _f_to_c(v: float) -> float:
-    return round((v - 32.0) * 5.0 / 9.0, 1)
-
-
-def _k_to_c(v: float) -> float:
-    return round(v - 273.15, 1)
-
-
-def _ml_to_l(v: float) -> float:
-    return v / 1000.0
-
-
-_PER_MIN: Final[dict[str, Callable[[float], float]]] = {
-    u: _same
-    for u in ("/min", "1/min", "{beats}/min", "{beat}/min", "{breaths}/min", "{breath}/min")
-}
-
-_UNITS: Final[dict[str, dict[str, Callable[[float], float]]]] = {
-    "heart_rate_bpm": _PER_MIN,
-    "respiratory_rate_per_min": _PER_MIN,
-    "spo2_pct": {"%": _same},
-    "systolic_bp_mmhg": {"mm[Hg]": _same, "mmHg": _same},
-    "diastolic_bp_mmhg": {"mm[Hg]": _same, "mmHg": _same},
-    "temperature_c": {
-        "Cel": _same,
-        "°C": _same,
-        "[degF]": _f_to_c,
-        "°F": _f_to_c,
-        "K": _k_to_c,
-    },
-    _O2_FLOW: {"L/min": _same, "l/min": _same, "mL/min": _ml_to_l, "ml/min": _ml_to_l},
-}
-"""UCUM code (``valueQuantity.code``, else ``unit``) -> converter into the field's unit."""
-
-_ACVPU_WORDS: Final[dict[str, str]] = {
-    "a": "A",
-    "alert": "A",
-    "c": "C",
-    "confusion": "C",
-    "new confusion": "C",
-    "confused": "C",
-    "v": "V",
-    "voice": "V",
-    "responds to voice": "V",
-    "p": "P",
-    "pain": "P",
-    "responds to pain": "P",
-    "u": "U",
-    "unresponsive": "U",
-}
-_ACVPU_CODE_HINTS: Final[tuple[str, ...]] = (
-    "conscious",
-    "responsiveness",
-    "acvpu",
-    "avpu",
-)
 
 _PATIENT_REF = re.compile(
     r"(?:^|/)Patient/([A-Za-z0-9\-.]{1,64})(?:/_history/[A-Za-z0-9\-.]{1,64})?$"
@@ -648,67 +557,6 @@ def _bundle_observations(bundle: dict[str, Any]) -> tuple[list[tuple[str, dict[s
     return observations, others
 
 
-def _loinc_codes(cc: object, where: str) -> list[str]:
-    """LOINC codes of a CodeableConcept (codings without a system are read as LOINC)."""
-    if not isinstance(cc, dict):
-        _fail(RejectReason.FHIR_INVALID, f"{where}: must be a CodeableConcept object")
-    coding = cc.get("coding")
-    if coding is None:
-        return []
-    if not isinstance(coding, list):
-        _fail(RejectReason.FHIR_INVALID, f"{where}.coding: must be an array")
-    codes: list[str] = []
-    for j, c in enumerate(coding):
-        if not isinstance(c, dict):
-            _fail(RejectReason.FHIR_INVALID, f"{where}.coding[{j}]: must be an object")
-        system = c.get("system")
-        code = c.get("code")
-        if (system is not None and not isinstance(system, str)) or (
-            code is not None and not isinstance(code, str)
-        ):
-            _fail(RejectReason.FHIR_INVALID, f"{where}.coding[{j}]: system/code must be strings")
-        if code is not None and system in (None, LOINC_SYSTEM):
-            codes.append(code)
-    return codes
-
-
-def _cc_texts(cc: dict[str, Any]) -> list[str]:
-    """code, display and text strings of a CodeableConcept (already shape-checked)."""
-    out: list[str] = []
-    coding = cc.get("coding")
-    if isinstance(coding, list):
-        for c in coding:
-            if isinstance(c, dict):
-                for key in ("code", "display"):
-                    s = c.get(key)
-                    if isinstance(s, str):
-                        out.append(s)
-    text = cc.get("text")
-    if isinstance(text, str):
-        out.append(text)
-    return out
-
-
-def _observation_kind(o: dict[str, Any], where: str) -> tuple[str | None, list[str]]:
-    code = o.get("code")
-    if code is None:
-        _fail(RejectReason.FHIR_INVALID, f"{where}.code: required")
-    codes = _loinc_codes(code, f"{where}.code")
-    kinds = {LOINC_TO_FIELD[c] for c in codes if c in LOINC_TO_FIELD}
-    if len(kinds) > 1:
-        _fail(
-            RejectReason.FHIR_INVALID,
-            f"{where}.code: codings map to different vitals ({', '.join(sorted(kinds))})",
-        )
-    if kinds:
-        return kinds.pop(), codes
-    # Level of consciousness under another code: the code must say so in its text/display.
-    label = " ".join(s.casefold() for s in _cc_texts(code))
-    if any(h in label for h in _ACVPU_CODE_HINTS):
-        return "consciousness", codes
-    return None, codes
-
-
 _VALUE_KEYS: Final[tuple[str, ...]] = (
     "valueQuantity",
     "valueCodeableConcept",
@@ -783,14 +631,6 @@ def _map_observation(o: dict[str, Any], where: str) -> _Mapped | _Skip:
     return _Mapped(patient_id, ts, values, _device_id(o, where), where)
 
 
-def _field_label(kind: str) -> str:
-    if kind == _O2_FLOW:
-        return "oxygen flow (on_oxygen)"
-    if kind == _BP_PANEL:
-        return "blood pressure panel"
-    return kind
-
-
 def _bp_components(o: dict[str, Any], where: str, values: dict[str, Any]) -> None:
     components = o.get("component")
     if components is None:
@@ -821,82 +661,6 @@ def _bp_components(o: dict[str, Any], where: str, values: dict[str, Any]) -> Non
         if field in values and values[field] != v:
             _fail(RejectReason.INCONSISTENT, f"{cwhere}: {field} given twice with different values")
         values[field] = v
-
-
-def _quantity(q: object, field: str, where: str) -> float:
-    if not isinstance(q, dict):
-        _fail(RejectReason.FHIR_INVALID, f"{where}: must be an object")
-    if q.get("comparator") is not None:
-        _fail(
-            RejectReason.FHIR_UNSUPPORTED,
-            f"{where}.comparator: {_field_label(field)} must be an exact value",
-        )
-    raw_value = q.get("value")
-    if raw_value is None:
-        _fail(RejectReason.FHIR_INVALID, f"{where}.value: required")
-    if type(raw_value) is float:
-        value = raw_value
-    elif type(raw_value) is int:
-        try:
-            value = float(raw_value)
-        except OverflowError:
-            _fail(
-                RejectReason.IMPOSSIBLE_VALUE, f"{where}.value: {_field_label(field)} out of range"
-            )
-    else:
-        _fail(RejectReason.FHIR_INVALID, f"{where}.value: must be a number")
-    code = q.get("code")
-    unit = code if code is not None else q.get("unit")
-    table = _UNITS[field]
-    if unit is None:
-        _fail(
-            RejectReason.UNIT_UNSUPPORTED,
-            f"{where}: {_field_label(field)} has no unit (accepted: {', '.join(table)})",
-        )
-    if not isinstance(unit, str):
-        _fail(RejectReason.FHIR_INVALID, f"{where}.code/unit: must be a string")
-    convert = table.get(unit)
-    if convert is None:
-        _fail(
-            RejectReason.UNIT_UNSUPPORTED,
-            f"{where}: unit {_short(unit)} not supported for {_field_label(field)} "
-            f"(accepted: {', '.join(table)})",
-        )
-    return convert(value)
-
-
-def _acvpu(vkey: str, value: object, where: str) -> str:
-    if vkey == "valueString":
-        if not isinstance(value, str):
-            _fail(RejectReason.FHIR_INVALID, f"{where}.valueString: must be a string")
-        candidates = [value]
-    elif vkey == "valueCodeableConcept":
-        if not isinstance(value, dict):
-            _fail(RejectReason.FHIR_INVALID, f"{where}.valueCodeableConcept: must be an object")
-        _loinc_codes(value, f"{where}.valueCodeableConcept")  # shape check only
-        candidates = _cc_texts(value)
-    else:
-        _fail(
-            RejectReason.FHIR_UNSUPPORTED,
-            f"{where}: consciousness must be a valueCodeableConcept or valueString, not {vkey}",
-        )
-    found = {a for s in candidates if (a := _ACVPU_WORDS.get(_norm_word(s))) is not None}
-    if not found:
-        _fail(
-            RejectReason.FHIR_UNSUPPORTED,
-            f"{where}: consciousness value is not one of A, C, V, P, U "
-            "(or Alert, Confusion, Voice, Pain, Unresponsive)",
-        )
-    if len(found) > 1:
-        _fail(RejectReason.INCONSISTENT, f"{where}: consciousness codings disagree")
-    return found.pop()
-
-
-_PAREN_SUFFIX = re.compile(r"\s*\([^()]*\)\s*$")
-
-
-def _norm_word(s: str) -> str:
-    return _PAREN_SUFFIX.sub("", s).strip().casefold()
 
 
 def _patient_id(o: dict[str, Any], where: str) -> str:
