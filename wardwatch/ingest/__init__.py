@@ -5,16 +5,14 @@ rejection reasons and the warning codes.
 """
 
 from wardwatch.ingest.codes import LOINC_TO_FIELD
-from wardwatch.ingest.observation import (
-    FHIR_BUNDLE_TYPES,
+from wardwatch.ingest.observation import FHIR_BUNDLE_TYPES, decode_vitals, json_kind
+from wardwatch.ingest.result import Decoded, IngestUsageError, Rejection
+from wardwatch.ingest.validate import (
     OXYGEN_FLOW_RANGE_L_PER_MIN,
     PLAUSIBLE_RANGES,
     STALE_AFTER_S,
-    decode_vitals,
-    json_kind,
     validate_event,
 )
-from wardwatch.ingest.result import Decoded, IngestUsageError, Rejection
 
 __all__ = [
     "FHIR_BUNDLE_TYPES",
