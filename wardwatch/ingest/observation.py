@@ -1,20 +1,6 @@
-"""Ingest decoder: one raw message value (bytes) -> validated vitals events or a rejection.
-
-Pure: no Kafka, no I/O, no clock (the caller passes ``now``). :func:`decode_vitals` never
-raises on any input bytes; every failure becomes a :class:`Rejection` with a stable
-:class:`~wardwatch.schemas.RejectReason` and a human-readable detail that never contains the
-patient id (the original bytes travel separately on the dead-letter topic).
-
-Accepted inputs (see ``docs/ingest.md``):
-
-* a JSON object with the :class:`~wardwatch.schemas.VitalsEvent` fields (strict types);
-* a FHIR R4 ``Observation``;
-* a FHIR R4 ``Bundle`` (collection, batch, transaction, message) of Observations.
-
-FHIR is read by a fast path that checks the shape of every element it uses. Full validation
-of the whole resource with ``fhir.resources`` (R4B models) is available with
-``fhir_validation="full"``; it is several times slower (see ``benchmarks/ingest.py``).
-"""
+"""FHIR Observations: each one mapped to the vitals fields it carries (code, status,
+value[x], subject, device, effective time), or the reason it is skipped; Observations and
+Bundles decoded into events."""
 
 from __future__ import annotations
 
@@ -24,10 +10,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from pydantic import ValidationError
-from pydantic_core import from_json
 
 from wardwatch.ingest.codes import (
     _BP_COMPONENTS,
@@ -38,7 +23,6 @@ from wardwatch.ingest.codes import (
     _loinc_codes,
     _observation_kind,
 )
-from wardwatch.ingest.json_events import _decode_json_event, _decode_plain_event, json_kind
 from wardwatch.ingest.result import (
     W_FHIR_NON_OBSERVATION_IGNORED,
     W_FHIR_STATUS_SKIPPED,
@@ -51,13 +35,11 @@ from wardwatch.ingest.result import (
     _fmt,
     _Reject,
     _rejection,
-    _scrub,
     _short,
 )
 from wardwatch.ingest.units import _quantity
 from wardwatch.ingest.validate import (
     OXYGEN_FLOW_RANGE_L_PER_MIN,
-    _check_now,
     _classify_schema_errors,
     _validate,
 )
@@ -104,56 +86,6 @@ _FHIR_DATE = re.compile(r"\d{4}(?:-\d{2}(?:-\d{2})?)?", re.ASCII)
 
 def _dedupe(codes: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(codes))
-
-
-# --------------------------------------------------------------------------------------
-# Entry point
-# --------------------------------------------------------------------------------------
-
-
-def decode_vitals(
-    raw: bytes,
-    *,
-    now: datetime,
-    max_future_skew_s: float = 300.0,
-    fhir_validation: Literal["fast", "full"] = "fast",
-) -> Decoded | Rejection:
-    """Decode one raw message value into plausible vitals events, or say why not.
-
-    ``fhir_validation="full"`` additionally validates FHIR resources against the
-    ``fhir.resources`` R4B models (every element, not only the ones used) before mapping.
-    Never raises on any ``raw``; raises :class:`IngestUsageError` for a naive ``now``.
-    """
-    _check_now(now, max_future_skew_s)
-    try:
-        return _decode(raw, now, max_future_skew_s, fhir_validation == "full")
-    except _Reject as r:  # pragma: no cover - _decode converts its own
-        return Rejection(r.reason, _scrub(r.detail, ()))
-    except Exception as exc:  # safety net: a decoder bug must not stop the consumer
-        return Rejection(RejectReason.SCHEMA, f"unexpected decoder error ({type(exc).__name__})")
-
-
-def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Rejection:
-    if isinstance(raw, memoryview):
-        raw = raw.tobytes()
-    if not isinstance(raw, bytes | bytearray):
-        return Rejection(RejectReason.MALFORMED_JSON, "message value is null or not bytes")
-    fast = _decode_plain_event(raw, now, skew)
-    if fast is not None:
-        return fast
-    if not raw.strip():
-        return Rejection(RejectReason.MALFORMED_JSON, "empty message")
-    try:
-        obj = from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        return Rejection(RejectReason.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
-    if not isinstance(obj, dict):
-        return Rejection(
-            RejectReason.NOT_AN_OBJECT, f"top-level JSON value is {json_kind(obj)}, not an object"
-        )
-    if "resourceType" in obj:
-        return _decode_fhir(obj, now, skew, full)
-    return _decode_json_event(raw, obj, now, skew)
 
 
 # --------------------------------------------------------------------------------------
