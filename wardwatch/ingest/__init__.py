@@ -6,8 +6,8 @@ rejection reasons and the warning codes.
 
 from wardwatch.ingest.codes import LOINC_TO_FIELD
 from wardwatch.ingest.decode import decode_vitals
+from wardwatch.ingest.fhir import FHIR_BUNDLE_TYPES
 from wardwatch.ingest.json_events import json_kind
-from wardwatch.ingest.observation import FHIR_BUNDLE_TYPES
 from wardwatch.ingest.result import Decoded, IngestUsageError, Rejection
 from wardwatch.ingest.validate import (
     OXYGEN_FLOW_RANGE_L_PER_MIN,

@@ -26,8 +26,8 @@ from typing import Literal
 
 from pydantic_core import from_json
 
+from wardwatch.ingest.fhir import _decode_fhir
 from wardwatch.ingest.json_events import _decode_json_event, _decode_plain_event, json_kind
-from wardwatch.ingest.observation import _decode_fhir
 from wardwatch.ingest.result import Decoded, Rejection, _Reject, _scrub
 from wardwatch.ingest.validate import _check_now
 from wardwatch.schemas import RejectReason
