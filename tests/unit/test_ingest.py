@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import wardwatch.ingest as ingest
+import wardwatch.ingest.decode as ingest
 from tests.fhir import coding, observation, qty
 from wardwatch.ingest import (
     PLAUSIBLE_RANGES,

@@ -1,0 +1,66 @@
+"""Plain JSON events: a JSON object with the :class:`~wardwatch.schemas.VitalsEvent`
+fields, parsed and validated by the schema. Holds the fast path that decodes a valid event
+with one parse, and the JSON type names used in messages."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from wardwatch.ingest.result import Decoded, Rejection, _Reject, _rejection
+from wardwatch.ingest.validate import _classify_schema_errors, _validate
+from wardwatch.schemas import VitalsEvent
+
+
+def _decode_plain_event(raw: bytes | bytearray, now: datetime, skew: float) -> Decoded | None:
+    """Fast path for the common case, a plain JSON event that passes every check: parsed
+    and validated once. None for anything else (a rejection, FHIR): the full path then
+    decides, with exactly the same reasons and details as always. An event the schema
+    accepts is a JSON object without ``resourceType`` (extra fields are forbidden), i.e.
+    one the full path would also decode as a JSON event; a NaN or infinite value, which
+    the full path rejects as malformed JSON, fails the plausibility checks here."""
+    try:
+        event = VitalsEvent.model_validate_json(raw)
+    except ValidationError:
+        return None
+    try:
+        warnings = _validate(event, now, skew)
+    except _Reject:
+        return None
+    return Decoded([event], warnings, "json")
+
+
+def _decode_json_event(
+    raw: bytes | bytearray, obj: dict[str, Any], now: datetime, skew: float
+) -> Decoded | Rejection:
+    pid = obj.get("patient_id")
+    pids = (pid,) if isinstance(pid, str) else ()
+    try:
+        event = VitalsEvent.model_validate_json(raw)
+    except ValidationError as exc:
+        reason, detail = _classify_schema_errors(exc)
+        return _rejection(reason, detail, pids)
+    try:
+        warnings = _validate(event, now, skew)
+    except _Reject as r:
+        return _rejection(r.reason, r.detail, pids)
+    return Decoded([event], warnings, "json")
+
+
+def json_kind(value: object) -> str:
+    """The JSON name of a parsed value's type, for messages ("an array", "null", ...)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
