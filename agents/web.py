@@ -35,7 +35,7 @@ from faust.web import Request, Response, View
 
 from agents.desk import Action, AlertDesk
 from alerts.fhir import detected_issue
-from alerts.policy import AlertEvent
+from alerts.lifecycle import AlertEvent
 
 log = logging.getLogger(__name__)
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # pragma: no cover
-    from alerts.policy import AlertState, Observation
+    from alerts.lifecycle import AlertState, Observation
 
 __all__ = [
     "TRIGGERS",

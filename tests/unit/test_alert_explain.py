@@ -12,7 +12,7 @@ from fhir.resources.R4B.detectedissue import DetectedIssue
 
 from alerts.explain import action_explanation, explain, news2_rise
 from alerts.fhir import NEWS2_SNOMED, detected_issue, fhir_datetime
-from alerts.policy import (
+from alerts.lifecycle import (
     AlertEvent,
     AlertState,
     Observation,
@@ -267,7 +267,7 @@ def test_fhir_datetime_is_utc() -> None:
 
 def test_model_driven_summary_names_the_vitals_the_model_weighed_most() -> None:
     from alerts.explain import explain
-    from alerts.policy import AlertState, Observation
+    from alerts.lifecycle import AlertState, Observation
     from models.news2 import news2_from_vitals
 
     v = dict(
