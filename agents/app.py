@@ -33,7 +33,7 @@ from agents import web as care_team_web
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
-from alerts.lifecycle import PolicyConfig
+from alerts import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
 from models.runtime import DeteriorationModel, choose_providers
 from wardwatch.errors import ModelError
