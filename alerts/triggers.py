@@ -17,7 +17,7 @@ from typing import Final
 
 from alerts.config import PolicyConfig, ms
 from alerts.state import RANK, TRIGGERS, Observation, max_priority
-from models.news2 import News2Result
+from models.news2 import News2Result, alarm_priority
 
 __all__ = [
     "ARTIFACT_PARAMETERS",
@@ -53,16 +53,6 @@ class Assessment:
     personal: bool  # a personalized trigger (trend, baseline) is active and enabled
     recovered: bool | None  # True: counts towards resolution; False: resets it; None: neither
     complete: bool
-
-
-def _total_level(total: int | None) -> str:
-    if total is None or total <= 0:
-        return "none"
-    if total >= 7:
-        return "high"
-    if total >= 5:
-        return "medium"
-    return "low"
 
 
 def _model_level(risk: float | None, config: PolicyConfig) -> str:
@@ -102,7 +92,7 @@ def assess(
 ) -> Assessment:
     n2 = obs.news2
     levels: dict[str, str] = {}
-    total_level = _total_level(n2.total)
+    total_level = alarm_priority(n2.total, False)  # the band of the total alone
     if RANK[total_level] >= RANK[config.open_min_priority]:
         levels["news2_threshold"] = total_level
     if n2.single_param_3:
