@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from agents.pipeline import BatchResult, ScoringPipeline
-from alerts.policy import AlertState
+from alerts import AlertState
 from wardwatch.store import RedisStateStore
 
 Action = Literal["ack", "resolve"]

@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from alerts.policy import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
-from alerts.policy import acknowledge as policy_acknowledge
-from alerts.policy import resolve as policy_resolve
-from alerts.policy import tick as policy_tick
+from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
+from alerts import acknowledge as policy_acknowledge
+from alerts import resolve as policy_resolve
+from alerts import tick as policy_tick
 from models.fusion import fuse
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals

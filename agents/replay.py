@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.pipeline import Incoming, Scored, ScoringPipeline
-from alerts.policy import PolicyConfig
+from alerts import PolicyConfig
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore
 

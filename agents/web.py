@@ -34,8 +34,8 @@ from aiohttp import web
 from faust.web import Request, Response, View
 
 from agents.desk import Action, AlertDesk
+from alerts import AlertEvent
 from alerts.fhir import detected_issue
-from alerts.policy import AlertEvent
 
 log = logging.getLogger(__name__)
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}

@@ -34,7 +34,7 @@ from agents.control import ModelControl
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
-from alerts.policy import PolicyConfig
+from alerts import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.logs import patient_ref

@@ -12,8 +12,9 @@ Rules kept here on purpose:
   frequency, never a treatment order; a model or personalized trigger adds a note that
   the guideline response still applies and clinical judgement decides the rest.
 
-The module is pure and imports nothing from :mod:`alerts.policy` at run time (the policy
-imports this module), so the few policy numbers it needs are keyword arguments.
+The module is pure and depends only on the data types of :mod:`alerts.state`, never on
+the policy (the policy imports this module), so the few policy numbers it needs are
+keyword arguments.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+from alerts.state import RANK, TRIGGERS
+
 if TYPE_CHECKING:  # pragma: no cover
-    from alerts.policy import AlertState, Observation
+    from alerts.state import AlertState, Observation
 
 __all__ = [
     "TRIGGERS",
@@ -31,6 +34,7 @@ __all__ = [
     "action_explanation",
     "explain",
     "format_value",
+    "lower_first",
     "news2_rise",
     "trend_window_min",
 ]
@@ -87,17 +91,6 @@ _TRIGGER_NOTE_NAMES: Final[Mapping[str, str]] = {
     "model_risk": "the deterioration model",
 }
 
-TRIGGERS: Final[tuple[str, ...]] = (
-    "news2_threshold",
-    "single_parameter_3",
-    "model_risk",
-    "news2_trend",
-    "baseline_deviation",
-)
-"""The clinical triggers among an event's reasons (the rest are lifecycle reasons)."""
-
-_RANK: Final[Mapping[str | None, int]] = {None: 0, "none": 0, "low": 1, "medium": 2, "high": 3}
-
 _MAX_CONTRIBUTIONS: Final = 10
 
 
@@ -137,6 +130,11 @@ def format_value(value: Any, decimals: int = 0) -> str:
     if decimals <= 0:
         return str(round(float(value)))
     return f"{float(value):.{decimals}f}"
+
+
+def lower_first(text: str) -> str:
+    """``text`` with its first letter in lower case, to follow a prefix ("...; high ...")."""
+    return text[:1].lower() + text[1:] if text else text
 
 
 def _with_unit(number: str, unit: str | None) -> str:
@@ -332,7 +330,7 @@ def explain(
         "source": "NEWS2, Royal College of Physicians 2017",
     }
     raised_by = [r for r in reasons if r in _TRIGGER_NOTE_NAMES]
-    if _RANK.get(priority, 0) > _RANK.get(n2.priority, 0) and raised_by:
+    if RANK.get(priority, 0) > RANK.get(n2.priority, 0) and raised_by:
         names = _join([_TRIGGER_NOTE_NAMES[r] for r in raised_by])
         response["note"] = (
             f"Priority raised above the NEWS2 level by {names}: a prompt to assess the "

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from alerts.policy import AlertEvent
+from alerts.state import AlertEvent
 
 __all__ = ["NEWS2_SNOMED", "detected_issue", "fhir_datetime"]
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from agents.replay import replay
-from alerts.policy import PolicyConfig
+from alerts import PolicyConfig
 from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from alerts.policy import AlertState
+from alerts import AlertState
 from tests.integration.helpers import (
     consume,
     deteriorating,

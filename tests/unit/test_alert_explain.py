@@ -10,9 +10,7 @@ from typing import Any
 import pytest
 from fhir.resources.R4B.detectedissue import DetectedIssue
 
-from alerts.explain import action_explanation, explain, news2_rise
-from alerts.fhir import NEWS2_SNOMED, detected_issue, fhir_datetime
-from alerts.policy import (
+from alerts import (
     AlertEvent,
     AlertState,
     Observation,
@@ -22,6 +20,8 @@ from alerts.policy import (
     resolve,
     tick,
 )
+from alerts.explain import action_explanation, explain, news2_rise
+from alerts.fhir import NEWS2_SNOMED, detected_issue, fhir_datetime
 from models.news2 import news2_from_vitals
 from tests.unit.observations import MIN, NORMAL, T0
 
@@ -266,8 +266,8 @@ def test_fhir_datetime_is_utc() -> None:
 
 
 def test_model_driven_summary_names_the_vitals_the_model_weighed_most() -> None:
+    from alerts import AlertState, Observation
     from alerts.explain import explain
-    from alerts.policy import AlertState, Observation
     from models.news2 import news2_from_vitals
 
     v = dict(

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from alerts.policy import (
+from alerts import (
     AlertEvent,
     AlertState,
     Observation,

@@ -1,0 +1,247 @@
+"""The alert lifecycle: the state machine of one patient's alert episodes, and its ids.
+
+OPEN (a new episode) or ESCALATED when an assessment's priority calls for it
+(:func:`would_transition`, with the cooldown after a resolve); UPDATED (priority lowered
+after ``downgrade_hold_s``) and RESOLVED (NEWS2 below ``resolve_below_total`` with
+nothing else firing for ``resolve_hold_s``) while an alert is open
+(:func:`track_recovery`); the transitions themselves (:func:`open_or_escalate`,
+:func:`resolved`, :func:`make_event`), which update the state in place and return the
+:class:`AlertEvent` with its deterministic ids (:func:`make_alert_id`,
+:func:`make_transition_id`). The callers (:mod:`alerts.policy`, :mod:`alerts.timers`)
+work on a copy of the state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, cast
+
+from alerts.config import PolicyConfig, ms
+from alerts.explain import explain, lower_first
+from alerts.state import (
+    RANK,
+    AlertEvent,
+    AlertState,
+    Observation,
+    Priority,
+    Transition,
+    max_priority,
+)
+from alerts.triggers import Assessment
+
+__all__ = [
+    "explain_observation",
+    "make_alert_id",
+    "make_event",
+    "make_transition_id",
+    "open_or_escalate",
+    "resolved",
+    "track_recovery",
+    "would_transition",
+]
+
+
+def _digest(*parts: object, length: int) -> str:
+    payload = "\x1f".join(str(p) for p in parts).encode("utf-8")
+    return hashlib.sha256(payload).hexdigest()[:length]
+
+
+def make_alert_id(patient_id: str, episode: int, opened_ts_ms: int) -> str:
+    """Deterministic alert id: sha256 of (patient id, episode, opening observation time).
+
+    The opening time is part of it so that an episode counter that restarts (the state
+    expired from Redis) cannot reuse an old id whose NX guards are still alive.
+    """
+    return _digest("alert", patient_id, episode, opened_ts_ms, length=24)
+
+
+def make_transition_id(alert_id: str, transition: str, *parts: object) -> str:
+    """Deterministic transition id (the ``SET NX`` idempotency key)."""
+    return _digest("transition", alert_id, transition, *parts, length=32)
+
+
+def would_transition(
+    state: AlertState, a: Assessment, ts_ms: int, config: PolicyConfig
+) -> Transition | None:
+    """OPEN or ESCALATED if this assessment alone would cause one now, else None."""
+    if a.priority == "none":
+        return None
+    if state.status in ("none", "resolved"):
+        qualifies = RANK[a.priority] >= RANK[config.open_min_priority] or (
+            config.personal_triggers_open and a.personal
+        )
+        if not qualifies:
+            return None
+        if (
+            state.status == "resolved"
+            and state.resolved_ts_ms is not None
+            and ts_ms - state.resolved_ts_ms < ms(config.cooldown_s)
+            and a.priority != "high"
+        ):
+            return None
+        return "OPEN"
+    if RANK[a.priority] > RANK[state.priority]:
+        return "ESCALATED"
+    return None
+
+
+def explain_observation(
+    pid: str,
+    obs: Observation,
+    state: AlertState,
+    priority: str,
+    reasons: list[str],
+    config: PolicyConfig,
+) -> dict[str, Any]:
+    """:func:`alerts.explain.explain` with the policy's trend window and baseline z."""
+    return explain(
+        pid,
+        obs,
+        state,
+        cast(Priority, priority),
+        reasons,
+        trend_window_s=config.trend_window_s,
+        baseline_z_threshold=config.baseline_z,
+    )
+
+
+def make_event(
+    pid: str,
+    st: AlertState,
+    transition: Transition,
+    ts_ms: int,
+    reasons: list[str],
+    news2_total: int | None,
+    explanation: dict[str, Any],
+    key: tuple[object, ...],
+    actor: str | None = None,
+) -> AlertEvent:
+    """The event of ``transition`` of the current episode; ``key`` makes its id distinct
+    from the episode's other transitions (see ``docs/alerts.md``, ids)."""
+    assert st.alert_id is not None and st.priority is not None
+    st.last_transition_ts_ms = ts_ms
+    return AlertEvent(
+        alert_id=st.alert_id,
+        transition_id=make_transition_id(st.alert_id, transition, *key),
+        patient_id=pid,
+        episode=st.episode,
+        transition=transition,
+        priority=st.priority,
+        ts_ms=ts_ms,
+        reason=list(reasons),
+        news2_total=news2_total,
+        explanation=explanation,
+        actor=actor,
+    )
+
+
+def _clear_tracking(st: AlertState) -> None:
+    st.below_since_ts_ms = None
+    st.downgrade_since_ts_ms = None
+    st.downgrade_priority = None
+
+
+def resolved(
+    pid: str,
+    st: AlertState,
+    ts_ms: int,
+    reasons: list[str],
+    news2_total: int | None,
+    explanation: dict[str, Any],
+    actor: str | None,
+) -> AlertEvent:
+    """RESOLVE the episode (automatically, or by ``actor``); the cooldown starts now."""
+    st.status = "resolved"
+    st.resolved_ts_ms = ts_ms
+    st.pending_candidate = None
+    st.last_page_ts_ms = None
+    st.last_explanation = None
+    _clear_tracking(st)
+    return make_event(pid, st, "RESOLVED", ts_ms, reasons, news2_total, explanation, (), actor)
+
+
+def open_or_escalate(
+    kind: Transition,
+    pid: str,
+    st: AlertState,
+    priority: str,
+    ts_ms: int,
+    reasons: list[str],
+    news2_total: int | None,
+    explanation: dict[str, Any],
+    page_ts_ms: int,
+) -> AlertEvent:
+    """OPEN a new episode or ESCALATE the open one: either way the care team is paged."""
+    if kind == "OPEN":
+        st.episode += 1
+        st.alert_id = make_alert_id(pid, st.episode, ts_ms)
+        st.opened_ts_ms = ts_ms
+        st.escalated_count = 0
+        st.update_count = 0
+        st.resolved_ts_ms = None
+    else:
+        st.escalated_count += 1
+    st.status = "open"  # also an acknowledged alert that worsens: it needs attention again
+    st.priority = cast(Priority, priority)
+    st.acked_by = None
+    st.acked_ts_ms = None
+    st.last_page_ts_ms = page_ts_ms
+    st.last_explanation = explanation
+    _clear_tracking(st)
+    detail = () if kind == "OPEN" else (st.priority, st.escalated_count)
+    return make_event(pid, st, kind, ts_ms, reasons, news2_total, explanation, detail)
+
+
+def track_recovery(
+    pid: str, st: AlertState, obs: Observation, a: Assessment, config: PolicyConfig
+) -> list[AlertEvent]:
+    """Resolution (hysteresis + hold) and de-escalation (hold) of an open alert."""
+    ts = int(obs.ts_ms)
+    if a.recovered is True:
+        if st.below_since_ts_ms is None:
+            st.below_since_ts_ms = ts
+        if ts - st.below_since_ts_ms >= ms(config.resolve_hold_s):
+            held_min = (ts - st.below_since_ts_ms) / 60000
+            explanation = explain_observation(
+                pid, obs, st, cast(str, st.priority), ["recovered"], config
+            )
+            explanation["summary"] = (
+                f"Resolved: NEWS2 has stayed below {config.resolve_below_total} with no "
+                f"other trigger for {held_min:.0f} min (now {obs.news2.total})."
+            )
+            return [resolved(pid, st, ts, ["recovered"], obs.news2.total, explanation, None)]
+    elif a.recovered is False:
+        st.below_since_ts_ms = None
+
+    current = RANK[st.priority]
+    if RANK[a.priority] >= current:
+        st.downgrade_since_ts_ms = None
+        st.downgrade_priority = None
+        return []
+    if not a.complete:
+        return []  # a partial score is a lower bound: never evidence of improvement
+    if st.downgrade_since_ts_ms is None:
+        st.downgrade_since_ts_ms = ts
+    lower = max_priority(st.downgrade_priority, a.priority, "low")
+    st.downgrade_priority = cast(Priority, lower)
+    if ts - st.downgrade_since_ts_ms < ms(config.downgrade_hold_s) or RANK[lower] >= current:
+        return []
+    st.priority = cast(Priority, lower)
+    st.update_count += 1
+    st.downgrade_since_ts_ms = None
+    st.downgrade_priority = None
+    explanation = explain_observation(pid, obs, st, lower, ["improving", *a.reasons], config)
+    explanation["summary"] = "Improving, priority lowered; " + lower_first(explanation["summary"])
+    st.last_explanation = explanation
+    return [
+        make_event(
+            pid,
+            st,
+            "UPDATED",
+            ts,
+            ["improving", *a.reasons],
+            obs.news2.total,
+            explanation,
+            (st.priority, st.update_count),
+        )
+    ]

@@ -1,0 +1,221 @@
+"""The alert data types and their JSON round trip: what the policy reads and writes.
+
+:class:`Observation` is one scored event (the policy's input), :class:`AlertState` the
+per-patient state the streaming layer persists in Redis (``to_json`` / ``from_json``),
+:class:`AlertEvent` one transition published on the ``alerts`` topic (``to_dict`` /
+``from_dict``). Also the vocabularies they use (priorities, transitions, statuses,
+reasons) and the order of priorities. No policy logic here.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Final, Literal, cast, get_args
+
+from models.news2 import News2Result
+
+__all__ = [
+    "PRIORITIES",
+    "RANK",
+    "REASONS",
+    "STATUSES",
+    "TRANSITIONS",
+    "TRIGGERS",
+    "AlertEvent",
+    "AlertState",
+    "Observation",
+    "Priority",
+    "Status",
+    "Transition",
+    "max_priority",
+]
+
+Priority = Literal["low", "medium", "high"]
+"""IEC 60601-1-8 alarm priorities; low is shown on the page, not paged."""
+Transition = Literal["OPEN", "ESCALATED", "UPDATED", "ACKNOWLEDGED", "RESOLVED"]
+Status = Literal["none", "open", "acknowledged", "resolved"]
+
+PRIORITIES: Final[tuple[Priority, ...]] = get_args(Priority)
+TRANSITIONS: Final[tuple[Transition, ...]] = get_args(Transition)
+STATUSES: Final[tuple[Status, ...]] = get_args(Status)
+
+REASONS: Final[tuple[str, ...]] = (
+    "news2_threshold",  # NEWS2 total reached open_min_priority's band (>=5 by default)
+    "single_parameter_3",  # one NEWS2 parameter scored 3
+    "model_risk",  # fused model risk >= model_risk_medium
+    "news2_trend",  # NEWS2 rose >= trend_min_rise within trend_window_s (and is >= 3)
+    "baseline_deviation",  # a vital |z| >= baseline_z for baseline_sustain observations
+    "unacknowledged",  # tick(): not acknowledged for escalate_unacked_s
+    "improving",  # UPDATED: priority lower for downgrade_hold_s
+    "recovered",  # RESOLVED: NEWS2 low with nothing firing for resolve_hold_s
+    "acknowledged",  # ACKNOWLEDGED by a person
+    "manual_resolve",  # RESOLVED by a person
+)
+"""Machine-readable reasons an :class:`AlertEvent` can carry (first = strongest)."""
+
+TRIGGERS: Final[tuple[str, ...]] = REASONS[:5]
+"""The clinical triggers among an event's reasons (the rest are lifecycle reasons)."""
+
+RANK: Final[Mapping[str | None, int]] = {None: 0, "none": 0, "low": 1, "medium": 2, "high": 3}
+"""Order of priorities; ``"none"`` (and ``None``) is below every alarm priority."""
+_BY_RANK: Final[tuple[str, ...]] = ("none", "low", "medium", "high")
+
+
+def max_priority(*levels: str | None) -> str:
+    """The highest of ``levels`` (``"none"`` when there is none)."""
+    return _BY_RANK[max((RANK.get(lv, 0) for lv in levels), default=0)]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One scored event: what the policy sees."""
+
+    ts_ms: int
+    news2: News2Result
+    vitals: dict[str, Any]  # the event's (current) vitals by field name
+    baseline_z: dict[str, float]  # per numeric vital: (value - mean) / sd, enough baseline only
+    baseline_n: int  # observations in the baseline
+    model_risk: float | None = None  # fused model risk 0..1 (None: no model; rules still alert)
+    model_version: str | None = None
+    model_contributions: dict[str, float] | None = None
+    event_id: str = ""  # idempotency: source of the observation (e.g. "vitals:3:1042")
+    baseline_mean: dict[str, float] = field(default_factory=dict)  # optional, for texts
+
+
+@dataclass
+class AlertState:
+    """Per-patient alert state; the caller persists it with ``to_json`` / ``from_json``."""
+
+    episode: int = 0  # increments each time a new alert episode opens
+    status: Status = "none"
+    priority: Priority | None = None
+    alert_id: str | None = None
+    opened_ts_ms: int | None = None
+    last_transition_ts_ms: int | None = None
+    acked_by: str | None = None
+    acked_ts_ms: int | None = None
+    escalated_count: int = 0
+    repage_priority: str | None = None  # priority the re-page count below belongs to
+    repage_count: int = 0
+    below_since_ts_ms: int | None = None
+    resolved_ts_ms: int | None = None
+    pending_candidate: dict[str, Any] | None = None  # artifact suppression: unconfirmed trigger
+    recent_news2: list[tuple[int, int]] = field(default_factory=list)  # (ts_ms, total)
+    baseline_streak: dict[str, int] = field(default_factory=dict)
+    # additions
+    last_ts_ms: int | None = None  # newest observation time processed (replay guard)
+    last_event_ids: list[str] = field(default_factory=list)  # event ids seen at last_ts_ms
+    last_points: dict[str, int] = field(default_factory=dict)  # NEWS2 points, last accepted obs
+    suppressed_artifacts: int = 0  # candidates dropped because the next reading was normal
+    last_page_ts_ms: int | None = None  # last OPEN/ESCALATED (escalation timer)
+    downgrade_since_ts_ms: int | None = None  # priority below the alert's since then
+    downgrade_priority: Priority | None = None  # highest priority seen since then
+    update_count: int = 0  # UPDATED transitions in this episode
+    last_news2_total: int | None = None
+    last_explanation: dict[str, Any] | None = None  # latest explanation while an alert is open
+
+    def copy(self) -> AlertState:
+        """A deep copy (what ``copy.deepcopy`` gives), built field by field: the scalars
+        are immutable, the lists and dicts of scalars are copied one level, the two nested
+        dicts (pending candidate, explanation) deeply."""
+        new = object.__new__(AlertState)
+        new.__dict__.update(self.__dict__)
+        new.recent_news2 = list(self.recent_news2)
+        new.baseline_streak = dict(self.baseline_streak)
+        new.last_event_ids = list(self.last_event_ids)
+        new.last_points = dict(self.last_points)
+        if self.pending_candidate is not None:
+            new.pending_candidate = copy.deepcopy(self.pending_candidate)
+        if self.last_explanation is not None:
+            new.last_explanation = copy.deepcopy(self.last_explanation)
+        return new
+
+    def to_json(self) -> str:
+        # every field is JSON-native already: no deep asdict() copy on the hot path
+        return json.dumps(vars(self), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
+        known = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        if "recent_news2" in values:
+            values["recent_news2"] = [(int(t), int(v)) for t, v in values["recent_news2"] or []]
+        for key in ("baseline_streak", "last_points"):
+            if key in values:
+                values[key] = {str(k): int(v) for k, v in (values[key] or {}).items()}
+        if "last_event_ids" in values:
+            values["last_event_ids"] = [str(x) for x in values["last_event_ids"] or []]
+        state = cls(**values)
+        if state.status not in STATUSES:
+            raise ValueError(f"unknown alert status {state.status!r}")
+        if state.priority is not None and state.priority not in PRIORITIES:
+            raise ValueError(f"unknown alert priority {state.priority!r}")
+        return state
+
+    @classmethod
+    def from_json(cls, s: str | bytes | None) -> AlertState:
+        """A new (empty) state for ``None`` or an empty string; unknown keys are ignored."""
+        if not s:
+            return cls()
+        data = json.loads(s)
+        if not isinstance(data, dict):
+            raise ValueError("alert state JSON must be an object")
+        return cls.from_dict(data)
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One transition, published on the ``alerts`` topic."""
+
+    alert_id: str  # same for every transition of an episode
+    transition_id: str  # the idempotency key (SET NX guard)
+    patient_id: str
+    episode: int
+    transition: Transition
+    priority: Priority
+    ts_ms: int  # the observation (or action) time that caused it
+    reason: list[str]
+    news2_total: int | None
+    explanation: dict[str, Any]
+    actor: str | None = None  # ACKNOWLEDGED / RESOLVED by a person
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alert_id": self.alert_id,
+            "transition_id": self.transition_id,
+            "patient_id": self.patient_id,
+            "episode": self.episode,
+            "transition": self.transition,
+            "priority": self.priority,
+            "ts_ms": self.ts_ms,
+            "reason": list(self.reason),
+            "news2_total": self.news2_total,
+            "explanation": copy.deepcopy(self.explanation),
+            "actor": self.actor,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> AlertEvent:
+        transition = d["transition"]
+        priority = d["priority"]
+        if transition not in TRANSITIONS:
+            raise ValueError(f"unknown transition {transition!r}")
+        if priority not in PRIORITIES:
+            raise ValueError(f"unknown priority {priority!r}")
+        total = d.get("news2_total")
+        return cls(
+            alert_id=str(d["alert_id"]),
+            transition_id=str(d["transition_id"]),
+            patient_id=str(d["patient_id"]),
+            episode=int(d["episode"]),
+            transition=cast(Transition, transition),
+            priority=cast(Priority, priority),
+            ts_ms=int(d["ts_ms"]),
+            reason=[str(r) for r in d.get("reason") or []],
+            news2_total=None if total is None else int(total),
+            explanation=dict(d.get("explanation") or {}),
+            actor=d.get("actor"),
+        )

@@ -1,0 +1,139 @@
+"""Timers: the transitions that time alone causes, at ``now_ms`` on the policy's clock.
+
+:func:`tick` re-pages (ESCALATED) a medium/high alert nobody acknowledged for
+``escalate_unacked_s`` and raises a held reading that nothing confirmed or refuted within
+``artifact_max_wait_s`` (:func:`promote_expired_candidate`, which :func:`alerts.policy.evaluate`
+also calls first, so the outcome does not depend on when the timer runs).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from alerts.config import PolicyConfig, ms
+from alerts.explain import action_explanation, lower_first
+from alerts.lifecycle import make_event, open_or_escalate
+from alerts.state import RANK, AlertEvent, AlertState, Transition
+from alerts.triggers import push_news2
+
+__all__ = ["promote_expired_candidate", "tick"]
+
+
+def promote_expired_candidate(
+    pid: str, st: AlertState, now_ms: int, config: PolicyConfig
+) -> list[AlertEvent]:
+    """Raise a held candidate that no observation confirmed or refuted in time.
+
+    Silence is not evidence of an artifact: with no follow-up reading within
+    ``artifact_max_wait_s`` the alert goes out, marked as unconfirmed.
+    """
+    cand = st.pending_candidate
+    if cand is None or now_ms - int(cand["ts_ms"]) <= ms(config.artifact_max_wait_s):
+        return []
+    st.pending_candidate = None
+    kind = cand["transition"]
+    priority = str(cand["priority"])
+    ts = int(cand["ts_ms"])
+    if kind == "OPEN" and st.status not in ("none", "resolved"):
+        return []
+    if kind == "ESCALATED" and (
+        st.status not in ("open", "acknowledged") or RANK[priority] <= RANK[st.priority]
+    ):
+        return []
+    explanation = dict(cand.get("explanation") or {})
+    explanation["confirmation"] = {
+        "status": "unconfirmed",
+        "first_ts_ms": ts,
+        "parameter": cand.get("parameter"),
+        "waited_s": config.artifact_max_wait_s,
+    }
+    explanation["summary"] = (
+        "Single reading, not repeated within "
+        f"{config.artifact_max_wait_s / 60:g} min (possible sensor artifact); "
+        + lower_first(str(explanation.get("summary", "")))
+    )
+    st.last_points = {str(k): int(v) for k, v in (cand.get("points") or {}).items()}
+    total = cand.get("news2_total")
+    if cand.get("complete") and total is not None:
+        st.recent_news2 = push_news2(st.recent_news2, ts, int(total), config.trend_window_s)
+    return [
+        open_or_escalate(
+            cast(Transition, kind),
+            pid,
+            st,
+            priority,
+            ts,
+            list(cand.get("reasons") or []),
+            total,
+            explanation,
+            now_ms,
+        )
+    ]
+
+
+def _repage_due(state: AlertState, now_ms: int, config: PolicyConfig) -> bool:
+    """A medium/high alert open and unacknowledged for ``escalate_unacked_s`` since its
+    last page, with re-pages left at its priority level."""
+    return (
+        state.status == "open"
+        and state.priority in ("medium", "high")
+        and not (
+            state.repage_priority == state.priority and state.repage_count >= config.max_repages
+        )
+        and state.last_page_ts_ms is not None
+        and now_ms - state.last_page_ts_ms >= ms(config.escalate_unacked_s)
+    )
+
+
+def tick(
+    patient_id: str, state: AlertState, now_ms: int, config: PolicyConfig
+) -> tuple[AlertState, list[AlertEvent]]:
+    """Time-driven transitions at ``now_ms`` (same clock as the observation times).
+
+    * a held artifact candidate older than ``artifact_max_wait_s`` is raised;
+    * a medium/high alert that is open and not acknowledged for ``escalate_unacked_s``
+      since its last page is ESCALATED (re-paged) at the same priority, at most once per
+      interval however late or often ``tick`` runs, and at most ``max_repages`` times per
+      priority level (after that it stays open and on the page, without more pages).
+    Returns the input state unchanged when nothing happens.
+    """
+    cand = state.pending_candidate
+    candidate_due = cand is not None and now_ms - int(cand["ts_ms"]) > ms(
+        config.artifact_max_wait_s
+    )
+    # the common case: nothing to do, no copy
+    if not candidate_due and not _repage_due(state, now_ms, config):
+        return state, []
+    st = state.copy()
+    events = promote_expired_candidate(patient_id, st, now_ms, config)
+    if st.repage_priority != st.priority:  # a new priority level gets its own re-pages
+        st.repage_priority, st.repage_count = st.priority, 0
+    if _repage_due(st, now_ms, config):
+        assert st.last_page_ts_ms is not None
+        st.repage_count += 1
+        minutes = (now_ms - st.last_page_ts_ms) / 60000
+        assert st.priority is not None
+        explanation = action_explanation(
+            st.last_explanation,
+            st.priority,
+            ["unacknowledged"],
+            f"Not acknowledged for {minutes:.0f} min; "
+            + lower_first(str((st.last_explanation or {}).get("summary", "alert open."))),
+        )
+        st.escalated_count += 1
+        st.last_page_ts_ms = now_ms
+        events.append(
+            make_event(
+                patient_id,
+                st,
+                "ESCALATED",
+                now_ms,
+                ["unacknowledged"],
+                st.last_news2_total,
+                explanation,
+                (st.priority, st.escalated_count),
+            )
+        )
+    if not events:
+        return state, []
+    return st, events
