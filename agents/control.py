@@ -8,7 +8,7 @@ import logging
 
 from agents.kafka_clients import aiokafka_security
 from agents.metrics import Metrics
-from agents.pipeline import ModelHolder
+from agents.model_stage import ModelHolder
 from models.runtime import DeteriorationModel
 from models.session import choose_providers
 from wardwatch.errors import ModelError

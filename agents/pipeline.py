@@ -16,8 +16,9 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
+from agents.model_stage import Incoming, ModelHolder, ModelStage, Staged
 from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
 from alerts import acknowledge as policy_acknowledge
 from alerts import resolve as policy_resolve
@@ -25,21 +26,10 @@ from alerts import tick as policy_tick
 from models.fusion import fuse
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
-from models.runtime import DeteriorationModel
-from wardwatch.patient import Applied, PatientState, apply_event, history_entry
-from wardwatch.schemas import VitalsEvent
+from wardwatch.patient import PatientState, apply_event, history_entry
 from wardwatch.store import CommitResult, Emit, StateStore, Update
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class Incoming:
-    """A validated event with where it came from."""
-
-    event: VitalsEvent
-    event_id: str = ""  # "topic:partition:offset" or a replay line number
-    source_ts_ms: int | None = None  # when the source message was produced (latency)
 
 
 @dataclass(slots=True)
@@ -55,36 +45,12 @@ class Scored:
     event_id: str = ""
 
 
-@dataclass
-class ModelHolder:
-    """The model the pipeline uses; replaced atomically between batches on promotion."""
-
-    current: DeteriorationModel | None = None
-
-
-def model_event(event: VitalsEvent, spo2_scale: int) -> dict[str, Any]:
-    """What the feature builder sees of an event (the trainer's event dicts)."""
-    return {"ts": event.ts_ms(), **event.vitals(), "spo2_scale": spo2_scale}
-
-
 _NO_CONTEXT: dict[str, Any] = {}  # shared, never changed
 
 
 def _scale(ctx: dict[str, Any], state: PatientState) -> int:
     """SpO2 scale: the clinician's setting (context) wins over the device's."""
     return int(ctx.get("spo2_scale") or state.spo2_scale_device or 1)
-
-
-class _Item(NamedTuple):
-    """An applied event on its way through the batch."""
-
-    item: Incoming
-    state: PatientState
-    ctx: dict[str, Any]
-    applied: Applied
-    ts: int  # event time, epoch ms
-    vitals: dict[str, Any]
-    scale: int  # the SpO2 scale as of this event
 
 
 @dataclass
@@ -147,16 +113,26 @@ class ScoringPipeline:
         self.models = models
         self.alerts = alerts  # False: score only (replay of historical data)
         self.keep_history = keep_history  # ring buffer for trends, sparklines and rewarming
-        self.on_model_unavailable = on_model_unavailable
-        self.on_inference = on_inference  # (model, version, seconds) per batch
-        self.rewarmed = 0
         self.policy = policy or PolicyConfig()
+        self.model_stage = ModelStage(
+            store,
+            baseline_alpha=baseline_alpha,
+            # contributions explain alerts: none to explain when replaying scores only
+            explain_above=self.policy.model_risk_medium if alerts else None,
+            on_model_unavailable=on_model_unavailable,
+            on_inference=on_inference,
+        )
         self.max_age_ms = int(vitals_max_age_s * 1000)
         self.baseline_alpha = baseline_alpha
         self.clock = clock
         self.time_scale = time_scale
         self._stream_ms: int | None = None  # newest event time processed
         self._stream_wall = 0.0
+
+    @property
+    def rewarmed(self) -> int:
+        """Patients whose model state was rebuilt from their history."""
+        return self.model_stage.rewarmed
 
     def now_ms(self) -> int:
         return int(self.clock() * 1000)
@@ -184,7 +160,7 @@ class ScoringPipeline:
         now = self.now_ms()
 
         # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
-        applied_items: list[_Item] = []
+        applied_items: list[Staged] = []
         baseline_alpha, max_age_ms = self.baseline_alpha, self.max_age_ms
         newest: int | None = None
         for index, item in enumerate(batch):
@@ -209,12 +185,12 @@ class ScoringPipeline:
                 ctx = entry.context or _NO_CONTEXT
                 # the SpO2 scale as of this event (batch boundaries must not matter)
                 applied_items.append(
-                    _Item(item, state, ctx, applied, ts, vitals, _scale(ctx, state))
+                    Staged(item, state, ctx, applied, ts, vitals, _scale(ctx, state))
                 )
 
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
-        risks = await self._model_scores(model, applied_items)
+        risks = await self.model_stage.scores(model, applied_items)
         fusion = (model.meta.get("fusion") or {}) if model is not None else {}
         imaging_weight = float(fusion.get("imaging_weight", 0.5))
         imaging_prior = float(fusion.get("imaging_prior", 0.1))
@@ -286,89 +262,6 @@ class ScoringPipeline:
         if self._stream_ms is None or newest > self._stream_ms:
             self._stream_ms, self._stream_wall = newest, self.clock()
         return result
-
-    async def _model_scores(
-        self, model: DeteriorationModel | None, items: Sequence[_Item]
-    ) -> list[tuple[float | None, str | None, dict[str, float] | None]]:
-        """Model risk per applied event, or None with the reason (rules still score)."""
-        if not items:
-            return []
-        if model is None:
-            self.model_unavailable("no_model", len(items))
-            return [(None, "no_model", None)] * len(items)
-        try:
-            await self._rewarm(model, items)
-            t0 = time.perf_counter()
-            scored = model.score(
-                [
-                    # the trainer's event dict, as model_event() builds it
-                    (
-                        it.item.event.patient_id,
-                        it.state.model,
-                        {"ts": it.ts, **it.vitals, "spo2_scale": it.scale},
-                    )
-                    for it in items
-                ],
-                # contributions explain alerts: none to explain when replaying scores only
-                explain_above=self.policy.model_risk_medium if self.alerts else None,
-                live=True,  # serialized only when the store writes the patient's state
-                baseline_steps=[it.applied.baseline_steps for it in items],
-                baseline_alpha=self.baseline_alpha,
-            )
-            if self.on_inference is not None:
-                self.on_inference(model.name, model.version, time.perf_counter() - t0)
-        except Exception:  # noqa: BLE001 - a model outage must never stop the rules
-            log.exception(
-                "model %s %s failed; scoring with the rules only", model.name, model.version
-            )
-            self.model_unavailable("model_error", len(items))
-            for it in items:  # possibly stepped part way: rebuilt from history next time
-                it.state.model = None
-            return [(None, "model_error", None)] * len(items)
-        out: list[tuple[float | None, str | None, dict[str, float] | None]] = []
-        for it, sc in zip(items, scored, strict=True):
-            if sc.state:  # the last event of each patient in the batch leaves its state
-                it.state.model = sc.state
-            out.append((sc.risk, None, sc.contributions))
-        return out
-
-    async def _rewarm(
-        self,
-        model: DeteriorationModel,
-        items: Sequence[_Item],
-    ) -> None:
-        """Patients whose stored model state is missing or from another version, but who
-        had events before: rebuild the state from their recent history (one read)."""
-        need: dict[str, PatientState] = {}
-        checked: set[str] = set()  # a patient's state is the same object for all its events
-        for it in items:
-            pid, state = it.item.event.patient_id, it.state
-            if pid in checked:
-                continue
-            checked.add(pid)
-            if state.n_events > 1 and not model.owns(state.model):
-                need[pid] = state
-        if not need:
-            return
-        histories = await self.store.histories(list(need))
-        replay_items = []
-        for pid, state in need.items():
-            state.model = None
-            scale = state.spo2_scale_device or 1
-            for row in histories.get(pid, []):
-                event = {k: v for k, v in row.items() if k not in ("t", "news2", "risk")}
-                event["ts"] = int(row["t"])
-                event["spo2_scale"] = scale
-                replay_items.append((pid, None, event))
-        if replay_items:
-            for (pid, _, _), sc in zip(replay_items, model.score(replay_items), strict=True):
-                if sc.state:
-                    need[pid].model = sc.state
-        self.rewarmed += len(need)
-
-    def model_unavailable(self, reason: str, n: int) -> None:
-        if self.on_model_unavailable is not None:
-            self.on_model_unavailable(reason, n)
 
     @staticmethod
     def _collect(result: BatchResult, commit: CommitResult, emits: Sequence[Emit]) -> None:

@@ -11,7 +11,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.pipeline import Incoming, Scored, ScoringPipeline
+from agents.model_stage import Incoming
+from agents.pipeline import Scored, ScoringPipeline
 from alerts import PolicyConfig
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore

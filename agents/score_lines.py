@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from json.encoder import encode_basestring_ascii
 from typing import IO, Any
 
-from agents.pipeline import Incoming, ModelHolder, Scored, ScoringPipeline
+from agents.model_stage import Incoming, ModelHolder
+from agents.pipeline import Scored, ScoringPipeline
 from models.runtime import DeteriorationModel
 from models.session import choose_providers
 from wardwatch.errors import ModelError

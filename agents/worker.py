@@ -33,7 +33,8 @@ from agents.app import build_app
 from agents.control import ModelControl
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
-from agents.pipeline import Incoming, ModelHolder, ScoringPipeline
+from agents.model_stage import Incoming, ModelHolder
+from agents.pipeline import ScoringPipeline
 from alerts import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
 from wardwatch.ingest import Decoded, Rejection, decode_vitals

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.pipeline import Incoming, ModelHolder, ScoringPipeline, model_event
+from agents.model_stage import Incoming, ModelHolder, model_event
+from agents.pipeline import ScoringPipeline
 from agents.replay import batches
 from models.features import N_FEATURES
 from models.runtime import DeteriorationModel

@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agents.pipeline import Incoming, ScoringPipeline
+from agents.model_stage import Incoming
+from agents.pipeline import ScoringPipeline
 from agents.replay import batches
 from simulator.cohort import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent

@@ -16,7 +16,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from agents.pipeline import model_event
+from agents.model_stage import model_event
 from agents.score_lines import score_stream
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel

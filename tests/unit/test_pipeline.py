@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agents.pipeline import Incoming, ScoringPipeline
+from agents.model_stage import Incoming
+from agents.pipeline import ScoringPipeline
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore
 

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agents.pipeline import Incoming, ModelHolder, ScoringPipeline, model_event
+from agents.model_stage import Incoming, ModelHolder, model_event
+from agents.pipeline import ScoringPipeline
 from agents.replay import batches
 from models.fusion import fuse
 from models.registry import promoted_version
