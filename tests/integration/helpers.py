@@ -117,21 +117,38 @@ def deteriorating(pid: str, start: datetime, steps: int = 12) -> list[bytes]:
     return out
 
 
+STABLE: dict[str, Any] = {
+    "heart_rate_bpm": 76,
+    "respiratory_rate_per_min": 15,
+    "spo2_pct": 97,
+    "on_oxygen": False,
+    "systolic_bp_mmhg": 124,
+    "temperature_c": 36.8,
+    "consciousness": "A",
+}
+"""A stable patient's full observation set (NEWS2 0)."""
+
+
 def stable(pid: str, start: datetime, steps: int = 12) -> list[bytes]:
     return [
-        vitals(
-            pid,
-            start + timedelta(minutes=15 * i),
-            heart_rate_bpm=72 + (i % 3),
-            respiratory_rate_per_min=15,
-            spo2_pct=97,
-            on_oxygen=False,
-            systolic_bp_mmhg=124,
-            temperature_c=36.8,
-            consciousness="A",
-        )
+        vitals(pid, start + timedelta(minutes=15 * i), **{**STABLE, "heart_rate_bpm": 72 + i % 3})
         for i in range(steps)
     ]
+
+
+def publish_sick_and_well(
+    settings: Settings,
+    sick_pid: str,
+    well_pid: str,
+    start: datetime,
+    extra: Iterable[tuple[str, bytes]] = (),
+) -> tuple[list[bytes], list[bytes]]:
+    """Publish a deteriorating and a stable patient from ``start`` (plus ``extra``
+    messages) to the vitals topic; returns both series."""
+    sick, well = deteriorating(sick_pid, start), stable(well_pid, start)
+    items = [(sick_pid, v) for v in sick] + [(well_pid, v) for v in well] + list(extra)
+    publish(settings, settings.topics.vitals, items)
+    return sick, well
 
 
 def hours_ago(h: float) -> datetime:

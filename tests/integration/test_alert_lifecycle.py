@@ -9,31 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import consume, hours_ago, publish, start_worker, vitals
+from tests.integration.helpers import STABLE, consume, hours_ago, publish, start_worker, vitals
 from wardwatch.settings import Settings
 from wardwatch.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-NORMAL = dict(
-    heart_rate_bpm=76,
-    respiratory_rate_per_min=15,
-    spo2_pct=97,
-    on_oxygen=False,
-    systolic_bp_mmhg=124,
-    temperature_c=36.8,
-    consciousness="A",
-)
-
 
 def _course() -> list[dict]:
     """Quarter-hourly: 2 h normal, worsening over 2 h to NEWS2 >= 7, 1 h there, recovery."""
-    rows = [dict(NORMAL) for _ in range(8)]
+    rows = [dict(STABLE) for _ in range(8)]
     for i in range(1, 9):
         f = i / 8
         rows.append(
             dict(
-                NORMAL,
+                STABLE,
                 heart_rate_bpm=round(76 + 40 * f),
                 respiratory_rate_per_min=round(15 + 11 * f),
                 spo2_pct=round(97 - 6 * f),
@@ -42,7 +32,7 @@ def _course() -> list[dict]:
             )
         )
     rows += [dict(rows[-1]) for _ in range(4)]
-    rows += [dict(NORMAL) for _ in range(12)]  # 3 h recovered: past the 1 h hold
+    rows += [dict(STABLE) for _ in range(12)]  # 3 h recovered: past the 1 h hold
     return rows
 
 
@@ -62,7 +52,7 @@ def test_one_episode_escalates_and_resolves_and_an_artifact_pages_nobody(
             vitals(
                 "bed-2",
                 start + timedelta(minutes=15 * i),
-                **dict(NORMAL, heart_rate_bpm=72 + i % 3),
+                **dict(STABLE, heart_rate_bpm=72 + i % 3),
             ),
         )
         for i in range(28)

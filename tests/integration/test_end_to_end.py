@@ -13,6 +13,7 @@ from tests.integration.helpers import (
     deteriorating,
     hours_ago,
     publish,
+    publish_sick_and_well,
     stable,
     start_worker,
     stored_state,
@@ -36,13 +37,7 @@ def test_deteriorating_patient_alerts_and_stable_patient_does_not(
     ensure_topics(settings)
     worker = start_worker(settings, tmp_path)
     try:
-        start = hours_ago(4)
-        sick, well = deteriorating("bed-1", start), stable("bed-2", start)
-        publish(
-            settings,
-            settings.topics.vitals,
-            [("bed-1", v) for v in sick] + [("bed-2", v) for v in well],
-        )
+        sick, well = publish_sick_and_well(settings, "bed-1", "bed-2", hours_ago(4))
 
         def done(msgs: list[dict]) -> bool:
             return any(m["priority"] == "high" for m in msgs)

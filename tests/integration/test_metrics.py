@@ -13,14 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from agents.metrics import Metrics
-from tests.integration.helpers import (
-    consume,
-    deteriorating,
-    hours_ago,
-    publish,
-    stable,
-    start_worker,
-)
+from tests.integration.helpers import consume, hours_ago, publish_sick_and_well, start_worker
 from wardwatch.settings import Settings
 from wardwatch.topics import ensure_topics
 
@@ -40,13 +33,8 @@ def test_every_metric_is_exposed_with_sane_values_and_no_patient_ids(
     ensure_topics(settings)
     worker = start_worker(settings, tmp_path)
     try:
-        sick, well = deteriorating("MRN-777001", hours_ago(3)), stable("MRN-777002", hours_ago(3))
-        publish(
-            settings,
-            settings.topics.vitals,
-            [("MRN-777001", v) for v in sick]
-            + [("MRN-777002", v) for v in well]
-            + [("x", b"{oops")],
+        sick, well = publish_sick_and_well(
+            settings, "MRN-777001", "MRN-777002", hours_ago(3), extra=[("x", b"{oops")]
         )
         alerts = consume(settings, settings.topics.alerts, until=lambda m: len(m) > 0)
         req = urllib.request.Request(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import runpy
 import subprocess
 import sys
@@ -12,23 +11,14 @@ from pathlib import Path
 import pytest
 
 import cli.main
+from tests.commands import run_command
 
 ROOT = Path(__file__).resolve().parents[2]
 LINE = b'{"patient_id":"p1","ts":"2025-06-01T00:00:00+00:00","respiratory_rate_per_min":25}\n'
 
 
 def _run(args: list[str], stdin: bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDWATCH_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "wardwatch", *args],
-        input=stdin,
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    return run_command([sys.executable, "-m", "wardwatch", *args], stdin, cwd)
 
 
 def test_python_m_wardwatch_news2(tmp_path: Path) -> None:

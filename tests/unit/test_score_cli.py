@@ -7,11 +7,9 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import random
 import re
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,6 +25,7 @@ from cli.score import run_score
 from models.news2 import news2_from_vitals
 from models.qsofa import qsofa_from_vitals
 from models.registry import promoted_version
+from tests.commands import run_command, wardwatch_command
 from wardwatch.schemas import VITAL_FIELDS, RejectReason
 from wardwatch.settings import Settings
 
@@ -524,23 +523,9 @@ def test_run_score_reports_to_stderr_and_returns_0(
 
 
 # ---- 7. the console command ---------------------------------------------------------------
-def _wardwatch() -> list[str]:
-    script = Path(sys.executable).with_name("wardwatch")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
-
-
 def _run_cli(args: Sequence[str], stdin: bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARDWATCH_")}
-    env |= {"WARDWATCH_MODEL_REGISTRY": str(REGISTRY), "WARDWATCH_ONNX_PROVIDER": "cpu"}
-    return subprocess.run(
-        [*_wardwatch(), *args],
-        input=stdin,
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    env = {"WARDWATCH_MODEL_REGISTRY": str(REGISTRY), "WARDWATCH_ONNX_PROVIDER": "cpu"}
+    return run_command([*wardwatch_command(), *args], stdin, cwd, env)
 
 
 def test_console_command(tmp_path: Path) -> None:
