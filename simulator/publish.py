@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from simulator.cohort import SimConfig, make_profiles, stream_events
+from simulator.physiology import SimConfig, make_profiles, stream_events
 from wardwatch.schemas import Outcome, PatientContext
 from wardwatch.settings import Settings
 from wardwatch.topics import producer

@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from models.features import NORM, FeatureState, featurize_sequence, ts_to_ms
 from models.news2 import news2_from_vitals
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VITAL_FIELDS, Outcome
 
 __all__ = [

@@ -20,7 +20,7 @@ from agents.pipeline import model_event
 from agents.score_lines import score_stream
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel, choose_providers
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings
 

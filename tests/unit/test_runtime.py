@@ -15,7 +15,7 @@ from agents.pipeline import Incoming, ModelHolder, ScoringPipeline, model_event
 from agents.replay import batches
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel, fuse
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.errors import ModelError
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings
