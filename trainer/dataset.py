@@ -205,7 +205,7 @@ def from_simulation(
     config: SimConfig | None = None,
     fractions: tuple[float, float] = (0.6, 0.2),
 ) -> Dataset:
-    """A seeded simulated cohort (``simulator.cohort.simulate_cohort``) as a Dataset."""
+    """A seeded simulated cohort (``simulator.simulate_cohort``) as a Dataset."""
     cfg = config or SimConfig()
     cohort = simulate_cohort(n_patients, seed=seed, start=SIM_START, config=cfg)
     source = {
