@@ -17,7 +17,7 @@ from typing import Any
 
 from agents.replay import replay
 from alerts import PolicyConfig
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 
 START = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)

@@ -32,7 +32,7 @@ from agents.pipeline import ScoringPipeline
 from agents.replay import batches
 from models.features import N_FEATURES
 from models.runtime import DeteriorationModel
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings
 from wardwatch.store import MemoryStateStore

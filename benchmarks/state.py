@@ -17,7 +17,7 @@ from typing import Any
 from agents.model_stage import Incoming
 from agents.pipeline import ScoringPipeline
 from agents.replay import batches
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 from wardwatch.stack import embedded_redis
 from wardwatch.store import RedisStateStore

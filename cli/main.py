@@ -166,7 +166,7 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from models.registry import load_metadata
-    from trainer.evaluate import report_html
+    from trainer.report import report_html
     from trainer.workflows import evaluate
 
     registry = settings.resolved_model_registry()

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from simulator.cohort import SimConfig, make_profiles, stream_events
+from simulator.cohort import stream_events
+from simulator.profiles import SimConfig, make_profiles
 from wardwatch.schemas import Outcome, PatientContext
 from wardwatch.settings import Settings
 from wardwatch.topics import producer

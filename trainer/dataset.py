@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from models.features import NORM, FeatureState, featurize_sequence, ts_to_ms
 from models.news2 import news2_from_vitals
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VITAL_FIELDS, Outcome
 
 __all__ = [
@@ -205,7 +205,7 @@ def from_simulation(
     config: SimConfig | None = None,
     fractions: tuple[float, float] = (0.6, 0.2),
 ) -> Dataset:
-    """A seeded simulated cohort (``simulator.cohort.simulate_cohort``) as a Dataset."""
+    """A seeded simulated cohort (``simulator.simulate_cohort``) as a Dataset."""
     cfg = config or SimConfig()
     cohort = simulate_cohort(n_patients, seed=seed, start=SIM_START, config=cfg)
     source = {

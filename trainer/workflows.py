@@ -1,4 +1,4 @@
-"""Trainer entry points called by ``wardwatch/cli.py`` (train, evaluate, promote, list).
+"""Trainer entry points called by ``cli/main.py`` (train, evaluate, promote, list).
 
 Every function returns a JSON-able dict (or list) and prints progress to stderr.
 """
@@ -69,9 +69,9 @@ def train(
     Raises :class:`RuntimeError` when ONNX parity fails (nothing is registered then).
     """
     from trainer.evaluate import evaluate as eval_metrics
-    from trainer.evaluate import report_html, report_markdown
     from trainer.export import INPUT_NAMES, OPSET, OUTPUT_NAMES, export_onnx, parity
     from trainer.model import TrainConfig, fit, predict
+    from trainer.report import report_html, report_markdown
 
     preset = PRESETS["quick" if quick else "full"]
     n = n_patients or preset.patients

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo import metric_sum
+from cli.demo_workers import metric_sum
 from tests.integration.helpers import hours_ago, publish, stable, start_worker, stored_state
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_redis

@@ -21,7 +21,7 @@ from agents.score_lines import score_stream
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel
 from models.session import choose_providers
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings
 

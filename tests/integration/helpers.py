@@ -12,7 +12,7 @@ from typing import Any
 import redis
 from kafka import KafkaConsumer, TopicPartition
 
-from cli.demo import WorkerProcess
+from cli.demo_workers import WorkerProcess
 from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.stack import free_port

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo import metric_sum
+from cli.demo_workers import metric_sum
 from cli.main import cmd_context
 from tests.fhir import observation
 from tests.integration.helpers import consume, hours_ago, publish, start_worker, vitals

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from simulator.publish import encode_vitals
 from trainer.dataset import from_events
 from trainer.kafka_data import dataset_from_kafka, read_topics, read_topics_full

@@ -16,7 +16,7 @@ import pytest
 
 from agents.score_lines import score_stream
 from models.registry import load_metadata, promoted_version
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from tests.integration.helpers import (
     consume,
     publish_events,

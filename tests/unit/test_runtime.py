@@ -17,7 +17,7 @@ from agents.replay import batches
 from models.fusion import fuse
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel
-from simulator.cohort import SimConfig, simulate_cohort
+from simulator import SimConfig, simulate_cohort
 from wardwatch.errors import ModelError
 from wardwatch.schemas import VitalsEvent
 from wardwatch.settings import Settings

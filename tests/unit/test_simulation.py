@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from simulator.cohort import (
+from simulator import (
     Cohort,
     PatientProfile,
     SimConfig,

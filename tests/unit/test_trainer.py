@@ -15,7 +15,8 @@ import pytest
 from models.features import N_FEATURES
 from trainer import registry as reg
 from trainer.dataset import PatientSeq, from_events, from_simulation, news2_sequence
-from trainer.evaluate import evaluate, report_markdown
+from trainer.evaluate import evaluate
+from trainer.report import report_markdown
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -274,7 +275,7 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
 
 def test_html_report_has_roc_and_calibration_plots() -> None:
     from models.registry import load_metadata, promoted_version
-    from trainer.evaluate import report_html
+    from trainer.report import report_html
     from wardwatch.settings import Settings
 
     root = Settings().resolved_model_registry()

@@ -1,0 +1,251 @@
+"""Readable reports of a held-out evaluation: Markdown, and one HTML page with plots.
+
+Both render the dict :func:`trainer.evaluate.evaluate` returns (with the registry
+metadata, and for HTML optionally the external check of :mod:`trainer.external`); they
+compute nothing new. The plots are inline SVG, so no plotting library is needed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from trainer.evaluate import NEWS2_THRESHOLD
+
+__all__ = ["report_html", "report_markdown"]
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _table(block: dict[str, Any]) -> list[str]:
+    rows = [
+        ("AUROC", "auroc"),
+        ("AUPRC", "auprc"),
+        ("threshold", "threshold"),
+        ("alert rate (fraction of observations)", "alert_rate"),
+        ("sensitivity at that rate", "sensitivity"),
+        ("PPV at that rate", "ppv"),
+        ("alerts (threshold crossings)", "alerts"),
+        ("alerts per patient-day", "alerts_per_patient_day"),
+        ("median lead time (h)", "median_lead_time_h"),
+        ("outcomes detected / with outcome", None),
+    ]
+    out = ["| metric | model | NEWS2 |", "|---|---|---|"]
+    for label, key in rows:
+        if key is None:
+            m, n = block["model"], block["news2"]
+            out.append(
+                f"| {label} | {m['detected_outcomes']}/{m['patients_with_outcome']} "
+                f"| {n['detected_outcomes']}/{n['patients_with_outcome']} |"
+            )
+        else:
+            out.append(f"| {label} | {_fmt(block['model'][key])} | {_fmt(block['news2'][key])} |")
+    return out
+
+
+def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
+    """A human-readable report of :func:`evaluate`'s output."""
+    meta = meta or {}
+    lines = [f"# {meta.get('name', 'model')} {meta.get('version', '')}".rstrip(), ""]
+    if meta:
+        lines += [
+            f"- created: {meta.get('created_at', 'n/a')}",
+            f"- training data: {meta.get('training_data', {}).get('source', {})}",
+            f"- data fingerprint: `{meta.get('training_data', {}).get('fingerprint', 'n/a')}`",
+            f"- code version: {meta.get('code_version', 'n/a')}",
+            "",
+        ]
+    lines += [
+        f"## Held-out test split (label: outcome within {_fmt(metrics['horizon_h'])} h)",
+        "",
+        f"{metrics['patients']} patients, {metrics['observations']} observations, "
+        f"{metrics['positive_observations']} positive (prevalence {_fmt(metrics['prevalence'])}). "
+        f"The model threshold matches the alert rate of NEWS2 >= {NEWS2_THRESHOLD}. "
+        f"Lead time counts the first crossing within {_fmt(metrics['lookback_h'])} h "
+        "before the outcome.",
+        "",
+        *_table(metrics),
+        "",
+        "## Calibration (10 bins of predicted risk)",
+        "",
+        f"ECE {_fmt(metrics['calibration']['ece'])}, "
+        f"Brier {_fmt(metrics['calibration']['brier'])}.",
+        "",
+        "| bin | n | mean predicted | observed rate |",
+        "|---|---|---|---|",
+    ]
+    for b in metrics["calibration"]["bins"]:
+        lines.append(
+            f"| {b['bin']} | {b['n']} | {_fmt(b['mean_predicted'])} | {_fmt(b['observed_rate'])} |"
+        )
+    sub = metrics["subgroups"]["spo2_scale2"]
+    lines += ["", "## Subgroup: SpO2 scale 2 (hypercapnic) patients", ""]
+    if sub.get("patients"):
+        lines += [
+            f"{sub['patients']} patients, {sub['observations']} observations, "
+            f"{sub['positive_observations']} positive; model threshold as overall.",
+            "",
+            *_table(sub),
+        ]
+    else:
+        lines.append("No scale-2 patients in the test split.")
+    parity = meta.get("parity")
+    if parity:
+        lines += [
+            "",
+            "## ONNX parity (ONNX Runtime vs PyTorch, step by step)",
+            "",
+            f"max |risk| difference: random {parity['max_abs_diff_risk_random']:.2e}, "
+            f"real {parity['max_abs_diff_risk_real']:.2e} (tolerance {parity['tolerance']:.0e}; "
+            f"{parity['random_sequences']} random and {parity['real_sequences']} real sequences).",
+        ]
+    lines += [
+        "",
+        "Simulated data only: these figures say the pipeline works, not that the model is "
+        "clinically valid. External validation on real data is still to do.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# HTML report with plots (inline SVG, no plotting library needed)
+# ---------------------------------------------------------------------------------------
+
+
+def _svg_plot(
+    series: list[tuple[str, str, list[list[float]]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    diagonal: bool = True,
+) -> str:
+    w, h, pad = 360, 300, 44
+    sx = lambda x: pad + x * (w - pad - 12)  # noqa: E731
+    sy = lambda y: h - pad - y * (h - pad - 24)  # noqa: E731
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+        f'viewBox="0 0 {w} {h}" role="img" aria-label="{title}">',
+        f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
+        f'<rect x="{sx(0)}" y="{sy(1)}" width="{sx(1) - sx(0)}" height="{sy(0) - sy(1)}" '
+        'fill="none" stroke="#999"/>',
+    ]
+    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+        parts.append(
+            f'<text x="{sx(t)}" y="{sy(0) + 14}" text-anchor="middle" font-size="10">{t:g}</text>'
+        )
+        parts.append(
+            f'<text x="{sx(0) - 6}" y="{sy(t) + 3}" text-anchor="end" font-size="10">{t:g}</text>'
+        )
+    parts.append(
+        f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle" font-size="11">{x_label}</text>'
+    )
+    parts.append(
+        f'<text x="12" y="{h / 2}" text-anchor="middle" font-size="11" '
+        f'transform="rotate(-90 12 {h / 2})">{y_label}</text>'
+    )
+    if diagonal:
+        parts.append(
+            f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" '
+            'stroke="#bbb" stroke-dasharray="4 3"/>'
+        )
+    for i, (label, color, pts) in enumerate(series):
+        if pts:
+            d = " ".join(
+                f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts)
+            )
+            parts.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
+            for x, y in pts if len(pts) <= 12 else []:
+                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
+        parts.append(
+            f'<text x="{sx(0.55)}" y="{sy(0.12) + 14 * i}" font-size="11" fill="{color}">'
+            f"{label}</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _html_table(block: dict[str, Any]) -> str:
+    rows = _table(block)[2:]
+    cells = []
+    for row in rows:
+        cols = [c.strip() for c in row.strip("|").split("|")]
+        cells.append("<tr>" + "".join(f"<td>{c}</td>" for c in cols) + "</tr>")
+    return (
+        "<table><tr><th>metric</th><th>model</th><th>NEWS2</th></tr>" + "".join(cells) + "</table>"
+    )
+
+
+def report_html(
+    metrics: dict[str, Any],
+    meta: dict[str, Any] | None = None,
+    external: dict[str, Any] | None = None,
+) -> str:
+    """The report as one self-contained HTML page with ROC and calibration plots."""
+    import html
+
+    meta = meta or {}
+    title = html.escape(f"{meta.get('name', 'model')} {meta.get('version', '')}".strip())
+    roc = metrics.get("roc") or {}
+    roc_svg = _svg_plot(
+        [
+            (f"model (AUROC {_fmt(metrics['model']['auroc'])})", "#2563eb", roc.get("model", [])),
+            (f"NEWS2 (AUROC {_fmt(metrics['news2']['auroc'])})", "#dc2626", roc.get("news2", [])),
+        ],
+        title="ROC, held-out observations",
+        x_label="false positive rate",
+        y_label="true positive rate",
+    )
+    calib = [
+        [float(b["mean_predicted"]), float(b["observed_rate"])]
+        for b in metrics["calibration"]["bins"]
+        if b["n"] and b["mean_predicted"] is not None
+    ]
+    cal_svg = _svg_plot(
+        [(f"model (ECE {_fmt(metrics['calibration']['ece'])})", "#2563eb", calib)],
+        title="Calibration (10 bins)",
+        x_label="mean predicted risk",
+        y_label="observed rate",
+    )
+    sub = metrics["subgroups"]["spo2_scale2"]
+    ext_html = ""
+    if external and external.get("datasets"):
+        rows = "".join(
+            f"<tr><td>{html.escape(str(name))}</td><td>{d.get('n')}</td>"
+            f"<td>{_fmt(d.get('prevalence'))}</td><td>{_fmt((d.get('model') or {}).get('auroc'))}</td>"
+            f"<td>{_fmt((d.get('news2') or {}).get('auroc'))}</td></tr>"
+            for name, d in external["datasets"].items()
+            if isinstance(d, dict)
+        )
+        ext_html = (
+            "<h2>External check on real ICU data</h2><table><tr><th>dataset</th><th>n</th>"
+            f"<th>prevalence</th><th>model AUROC</th><th>NEWS2 AUROC</th></tr>{rows}</table>"
+            "<p>Snapshot form of the model (one observation, fresh state) against a partial "
+            "NEWS2 from the parameters the data set has; see <code>docs/trainer.md</code>.</p>"
+        )
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{title}: evaluation</title>
+<style>body{{font:14px system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#111}}
+table{{border-collapse:collapse;margin:.5rem 0 1rem}}td,th{{border:1px solid #ccc;padding:.25rem .6rem;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}.plots{{display:flex;gap:1rem;flex-wrap:wrap}}</style></head>
+<body><h1>{title}</h1>
+<p>Held-out test split: {metrics["patients"]} patients, {metrics["observations"]} observations,
+{metrics["positive_observations"]} positive (prevalence {_fmt(metrics["prevalence"])}); label:
+outcome within {_fmt(metrics["horizon_h"])} h. The model's threshold gives the alert rate of
+NEWS2 &ge; {NEWS2_THRESHOLD}.</p>
+{_html_table(metrics)}
+<div class="plots">{roc_svg}{cal_svg}</div>
+<h2>Subgroup: SpO2 scale 2 (hypercapnic) patients</h2>
+{_html_table(sub) if sub.get("patients") else "<p>None in the test split.</p>"}
+{ext_html}
+<p>Simulated training and test data: these figures show the pipeline works and how the model
+compares with NEWS2 on the simulator, not clinical validity.</p>
+</body></html>
+"""
