@@ -110,7 +110,7 @@ class PatientState:
     baseline: dict[str, list[float]] = field(default_factory=dict)  # vital -> [n, mean, var]
     spo2_scale_device: int | None = None
     n_events: int = 0
-    alert: str | None = None  # alerts.policy.AlertState as JSON, owned by the alert policy
+    alert: str | None = None  # alerts.AlertState as JSON, owned by the alert policy
     model: dict[str, Any] | None = None  # recurrent model state: version, hidden, last_ts_ms
 
     def to_json(self) -> str:
