@@ -24,14 +24,8 @@ def run_command(
     child["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), child.get("PYTHONPATH")]))
     child |= dict(env or {})
     return subprocess.run(
-        list(argv),
-        input=stdin,
-        capture_output=True,
-        cwd=cwd,
-        env=child,
-        timeout=timeout_s,
-        check=False,
-    )
+        list(argv), input=stdin, capture_output=True, cwd=cwd, env=child, timeout=timeout_s
+    )  # not check=True: the tests read the exit status
 
 
 def wardwatch_command() -> list[str]:
