@@ -138,17 +138,21 @@ def is_skipped(row: dict[str, Any]) -> bool:
     return set(row) == {"patient_id", "ts", "skipped"} and isinstance(row["skipped"], str)
 
 
+# clinically wide but plausible values for the randomized streams (no ingest rejects)
+VITAL_RANGES: dict[str, tuple[float, float]] = {
+    "heart_rate_bpm": (35, 150),
+    "respiratory_rate_per_min": (6, 35),
+    "spo2_pct": (82, 100),
+    "systolic_bp_mmhg": (80, 230),
+    "temperature_c": (34.5, 40.0),
+}
+
+
 def mixed_stream(seed: int, n: int = 300) -> list[str]:
     """Several patients, random parameter subsets and gaps, SpO2 scale changes, devices,
     and every kind of line the scorer treats specially (bad, duplicate, stale, blank)."""
     rng = random.Random(seed)
-    ranges = {
-        "heart_rate_bpm": (40, 140),
-        "respiratory_rate_per_min": (6, 35),
-        "spo2_pct": (82, 100),
-        "systolic_bp_mmhg": (80, 200),
-        "temperature_c": (34.5, 40.0),
-    }
+    ranges = VITAL_RANGES
     clock = {f"mix-{k}": T0 for k in range(6)}
     bad = [
         "{not json",
@@ -297,13 +301,7 @@ async def test_random_retrospective_stream_matches_news2_on_fresh_values(
     """Hourly-ish history for interleaved patients: parameters missing for hours, gaps of
     up to two days; every line scored, NEWS2 as the reference says."""
     rng = random.Random(11)
-    ranges: dict[str, tuple[float, float]] = {
-        "heart_rate_bpm": (35, 150),
-        "respiratory_rate_per_min": (6, 32),
-        "spo2_pct": (85, 100),
-        "systolic_bp_mmhg": (85, 230),
-        "temperature_c": (34.5, 40.0),
-    }
+    ranges = VITAL_RANGES
     clock = {f"hist-{k}": T0 for k in range(5)}
     events = []
     for _ in range(250):
