@@ -64,7 +64,20 @@ class ModelControl:
 
     async def follow(self) -> None:
         """Every worker reads the whole control topic (no consumer group) and switches
-        to each promoted version of its model, between batches."""
+        to each promoted version of its model, between batches. A failure (Kafka away, a
+        bug) is logged and counted and the topic read again after a pause: following
+        promotions is never a reason for the worker to stop scoring."""
+        pause = 1.0
+        while True:
+            try:
+                await self._follow()
+            except Exception as exc:  # noqa: BLE001 - the current model stays in use
+                self.metrics.background_failures.labels("promotions").inc()
+                log.error("following promotions failed (%r); again in %.0f s", exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 30.0)
+
+    async def _follow(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
         s = self.settings

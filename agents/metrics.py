@@ -114,8 +114,15 @@ class Metrics:
         )
         self.retries = Counter(
             "wardwatch_processing_retries_total",
-            "Batches retried after a Redis or Kafka failure (the partition waits)",
+            "Stages retried after a Redis or Kafka failure (the partition waits), or patients "
+            "reloaded after a state version conflict (stage=conflict)",
             ["stage"],
+            registry=r,
+        )
+        self.background_failures = Counter(
+            "wardwatch_background_failures_total",
+            "Background work that failed and runs again: escalation timer, promotions reader",
+            ["task"],
             registry=r,
         )
         self.webhook = Counter(

@@ -59,7 +59,8 @@ class BatchResult:
     duplicates: int = 0
     stale: int = 0
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (batch index, why)
-    conflicts: list[str] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)  # patients whose events were not applied
+    conflict_retries: int = 0  # times conflicting patients were reloaded and applied again
     suppressed_artifacts: int = 0
     emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
     outbox_ids: list[str] = field(default_factory=list)
@@ -108,8 +109,10 @@ class ScoringPipeline:
         keep_history: bool = True,
         on_model_unavailable: Callable[[str, int], None] | None = None,
         on_inference: Callable[[str, str, float], None] | None = None,
+        conflict_retries: int = 5,
     ) -> None:
         self.store = store
+        self.conflict_retries = conflict_retries
         self.models = models
         self.alerts = alerts  # False: score only (replay of historical data)
         self.keep_history = keep_history  # ring buffer for trends, sparklines and rewarming
@@ -149,6 +152,29 @@ class ScoringPipeline:
         return self._stream_ms + int((self.clock() - self._stream_wall) * 1000 * self.time_scale)
 
     async def process(self, batch: Sequence[Incoming]) -> BatchResult:
+        """Apply and score ``batch``. Patients whose stored state changed between load and
+        commit (another writer) are reloaded and their events applied again, up to
+        ``conflict_retries`` times; the patients still in conflict after that are in
+        ``conflicts``, their events not applied (the caller must not acknowledge them)."""
+        result = await self._process_once(batch)
+        for _ in range(self.conflict_retries):
+            if not result.conflicts:
+                break
+            pending = set(result.conflicts)
+            positions = [i for i, it in enumerate(batch) if it.event.patient_id in pending]
+            again = await self._process_once([batch[i] for i in positions])
+            result.scored += again.scored
+            result.duplicates += again.duplicates
+            result.stale += again.stale
+            result.skipped += [(positions[i], why) for i, why in again.skipped]
+            result.suppressed_artifacts += again.suppressed_artifacts
+            result.emitted += again.emitted
+            result.outbox_ids += again.outbox_ids
+            result.conflicts = again.conflicts
+            result.conflict_retries += 1
+        return result
+
+    async def _process_once(self, batch: Sequence[Incoming]) -> BatchResult:
         result = BatchResult()
         if not batch:
             return result
@@ -157,6 +183,7 @@ class ScoringPipeline:
         history: dict[str, list[str]] = {}
         alert_states: dict[str, AlertState] = {}
         emits: list[Emit] = []
+        suppressed: dict[str, int] = {}  # artifacts held per patient
         now = self.now_ms()
 
         # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
@@ -236,9 +263,10 @@ class ScoringPipeline:
             # parsed once per patient and batch, written back once after the loop
             before = alert_states.get(pid) or AlertState.from_json(state.alert)
             alert_state, events = evaluate(pid, before, obs, self.policy)
-            result.suppressed_artifacts += (
-                alert_state.suppressed_artifacts - before.suppressed_artifacts
-            )
+            held = alert_state.suppressed_artifacts - before.suppressed_artifacts
+            if held:
+                result.suppressed_artifacts += held
+                suppressed[pid] = suppressed.get(pid, 0) + held
             alert_states[pid] = alert_state
             emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
         for pid, alert_state in alert_states.items():
@@ -258,10 +286,31 @@ class ScoringPipeline:
         ]
         commit = await self.store.commit(updates, emits)
         self._collect(result, commit, emits)
+        if commit.conflicts:  # nothing of these patients was applied: no effect to report
+            self._drop_patients(result, batch, set(commit.conflicts), suppressed)
         assert newest is not None  # the batch is not empty
         if self._stream_ms is None or newest > self._stream_ms:
             self._stream_ms, self._stream_wall = newest, self.clock()
         return result
+
+    @staticmethod
+    def _drop_patients(
+        result: BatchResult,
+        batch: Sequence[Incoming],
+        pids: set[str],
+        suppressed: dict[str, int],
+    ) -> None:
+        """Forget the scores and counts of ``pids``: their commit did not happen."""
+        result.scored = [s for s in result.scored if s.patient_id not in pids]
+        kept = [(i, why) for i, why in result.skipped if batch[i].event.patient_id not in pids]
+        for i, why in result.skipped:
+            if batch[i].event.patient_id in pids:
+                if why == "duplicate":
+                    result.duplicates -= 1
+                else:
+                    result.stale -= 1
+        result.skipped = kept
+        result.suppressed_artifacts -= sum(suppressed.get(pid, 0) for pid in pids)
 
     @staticmethod
     def _collect(result: BatchResult, commit: CommitResult, emits: Sequence[Emit]) -> None:

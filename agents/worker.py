@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from functools import partial
+from typing import Any, NamedTuple, TypeVar, cast
 
 import faust
-from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
-from redis.exceptions import RedisError
 
 import wardwatch
 from agents import views as ops_views
@@ -34,17 +32,31 @@ from agents.control import ModelControl
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.model_stage import Incoming, ModelHolder
-from agents.pipeline import ScoringPipeline
+from agents.pipeline import BatchResult, ScoringPipeline
+from agents.retry import Retrier, is_transient, stop_uncommitted
 from alerts import PolicyConfig
 from alerts.webhook import WebhookSender, should_page
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.logs import patient_ref
-from wardwatch.schemas import DeadLetter, PatientContext, RejectReason
+from wardwatch.schemas import DeadLetter, FailureReason, PatientContext, RejectReason
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
 
 log = logging.getLogger("wardwatch.worker")
 T = TypeVar("T")
+
+
+class Origin(NamedTuple):
+    """Where a consumed message came from, and its bytes (for the dead-letter topic)."""
+
+    raw: bytes
+    topic: str
+    partition: int
+    offset: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 class Worker:
@@ -102,6 +114,10 @@ class Worker:
                 secret=secret,
                 on_result=lambda outcome: self.metrics.webhook.labels(outcome).inc(),
             )
+        self.retrier = Retrier(
+            settings.retry_max_s, on_retry=lambda stage: self.metrics.retries.labels(stage).inc()
+        )
+        self.poison_streak = 0  # events in a row that failed alone
         self.ready = False
         self._register_agents()
 
@@ -114,19 +130,19 @@ class Worker:
             async for events in cast(faust.Stream, stream).take_events(
                 s.batch_size, within=s.batch_within_s
             ):
-                await self.handle_vitals(events)
+                await self.guarded("vitals batch", self.handle_vitals(events))
 
         @app.agent(self.context_topic, name="context")
         async def context(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await self.handle_context(event)
+                await self.guarded("patient context", self.handle_context(event))
 
         # often enough for the escalation interval, in wall-clock seconds
         tick_s = max(0.5, min(10.0, s.escalate_after_s / s.time_scale / 3))
 
         @app.timer(interval=tick_s)
         async def escalate() -> None:
-            await self.escalate_due()
+            await self.in_background("escalation", self.escalate_due)
 
         if self.webhook is not None:
             webhook = self.webhook
@@ -141,8 +157,7 @@ class Worker:
 
         @app.task
         async def startup() -> None:
-            await self.store.ping()
-            await self.flush_outbox()
+            await self.guarded("start-up", self.retrying("start-up", self.flush_outbox))
             self.ready = True
             log.info("worker ready (redis %s)", (self.settings.redis_url or "").split("@")[-1])
 
@@ -158,6 +173,41 @@ class Worker:
         checks["model"] = current is not None or not self.settings.require_model
         return checks, {"model": current.version if current else None}
 
+    async def guarded(self, what: str, work: Awaitable[None]) -> None:
+        """Run the handling of consumed messages to its end.
+
+        A rebalance cancels the agent, and Faust acknowledges the batch in hand when the
+        agent leaves it: the work is shielded and finished first, so what is acknowledged
+        was applied. An exception that escapes the handler (not a Redis or Kafka failure:
+        those are retried) stops the worker before anything is acknowledged."""
+        task = asyncio.ensure_future(work)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                log.info("finishing the %s in hand before giving up the partitions", what)
+                await asyncio.wait([task])
+            if not task.cancelled() and task.exception() is not None:
+                self._stop_for(what, task.exception())
+            raise
+        except Exception as exc:  # noqa: BLE001 - never acknowledged: the worker stops
+            self._stop_for(what, exc)
+
+    def _stop_for(self, what: str, exc: BaseException | None) -> None:
+        log.critical("unexpected failure handling a %s", what, exc_info=exc)
+        stop_uncommitted(f"{type(exc).__name__} while handling a {what}")
+
+    async def in_background(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
+        """A timer's run: a failure is logged and counted, and the next run tries again."""
+        try:
+            await work()
+        except Exception as exc:  # noqa: BLE001 - a timer must not crash the worker
+            self.metrics.background_failures.labels(what).inc()
+            if is_transient(exc):
+                log.error("%s failed (%s); next run retries", what, type(exc).__name__)
+            else:
+                log.exception("%s failed; next run retries", what)
+
     async def handle_vitals(self, events: Sequence[faust.EventT]) -> None:
         topic = self.settings.topics.vitals
         self.metrics.consumed.labels(topic).inc(len(events))
@@ -169,63 +219,103 @@ class Worker:
         now = datetime.now(UTC)
         t0 = time.perf_counter()
         batch: list[Incoming] = []
+        origins: dict[str, Origin] = {}  # message key -> where a poison event came from
         for ev in events:
             msg = ev.message
             raw = ev.value if isinstance(ev.value, bytes) else bytes(ev.value or b"")
             decoded = decode_vitals(raw, now=now, max_future_skew_s=self.settings.max_future_skew_s)
+            origin = Origin(raw, msg.topic, msg.partition, msg.offset)
             if isinstance(decoded, Rejection):
-                await self.dead_letter(raw, decoded, msg.topic, msg.partition, msg.offset)
+                await self.dead_letter(origin, decoded.reason, decoded.detail)
                 continue
             assert isinstance(decoded, Decoded)
+            origins[origin.key] = origin
             for w in decoded.warnings:
                 self.metrics.warnings.labels(w).inc()
             source_ms = int(msg.timestamp * 1000) if msg.timestamp else None
             for i, vitals in enumerate(decoded.events):
-                event_id = f"{msg.topic}:{msg.partition}:{msg.offset}:{i}"
+                event_id = f"{origin.key}:{i}"
                 batch.append(Incoming(vitals, event_id, source_ms))
         t1 = time.perf_counter()
         self.metrics.stage_seconds.labels("decode").observe(t1 - t0)
         if not batch:
             return
-        result = await self.retrying("score", lambda: self.pipeline.process(batch))
+        result = await self.score(batch, origins)
         t2 = time.perf_counter()
         self.metrics.stage_seconds.labels("score").observe(t2 - t1)
         self.metrics.scored.labels(topic).inc(len(result.scored))
         self.metrics.skipped.labels("duplicate").inc(result.duplicates)
         self.metrics.skipped.labels("stale").inc(result.stale)
         self.metrics.artifacts_suppressed.inc(result.suppressed_artifacts)
-        if result.conflicts:
-            self.metrics.skipped.labels("conflict").inc(len(result.conflicts))
-            hash_key = self.settings.log_hash_key.get_secret_value()
-            log.warning(
-                "state version conflict: events of %d patients not applied (%s)",
-                len(result.conflicts),
-                ", ".join(patient_ref(pid, hash_key) for pid in result.conflicts),
-            )
         await self.retrying(
             "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
         )
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
 
-    async def retrying(self, stage: str, attempt: Callable[[], Awaitable[T]]) -> T:
-        """Run ``attempt`` until it succeeds, backing off while Redis or Kafka is down.
+    async def score(self, batch: list[Incoming], origins: dict[str, Origin]) -> BatchResult:
+        """Every event of ``batch`` applied, or dead-lettered alone, or the worker stops.
 
-        Faust acknowledges a batch once the agent moves on, so giving up would lose its
-        events: the partition waits instead (lag grows, and ops are paged). Retrying is
-        safe: scoring is idempotent given the stored state, and transitions a failed
-        attempt may have committed are re-published from the outbox first.
+        A batch that fails with an unexpected exception is scored again one event at a
+        time, in order (batch boundaries never change a score): an event that fails alone
+        is dead-lettered as ``processing_error`` with the exception, the others are
+        applied. ``poison_streak_limit`` such events in a row is a fault, not bad input,
+        and stops the worker uncommitted.
         """
-        delay = 0.5
-        while True:
+        try:
+            result = await self.retrying("score", lambda: self.pipeline.process(batch))
+        except Exception:  # noqa: BLE001 - isolated below, never acknowledged unapplied
+            log.exception("a batch of %d events failed; scoring them one by one", len(batch))
+            result = await self._isolate(batch, origins)
+        else:
+            self.poison_streak = 0
+        self._check_conflicts(result)
+        return result
+
+    async def _isolate(self, batch: list[Incoming], origins: dict[str, Origin]) -> BatchResult:
+        total = BatchResult()
+        poisoned: set[str] = set()  # messages already dead-lettered (a Bundle's other events)
+        for index, item in enumerate(batch):
+            key = item.event_id.rsplit(":", 1)[0]
+            if key in poisoned:
+                continue
+            single = [item]
             try:
-                return await attempt()
-            except (TimeoutError, RedisError, KafkaError, OSError) as exc:
-                self.metrics.retries.labels(stage).inc()
-                log.error("%s failed (%s); retrying in %.1f s", stage, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                with contextlib.suppress(RedisError, KafkaError, OSError, asyncio.TimeoutError):
-                    await self.flush_outbox()
+                one = await self.retrying("score", partial(self.pipeline.process, single))
+            except Exception as exc:  # noqa: BLE001 - this event is the poison
+                self.poison_streak += 1
+                if self.poison_streak >= self.settings.poison_streak_limit:
+                    self._stop_for(f"vitals event ({self.poison_streak} failing in a row)", exc)
+                poisoned.add(key)
+                detail = f"{type(exc).__name__} scoring event {item.event_id}: {exc}"
+                await self.dead_letter(origins[key], FailureReason.PROCESSING_ERROR, detail)
+                continue
+            self.poison_streak = 0
+            self._check_conflicts(one)
+            total.scored += one.scored
+            total.duplicates += one.duplicates
+            total.stale += one.stale
+            total.skipped += [(index, why) for _, why in one.skipped]
+            total.suppressed_artifacts += one.suppressed_artifacts
+            total.emitted += one.emitted
+            total.outbox_ids += one.outbox_ids
+            total.conflict_retries += one.conflict_retries
+        return total
+
+    def _check_conflicts(self, result: BatchResult) -> None:
+        """Conflicts were retried in the pipeline; ones still left are another writer
+        holding the patients (a zombie after a rebalance): never drop their events."""
+        if result.conflict_retries:
+            self.metrics.retries.labels("conflict").inc(result.conflict_retries)
+        if result.conflicts:
+            hash_key = self.settings.log_hash_key.get_secret_value()
+            refs = ", ".join(patient_ref(pid, hash_key) for pid in result.conflicts)
+            stop_uncommitted(f"state of {len(result.conflicts)} patients kept changing ({refs})")
+
+    async def retrying(self, stage: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """``attempt()`` until it succeeds; Redis and Kafka failures are retried with
+        backoff (the partition waits, lag grows, ops are paged), the outbox re-published
+        before each retry. See ``agents.retry``."""
+        return await self.retrier.run(stage, attempt, before_retry=self.flush_outbox)
 
     async def publish_alerts(self, emitted: list[dict[str, Any]], outbox_ids: list[str]) -> None:
         if not emitted:
@@ -294,33 +384,38 @@ class Worker:
         msg = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
         self.metrics.consumed.labels(self.settings.topics.patient_context).inc()
+        origin = Origin(raw, msg.topic, msg.partition, msg.offset)
         try:
             ctx = PatientContext.model_validate_json(raw)
         except ValueError as exc:
-            rej = Rejection(RejectReason.SCHEMA, _first_error(exc))
-            await self.dead_letter(raw, rej, msg.topic, msg.partition, msg.offset)
+            await self.dead_letter(origin, RejectReason.SCHEMA, _first_error(exc))
             return
         context = ctx.model_dump(mode="json")
         await self.retrying("context", lambda: self.store.set_context(ctx.patient_id, context))
 
     async def dead_letter(
-        self, raw: bytes, rej: Rejection, topic: str, partition: int, offset: int
+        self, origin: Origin, reason: RejectReason | FailureReason, detail: str
     ) -> None:
+        """Publish the message to ``dead-letter`` with its reason and wait for the broker
+        to acknowledge it (retried like any Kafka write) before the message counts as done."""
         letter = DeadLetter(
-            reason=rej.reason,
-            detail=rej.detail,
-            source_topic=topic,
-            source_partition=partition,
-            source_offset=offset,
-            original_b64=base64.b64encode(raw).decode(),
+            reason=reason,
+            detail=detail[:2000],
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
+            original_b64=base64.b64encode(origin.raw).decode(),
             rejected_at=datetime.now(UTC),
         )
-        await self.dead_letter_topic.send(
-            key=f"{topic}:{partition}:{offset}".encode(),
-            value=letter.model_dump_json().encode(),
-        )
-        self.metrics.dead_lettered.labels(rej.reason.value).inc()
-        log.warning("dead-lettered %s:%s:%s: %s", topic, partition, offset, rej.reason.value)
+        value = letter.model_dump_json().encode()
+
+        async def send() -> None:
+            fut = await self.dead_letter_topic.send(key=origin.key.encode(), value=value)
+            await fut
+
+        await self.retrying("dead-letter", send)
+        self.metrics.dead_lettered.labels(reason.value).inc()
+        log.warning("dead-lettered %s: %s", origin.key, reason.value)
 
 
 def _first_error(exc: ValueError) -> str:

@@ -82,10 +82,16 @@ class RejectReason(StrEnum):
     INCONSISTENT = "inconsistent_values"
 
 
+class FailureReason(StrEnum):
+    """Why a valid-looking input went to the dead-letter topic all the same."""
+
+    PROCESSING_ERROR = "processing_error"  # failed alone with an unexpected exception
+
+
 class DeadLetter(BaseModel):
     """What the dead-letter topic carries for each rejected input."""
 
-    reason: RejectReason
+    reason: RejectReason | FailureReason
     detail: str
     source_topic: str
     source_partition: int | None = None

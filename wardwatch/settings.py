@@ -93,6 +93,27 @@ class Settings(BaseSettings):
         None, description="CA bundle for a rediss:// server with a private CA"
     )
     state_ttl_s: int = Field(7 * 24 * 3600, description="forget patients silent this long")
+    redis_socket_timeout_s: float = Field(
+        5.0, gt=0, description="a Redis command unanswered this long fails (and is retried)"
+    )
+    redis_connect_timeout_s: float = Field(3.0, gt=0, description="Redis connection timeout")
+    redis_health_check_interval_s: float = Field(
+        15.0, ge=0, description="ping an idle Redis connection before reusing it after this long"
+    )
+
+    # --- failure handling ----------------------------------------------------------------
+    retry_max_s: float = Field(
+        600.0,
+        gt=0,
+        description="a stage retries a Redis or Kafka failure this long, backing off with "
+        "jitter, before the worker stops uncommitted for its supervisor to restart it",
+    )
+    poison_streak_limit: int = Field(
+        20,
+        ge=1,
+        description="an event that fails alone is dead-lettered as `processing_error`; this "
+        "many in a row is a fault, not bad input, and stops the worker uncommitted",
+    )
 
     # --- scoring -------------------------------------------------------------------------
     batch_size: int = Field(256, ge=1, description="max events per scoring batch")

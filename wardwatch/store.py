@@ -163,23 +163,38 @@ class RedisStateStore:
         self._commit = client.register_script(COMMIT_LUA)
 
     @classmethod
-    def from_url(cls, url: str, *, ssl_ca_certs: str | None = None, **kw: Any) -> RedisStateStore:
+    def from_url(
+        cls,
+        url: str,
+        *,
+        ssl_ca_certs: str | None = None,
+        client_options: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> RedisStateStore:
         """A store on the server at ``url``; ``ssl_ca_certs`` verifies a ``rediss://``
-        server whose certificate a private CA signed."""
+        server whose certificate a private CA signed; ``client_options`` go to redis-py
+        (timeouts, health checks)."""
         options: dict[str, Any] = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
+        options |= client_options or {}
         return cls(aioredis.Redis.from_url(url, **options), **kw)
 
     @classmethod
     def from_settings(
         cls, settings: Settings, observe: Callable[[str, float], None] | None = None
     ) -> RedisStateStore:
-        """The worker's store as the settings describe it (URL, TLS CA, prefix, TTL)."""
+        """The worker's store as the settings describe it (URL, TLS CA, timeouts, prefix,
+        TTL)."""
         if not settings.redis_url:
             raise ConfigError("WARDWATCH_REDIS_URL is not set")
         ca = settings.redis_ssl_ca_certs
         return cls.from_url(
             settings.redis_url,
             ssl_ca_certs=str(ca) if ca else None,
+            client_options={
+                "socket_timeout": settings.redis_socket_timeout_s,
+                "socket_connect_timeout": settings.redis_connect_timeout_s,
+                "health_check_interval": settings.redis_health_check_interval_s,
+            },
             prefix=settings.redis_prefix,
             ttl_s=settings.state_ttl_s,
             observe=observe,

@@ -52,3 +52,41 @@ async def test_replaying_a_batch_changes_nothing() -> None:
     assert len(first.scored) == 6 and again.scored == [] and again.emitted == []
     assert again.duplicates + again.stale == 6
     assert store.states["p"] == state
+
+
+class SecondWriter(MemoryStateStore):
+    """A store on which another writer commits patient ``p`` between this pipeline's load
+    and commit, ``times`` times (a zombie worker, or an action from the page)."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.times = times
+
+    async def commit(self, updates, emits):  # type: ignore[no-untyped-def]
+        if self.times > 0 and any(u.pid == "p" for u in updates):
+            self.times -= 1
+            self.versions["p"] = self.versions.get("p", 0) + 1  # the other writer's commit
+        return await super().commit(updates, emits)
+
+
+async def test_a_conflict_is_retried_and_every_event_applied() -> None:
+    store = SecondWriter(times=2)
+    pipe = ScoringPipeline(store)
+    batch = [Incoming(ev(15 * i, heart_rate_bpm=80 + i), str(i)) for i in range(4)]
+    batch.append(
+        Incoming(VitalsEvent.model_validate({"patient_id": "q", "ts": T0, "spo2_pct": 97}), "q")
+    )
+    result = await pipe.process(batch)
+    assert result.conflicts == [] and result.conflict_retries == 2
+    assert sorted(s.patient_id for s in result.scored) == ["p", "p", "p", "p", "q"]
+    loaded = await store.load(["p", "q"])
+    assert loaded["p"].state.n_events == 4 and loaded["q"].state.n_events == 1
+
+
+async def test_a_conflict_that_persists_is_reported_with_nothing_of_the_patient_counted() -> None:
+    pipe = ScoringPipeline(SecondWriter(times=100), conflict_retries=3)
+    batch = [Incoming(ev(15 * i, heart_rate_bpm=80 + i), str(i)) for i in range(3)]
+    batch.append(Incoming(batch[0].event, "dup"))  # a duplicate of the patient: not counted
+    result = await pipe.process(batch)
+    assert result.conflicts == ["p"] and result.conflict_retries == 3
+    assert result.scored == [] and result.skipped == [] and result.duplicates == 0
