@@ -38,6 +38,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["WARDWATCH_API_TOKEN"] = settings.api_token.get_secret_value()
     env["WARDWATCH_MODEL_REGISTRY"] = str(settings.resolved_model_registry().resolve())
     env["WARDWATCH_MODEL_NAME"] = settings.model_name
+    env["WARDWATCH_RETRY_MAX_S"] = str(settings.retry_max_s)
+    env["WARDWATCH_POISON_STREAK_LIMIT"] = str(settings.poison_streak_limit)
+    env["WARDWATCH_REDIS_SOCKET_TIMEOUT_S"] = str(settings.redis_socket_timeout_s)
     for role, name in settings.topics.all().items():
         env[f"WARDWATCH_TOPICS__{role.upper()}"] = name
     return env
