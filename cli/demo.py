@@ -56,6 +56,8 @@ def run_demo(
     t_start = time.monotonic()
     pub_stats = PublishStats()
     procs: list[WorkerProcess] = []
+    retired: list[dict[str, float]] = []  # the last metrics of workers that stopped
+    restarts = 0
     settings = settings.model_copy(update={"time_scale": speed})
     with embedded_stack(settings) as s:
         print(f"  kafka {s.kafka_url}   redis {s.redis_url}", file=out, flush=True)
@@ -111,10 +113,16 @@ def run_demo(
             if not pub_thread.is_alive() and not duration_s:
                 break
             stop.wait(0.5)
+            restarts += supervise(procs, retired, out)
             if time.monotonic() - last >= (1.0 if tty else 5.0):
                 last = time.monotonic()
                 print_progress(
-                    out, tty, pub_stats, _totals(procs), watcher, time.monotonic() - t_start
+                    out,
+                    tty,
+                    pub_stats,
+                    _totals(procs, retired),
+                    watcher,
+                    time.monotonic() - t_start,
                 )
         stop.set()
         pub_thread.join(15)
@@ -122,13 +130,14 @@ def run_demo(
         drain_deadline = time.monotonic() + 15
         scored: dict[str, float] = {}
         while time.monotonic() < drain_deadline:
-            scored = _totals(procs)
+            restarts += supervise(procs, retired, out)
+            scored = _totals(procs, retired)
             handled = scored["consumed"]
             if handled >= pub_stats.vitals:
                 break
             time.sleep(0.3)
         time.sleep(1.0)  # last alerts reach the watcher
-        scored = _totals(procs)
+        scored = _totals(procs, retired)
         watcher.stop.set()
         watch_thread.join(5)
         for wp in procs:
@@ -141,6 +150,7 @@ def run_demo(
     if pub_stats.failed:
         errors.append(f"{pub_stats.failed} messages failed to publish")
     summary = demo_summary(pub_stats, scored, watcher, errors, elapsed)
+    summary["worker_restarts"] = restarts
     if tty:
         print(file=out)
     print(json.dumps(summary, indent=2), file=out)
@@ -148,5 +158,25 @@ def run_demo(
     return 0 if not errors else 1
 
 
-def _totals(procs: list[WorkerProcess]) -> dict[str, float]:
-    return totals(wp.metrics() for wp in procs)
+def supervise(procs: list[WorkerProcess], retired: list[dict[str, float]], out: TextIO) -> int:
+    """Restart every worker that stopped (a worker stops on purpose, uncommitted, when it
+    cannot go on safely: its restart reprocesses what it had not committed). Returns how
+    many were restarted; their last metrics go to ``retired``."""
+    restarted = 0
+    for i, wp in enumerate(procs):
+        if wp.proc is None or wp.proc.poll() is None:
+            continue
+        retired.append(wp.last_metrics)
+        print(
+            f"  worker {i} stopped (exit {wp.proc.returncode}, see {wp.log_path}); restarting",
+            file=out,
+            flush=True,
+        )
+        procs[i] = WorkerProcess(wp.settings, wp.web_port, wp.log_path)
+        procs[i].start()
+        restarted += 1
+    return restarted
+
+
+def _totals(procs: list[WorkerProcess], retired: list[dict[str, float]]) -> dict[str, float]:
+    return totals([*retired, *(wp.metrics() for wp in procs)])

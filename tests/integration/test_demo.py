@@ -37,7 +37,7 @@ def test_demo_runs_scores_alerts_and_exits_cleanly(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     s = json.loads(summary.read_text())
-    assert s["errors"] == []
+    assert s["errors"] == [] and s["worker_restarts"] == 0
     assert s["events_published"] > 0 and s["events_scored"] == s["events_published"]
     assert s["events_model_scored"] == s["events_scored"] and s["model"]
     assert s["alerts_opened"] > 0 and s["duplicate_transitions_seen"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,15 @@ def test_deteriorating_patient_alerts_and_stable_patient_does_not(
             return any(m["priority"] == "high" for m in msgs)
 
         alerts = consume(settings, settings.topics.alerts, until=done, timeout_s=45)
+        # the high alert can arrive before the other patient's events (another partition)
+        # are scored: the counts are read once every event is applied
+        deadline = time.monotonic() + 30
+        while (
+            stored_state(settings, "bed-1").n_events + stored_state(settings, "bed-2").n_events
+            < len(sick) + len(well)
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
         scored = worker.metrics()
     finally:
         worker.stop()
@@ -79,8 +89,6 @@ def test_two_workers_share_partitions_and_apply_every_event_once(
 
         def applied() -> int:
             return sum(stored_state(settings, pid).n_events for pid in patients)
-
-        import time
 
         deadline = time.monotonic() + 60
         while applied() < sent and time.monotonic() < deadline:
