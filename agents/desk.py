@@ -1,30 +1,26 @@
 """The care-team desk: the narrow interface the page and API are handed.
 
 The web views (``agents.web``) read alerts and act on them only through an
-:class:`AlertDesk`; they never see the worker, its store or its pipeline. The worker
-hands them a :class:`WorkerDesk`, which applies an action through the scoring pipeline,
-publishes the resulting transitions and records the time to acknowledge.
+:class:`AlertDesk`; they never see the worker, its store or its pipeline.
+
+Reads come from Redis (every worker's transitions are committed there). An action is a
+command: :class:`WorkerDesk` publishes an :class:`~wardwatch.schemas.AlertCommand` on
+``alert-commands`` keyed by patient and returns its id once the broker has it; the worker
+that owns the patient's partition applies it (one writer per patient), and the page sees
+the transition when it arrives.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from agents.pipeline import BatchResult, ScoringPipeline
-from alerts import AlertState
+from wardwatch.schemas import AlertCommand
 from wardwatch.store import RedisStateStore
 
 Action = Literal["ack", "resolve"]
-
-
-@dataclass(frozen=True)
-class ActionOutcome:
-    """What an acknowledge or resolve did: its transitions and the alert as it is now."""
-
-    transitions: list[dict[str, Any]] = field(default_factory=list)
-    alert: dict[str, Any] | None = None
 
 
 class AlertDesk(Protocol):
@@ -34,8 +30,9 @@ class AlertDesk(Protocol):
         """Open and acknowledged alerts of every patient."""
         ...
 
-    async def act(self, patient_id: str, action: Action, actor: str) -> ActionOutcome:
-        """Acknowledge or resolve the patient's alert on behalf of ``actor``."""
+    async def act(self, patient_id: str, alert_id: str, action: Action, actor: str) -> str:
+        """Ask for the patient's alert to be acknowledged or resolved on behalf of
+        ``actor``; returns the command id once the request is durably accepted."""
         ...
 
     async def audit(self, count: int) -> list[dict[str, Any]]:
@@ -48,36 +45,28 @@ class AlertDesk(Protocol):
 
 
 class WorkerDesk:
-    """An :class:`AlertDesk` over a worker's store and pipeline."""
+    """An :class:`AlertDesk` over a worker's store and its command topic."""
 
     def __init__(
-        self,
-        store: RedisStateStore,
-        pipeline: ScoringPipeline,
-        publish: Callable[[list[dict[str, Any]], list[str]], Awaitable[None]],
-        on_acknowledged: Callable[[float], None],
+        self, store: RedisStateStore, submit: Callable[[AlertCommand], Awaitable[None]]
     ) -> None:
         self._store = store
-        self._pipeline = pipeline
-        self._publish = publish
-        self._on_acknowledged = on_acknowledged  # seconds from opening to acknowledgement
+        self._submit = submit  # publishes the command and waits for the broker
 
     async def open_alerts(self) -> list[dict[str, Any]]:
         return await self._store.open_alerts()
 
-    async def act(self, patient_id: str, action: Action, actor: str) -> ActionOutcome:
-        result: BatchResult
-        if action == "ack":
-            result = await self._pipeline.acknowledge(patient_id, actor)
-        else:
-            result = await self._pipeline.resolve(patient_id, actor)
-        await self._publish(result.emitted, result.outbox_ids)
-        if any(m["transition"] == "ACKNOWLEDGED" for m in result.emitted):
-            loaded = (await self._store.load([patient_id]))[patient_id]
-            state = AlertState.from_json(loaded.state.alert)
-            if state.acked_ts_ms and state.opened_ts_ms:
-                self._on_acknowledged(max(0.0, (state.acked_ts_ms - state.opened_ts_ms) / 1000))
-        return ActionOutcome(result.emitted, await self._store.current_alert(patient_id))
+    async def act(self, patient_id: str, alert_id: str, action: Action, actor: str) -> str:
+        command = AlertCommand(
+            command_id=uuid.uuid4().hex,
+            patient_id=patient_id,
+            alert_id=alert_id,
+            action=action,
+            actor=actor,
+            issued_at=datetime.now(UTC),
+        )
+        await self._submit(command)
+        return command.command_id
 
     async def audit(self, count: int) -> list[dict[str, Any]]:
         return await self._store.audit(count)

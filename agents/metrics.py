@@ -119,6 +119,13 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.commands = Counter(
+            "wardwatch_commands_total",
+            "Care-team commands applied by this worker, by action and outcome "
+            "(applied, no_effect: already in that state, stale: the alert has changed)",
+            ["action", "outcome"],
+            registry=r,
+        )
         self.background_failures = Counter(
             "wardwatch_background_failures_total",
             "Background work that failed and runs again: escalation timer, promotions reader",

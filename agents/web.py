@@ -7,8 +7,10 @@ Routes (all but ``/login`` need the bearer token from settings, as an
     GET|POST /login                      token + name form; sets an HttpOnly session cookie
     GET  /api/alerts                     open and acknowledged alerts, by priority
     GET  /api/alerts/{alert_id}          one of them
-    POST /api/alerts/{alert_id}/ack      acknowledge (body: {"actor": "..."}; default: login name)
-    POST /api/alerts/{alert_id}/resolve  resolve by hand
+    POST /api/alerts/{alert_id}/ack      acknowledge (body: {"actor": "..."}; default: login name):
+                                         202 with the command id (applied by the worker that
+                                         owns the patient; the transition follows)
+    POST /api/alerts/{alert_id}/resolve  resolve by hand (202, likewise)
     GET  /api/alerts/{alert_id}/fhir     the alert as a FHIR R4 DetectedIssue
     GET  /api/audit?count=N              latest transitions (who, when), newest first
     GET  /api/patients/{pid}/history     recent observations (for the trend sparklines)
@@ -148,8 +150,10 @@ def register(app: faust.App, desk: AlertDesk, token: str, poll_s: float = 0.5) -
         except (ValueError, TypeError):
             body = {}
         actor = str((body or {}).get("actor") or actor)[:64]
-        outcome = await desk.act(alert["patient_id"], action, actor)
-        return view.json({"transitions": outcome.transitions, "alert": outcome.alert})
+        command_id = await desk.act(alert["patient_id"], alert_id, action, actor)
+        # accepted: the worker owning the patient applies it; the transition follows on
+        # the alerts topic and the stream
+        return view.json({"command_id": command_id, "status": "accepted"}, status=202)
 
     @app.page("/api/alerts/{alert_id}/ack")
     class Ack(View):

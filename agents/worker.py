@@ -34,13 +34,20 @@ from agents.metrics import Metrics
 from agents.model_stage import Incoming, ModelHolder
 from agents.pipeline import BatchResult, ScoringPipeline
 from agents.retry import Retrier, is_transient, stop_uncommitted
-from alerts import PolicyConfig
+from alerts import AlertState, PolicyConfig
 from alerts.webhook import WebhookSender, should_page
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.logs import patient_ref
-from wardwatch.schemas import DeadLetter, FailureReason, PatientContext, RejectReason
+from wardwatch.schemas import (
+    AlertCommand,
+    DeadLetter,
+    FailureReason,
+    PatientContext,
+    RejectReason,
+)
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
+from wardwatch.topics import partition_for
 
 log = logging.getLogger("wardwatch.worker")
 T = TypeVar("T")
@@ -90,14 +97,12 @@ class Worker:
         self.control.load(None, None)  # the promoted version
         self.app = build_app(settings, self.metrics.registry)
         ops_views.register(self.app, self.metrics.registry, self.readiness)
-        desk = WorkerDesk(
-            self.store,
-            self.pipeline,
-            self.publish_alerts,
-            on_acknowledged=self.metrics.time_to_ack.observe,
-        )
-        care_team_web.register(self.app, desk, settings.api_token.get_secret_value())
         t = settings.topics
+        self.commands_topic = self.app.topic(
+            t.alert_commands, value_serializer="raw", key_serializer="raw"
+        )
+        desk = WorkerDesk(self.store, self.submit_command)
+        care_team_web.register(self.app, desk, settings.api_token.get_secret_value())
         self.vitals_topic = self.app.topic(t.vitals, value_serializer="raw", key_serializer="raw")
         self.context_topic = self.app.topic(
             t.patient_context, value_serializer="raw", key_serializer="raw"
@@ -136,6 +141,11 @@ class Worker:
         async def context(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 await self.guarded("patient context", self.handle_context(event))
+
+        @app.agent(self.commands_topic, name="commands")
+        async def commands(stream: faust.StreamT) -> None:
+            async for event in stream.events():
+                await self.guarded("care-team command", self.handle_command(event))
 
         # often enough for the escalation interval, in wall-clock seconds
         tick_s = max(0.5, min(10.0, s.escalate_after_s / s.time_scale / 3))
@@ -369,16 +379,62 @@ class Worker:
             done = self.positions.get((tp.topic, tp.partition), -1) + 1
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
+    def owned(self, pids: Sequence[str]) -> list[str]:
+        """The patients whose partition this worker holds now (one writer per patient)."""
+        vitals = self.settings.topics.vitals
+        held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == vitals}
+        n = self.settings.partitions
+        return [pid for pid in pids if partition_for(pid, n) in held]
+
     async def escalate_due(self) -> None:
         self.update_lag()
         open_alerts = await self.store.open_alerts()
         self.metrics.open_alerts.set(len(open_alerts))
         self.metrics.patients.set(await self.store.patients_monitored())
-        watched = await self.store.watched()
+        watched = self.owned(await self.store.watched())
         if not watched:
             return
+        # a conflict here is a rebalance in progress: the patient's new owner ticks it
         result = await self.pipeline.tick(watched)
         await self.publish_alerts(result.emitted, result.outbox_ids)
+
+    async def submit_command(self, command: AlertCommand) -> None:
+        """Publish a care-team command keyed by patient; returns once the broker has it."""
+        fut = await self.commands_topic.send(
+            key=command.patient_id.encode(), value=command.model_dump_json().encode()
+        )
+        await fut
+
+    async def handle_command(self, event: faust.EventT) -> None:
+        """Apply an acknowledge or resolve to the patient it names, if it still names the
+        patient's current alert (a command for an alert since resolved changes nothing)."""
+        msg = event.message
+        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+        self.metrics.consumed.labels(self.settings.topics.alert_commands).inc()
+        origin = Origin(raw, msg.topic, msg.partition, msg.offset)
+        try:
+            cmd = AlertCommand.model_validate_json(raw)
+        except ValueError as exc:
+            await self.dead_letter(origin, RejectReason.SCHEMA, _first_error(exc))
+            return
+        pid = cmd.patient_id
+        current = await self.retrying("command", lambda: self.store.current_alert(pid))
+        if current is None or current.get("alert_id") != cmd.alert_id:
+            self.metrics.commands.labels(cmd.action, "stale").inc()
+            return
+        act = self.pipeline.acknowledge if cmd.action == "ack" else self.pipeline.resolve
+        result = await self.retrying("command", lambda: act(pid, cmd.actor))
+        self._check_conflicts(result)
+        await self.retrying(
+            "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
+        )
+        self.metrics.commands.labels(cmd.action, "applied" if result.emitted else "no_effect").inc()
+        if any(m["transition"] == "ACKNOWLEDGED" for m in result.emitted):
+            loaded = await self.retrying("command", lambda: self.store.load([pid]))
+            state = AlertState.from_json(loaded[pid].state.alert)
+            if state.acked_ts_ms and state.opened_ts_ms:
+                seconds = (state.acked_ts_ms - state.opened_ts_ms) / 1000
+                self.metrics.time_to_ack.observe(max(0.0, seconds))
 
     async def handle_context(self, event: faust.EventT) -> None:
         msg = event.message

@@ -125,6 +125,19 @@ class Outcome(BaseModel):
     cause: str | None = None
 
 
+class AlertCommand(BaseModel):
+    """An acknowledge or resolve from the care team, on `alert-commands` keyed by patient,
+    so that the worker owning the patient's partition applies it (one writer per patient).
+    ``actor`` is who asked, as the web server authenticated them."""
+
+    command_id: str = Field(min_length=8, max_length=64)
+    patient_id: str = Field(min_length=1, max_length=128)
+    alert_id: str = Field(min_length=1, max_length=128)
+    action: Literal["ack", "resolve"]
+    actor: str = Field(min_length=1, max_length=64)
+    issued_at: AwareDatetime
+
+
 class ModelPromotion(BaseModel):
     """Published on `control` when the trainer promotes a model version."""
 

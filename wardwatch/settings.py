@@ -34,6 +34,11 @@ class TopicNames(BaseModel):
     )
     outcomes: str = Field("outcomes", description="deterioration outcomes, for the trainer")
     control: str = Field("control", description="model promotions, read by every worker")
+    alert_commands: str = Field(
+        "alert-commands",
+        description="acknowledge/resolve from the page and API, keyed by patient: applied "
+        "by the worker that owns the patient's partition",
+    )
 
     def all(self) -> dict[str, str]:
         return self.model_dump()

@@ -9,6 +9,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.partitioner.default import murmur2
 
 from wardwatch.errors import ConfigError
 from wardwatch.settings import Settings
@@ -17,6 +18,13 @@ log = logging.getLogger(__name__)
 
 # Single-partition topics: promotions must reach every worker in order.
 SINGLE_PARTITION = ("control",)
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives ``key`` (murmur2, as kafka-python,
+    aiokafka and the Java client compute it): the partition that owns a patient."""
+    hashed: int = murmur2(key.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def topic_partitions(settings: Settings) -> dict[str, int]:

@@ -44,7 +44,15 @@ def test_every_metric_is_exposed_with_sane_values_and_no_patient_ids(
             headers={"Authorization": "Bearer tok", "Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=5) as resp:
-            assert json.loads(resp.read())["transitions"][0]["transition"] == "ACKNOWLEDGED"
+            assert resp.status == 202 and json.loads(resp.read())["status"] == "accepted"
+        acked = consume(
+            settings,
+            settings.topics.alerts,
+            until=lambda m: any(a["transition"] == "ACKNOWLEDGED" for a in m),
+        )
+        assert [a["alert_id"] for a in acked if a["transition"] == "ACKNOWLEDGED"] == [
+            alerts[0]["alert_id"]
+        ]
 
         def get(path: str) -> dict:
             r = urllib.request.Request(worker.url + path, headers={"Authorization": "Bearer tok"})
@@ -89,6 +97,7 @@ def test_every_metric_is_exposed_with_sane_values_and_no_patient_ids(
         < 10
     )
     assert value("wardwatch_time_to_acknowledge_seconds", "_count") == 1
+    assert value("wardwatch_commands", "_total", action="ack", outcome="applied") == 1
     assert value("wardwatch_batch_size", "_count") >= 1
     assert value("wardwatch_stage_seconds", "_count", stage="score") >= 1
     assert value("wardwatch_redis_seconds", "_count", op="commit") >= 1
