@@ -134,8 +134,14 @@ class Metrics:
         )
         self.webhook = Counter(
             "wardwatch_webhook_deliveries_total",
-            "Webhook delivery outcomes (delivered, retry, rejected, failed, dropped_queue_full)",
+            "Paging webhook attempts by outcome (delivered, retry, rejected, failed: expired)",
             ["outcome"],
+            registry=r,
+        )
+        self.page_delay = Histogram(
+            "wardwatch_page_delay_seconds",
+            "From an alert transition's commit to its page's delivery",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
             registry=r,
         )
         self.model_info = Info("wardwatch_model", "Active model", registry=r)

@@ -32,10 +32,11 @@ from agents.control import ModelControl
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.model_stage import Incoming, ModelHolder
+from agents.pager import Pager
 from agents.pipeline import BatchResult, ScoringPipeline
 from agents.retry import Retrier, is_transient, stop_uncommitted
 from alerts import AlertState, PolicyConfig
-from alerts.webhook import WebhookSender, should_page
+from alerts.webhook import WebhookSender
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.logs import patient_ref
 from wardwatch.schemas import (
@@ -111,14 +112,15 @@ class Worker:
         self.dead_letter_topic = self.app.topic(
             t.dead_letter, value_serializer="raw", key_serializer="raw"
         )
-        self.webhook: WebhookSender | None = None
+        self.pager: Pager | None = None
         if settings.webhook_url:
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-            self.webhook = WebhookSender(
+            sender = WebhookSender(
                 settings.webhook_url,
                 secret=secret,
                 on_result=lambda outcome: self.metrics.webhook.labels(outcome).inc(),
             )
+            self.pager = Pager(settings, sender, self.metrics, self._dead_letter_page)
         self.retrier = Retrier(
             settings.retry_max_s, on_retry=lambda stage: self.metrics.retries.labels(stage).inc()
         )
@@ -154,12 +156,12 @@ class Worker:
         async def escalate() -> None:
             await self.in_background("escalation", self.escalate_due)
 
-        if self.webhook is not None:
-            webhook = self.webhook
+        if self.pager is not None:
+            pager = self.pager
 
             @app.task
-            async def deliver_webhooks() -> None:
-                await webhook.run()
+            async def page() -> None:
+                await pager.run()
 
         @app.task
         async def watch_promotions() -> None:
@@ -343,11 +345,7 @@ class Worker:
                     max(0.0, (msg["published_ms"] - msg["source_ts_ms"]) / 1000)
                 )
         await asyncio.gather(*futures)  # delivered: safe to clear the outbox
-        await self.store.outbox_done(outbox_ids)
-        if self.webhook is not None:
-            for msg in emitted:
-                if should_page(msg, self.settings.webhook_min_priority):
-                    self.webhook.submit(msg)
+        await self.store.outbox_done(outbox_ids)  # the pager reads them from the topic
 
     async def flush_outbox(self) -> None:
         """Publish transitions a previous run committed but may not have published."""
@@ -448,6 +446,17 @@ class Worker:
             return
         context = ctx.model_dump(mode="json")
         await self.retrying("context", lambda: self.store.set_context(ctx.patient_id, context))
+
+    async def _dead_letter_page(
+        self,
+        raw: bytes,
+        topic: str,
+        partition: int,
+        offset: int,
+        reason: RejectReason | FailureReason,
+        detail: str,
+    ) -> None:
+        await self.dead_letter(Origin(raw, topic, partition, offset), reason, detail)
 
     async def dead_letter(
         self, origin: Origin, reason: RejectReason | FailureReason, detail: str

@@ -41,6 +41,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["WARDWATCH_RETRY_MAX_S"] = str(settings.retry_max_s)
     env["WARDWATCH_POISON_STREAK_LIMIT"] = str(settings.poison_streak_limit)
     env["WARDWATCH_REDIS_SOCKET_TIMEOUT_S"] = str(settings.redis_socket_timeout_s)
+    if settings.webhook_url:
+        env["WARDWATCH_WEBHOOK_URL"] = settings.webhook_url
+    env["WARDWATCH_WEBHOOK_MIN_PRIORITY"] = settings.webhook_min_priority
+    env["WARDWATCH_PAGE_MAX_AGE_S"] = str(settings.page_max_age_s)
     for role, name in settings.topics.all().items():
         env[f"WARDWATCH_TOPICS__{role.upper()}"] = name
     return env

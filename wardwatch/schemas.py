@@ -86,6 +86,8 @@ class FailureReason(StrEnum):
     """Why a valid-looking input went to the dead-letter topic all the same."""
 
     PROCESSING_ERROR = "processing_error"  # failed alone with an unexpected exception
+    PAGE_REJECTED = "page_rejected"  # the paging webhook refused the page (4xx)
+    PAGE_EXPIRED = "page_expired"  # the page could not be delivered within page_max_age_s
 
 
 class DeadLetter(BaseModel):

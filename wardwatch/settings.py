@@ -160,6 +160,13 @@ class Settings(BaseSettings):
     webhook_min_priority: Literal["medium", "high"] = Field(
         "medium", description="lowest priority the webhook pages for"
     )
+    page_max_age_s: float = Field(
+        1800.0,
+        gt=0,
+        description="a page not delivered this long after its transition is given up and "
+        "dead-lettered as `page_expired` (the alert stays on the page and re-pages by "
+        "escalation)",
+    )
 
     # --- web / metrics -------------------------------------------------------------------
     web_host: str = Field(

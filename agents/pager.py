@@ -1,0 +1,144 @@
+"""Durable paging: pages are read from the ``alerts`` topic by the pager's own consumer
+group and posted to the paging webhook until delivered, refused or expired.
+
+The ``alerts`` topic is the durable source: a page is never held only in memory. Each
+worker runs a pager; the group ``{app_id}-pager`` shares the topic's partitions between
+them, and an offset is committed only once its transition is delivered, refused or
+expired, so a restart (or a pager that loses its partitions) resumes with what was not
+done. The receiver deduplicates by ``Idempotency-Key`` (the transition id): a page is
+received once however often it is sent.
+
+Policy: paging transitions (``alerts.webhook.should_page``) are retried with backoff and
+jitter (1 s doubling, capped at 30 s) while the receiver is unreachable or answers 5xx,
+408 or 429. A 4xx refusal is final: dead-lettered as ``page_rejected``. A page still not
+delivered ``page_max_age_s`` after the transition was committed is given up:
+dead-lettered as ``page_expired`` (the alert is on the page and in Redis; an unacknowledged
+alert pages again by escalation). Either way the ``WardwatchPagingWebhookFailing`` alert
+fires for operations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents.kafka_clients import aiokafka_security
+from agents.metrics import Metrics
+from alerts.webhook import WebhookSender, should_page
+from wardwatch.schemas import FailureReason, RejectReason
+from wardwatch.settings import Settings
+
+log = logging.getLogger("wardwatch.pager")
+
+DeadLetter = Callable[[bytes, str, int, int, RejectReason | FailureReason, str], Awaitable[None]]
+
+
+class Pager:
+    def __init__(
+        self,
+        settings: Settings,
+        sender: WebhookSender,
+        metrics: Metrics,
+        dead_letter: DeadLetter,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.settings = settings
+        self.sender = sender
+        self.metrics = metrics
+        self.dead_letter = dead_letter  # (raw, topic, partition, offset, reason, detail)
+        self.clock = clock
+        self.sleep = sleep
+
+    @property
+    def group_id(self) -> str:
+        return f"{self.settings.app_id}-pager"
+
+    async def run(self) -> None:
+        """Page until cancelled; a Kafka failure or a bug restarts the reading after a
+        pause, from the last committed offset (nothing is skipped)."""
+        pause = 1.0
+        while True:
+            try:
+                await self._run()
+            except Exception as exc:  # noqa: BLE001 - resumes from the committed offset
+                self.metrics.background_failures.labels("pager").inc()
+                log.error("pager failed (%r); resuming in %.0f s", exc, pause)
+                await self.sleep(pause)
+                pause = min(pause * 2, 30.0)
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        s = self.settings
+        consumer = AIOKafkaConsumer(
+            s.topics.alerts,
+            bootstrap_servers=s.kafka_bootstrap(),
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **aiokafka_security(s),
+        )
+        await consumer.start()
+        try:
+            async with self.sender.session() as session:
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000, max_records=100)
+                    for tp, messages in batches.items():
+                        for msg in messages:
+                            await self.page(session, msg.value or b"", tp.partition, msg.offset)
+                            await consumer.commit(
+                                {TopicPartition(tp.topic, tp.partition): msg.offset + 1}
+                            )
+        finally:
+            await consumer.stop()
+
+    async def page(self, session: Any, raw: bytes, partition: int, offset: int) -> None:
+        """Deliver one transition if it pages; returns when it is delivered, refused or
+        expired (the offset may then be committed)."""
+        topic = self.settings.topics.alerts
+        try:
+            msg = json.loads(raw)
+            if not isinstance(msg, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as exc:
+            await self.dead_letter(
+                raw, topic, partition, offset, RejectReason.MALFORMED_JSON, str(exc)
+            )
+            return
+        if not should_page(msg, self.settings.webhook_min_priority):
+            return
+        emitted_s = float(msg.get("emitted_ms") or msg.get("ts_ms") or 0) / 1000
+        attempt = 0
+        while True:
+            age_s = self.clock() - emitted_s
+            if age_s > self.settings.page_max_age_s:
+                self.metrics.webhook.labels("failed").inc()
+                detail = f"not delivered within {self.settings.page_max_age_s:g} s"
+                log.error("page %s expired undelivered", msg.get("transition_id"))
+                await self.dead_letter(
+                    raw, topic, partition, offset, FailureReason.PAGE_EXPIRED, detail
+                )
+                return
+            outcome = await self.sender.deliver(session, msg)
+            if outcome == "delivered":
+                self.metrics.page_delay.observe(max(0.0, age_s))
+                return
+            if outcome == "rejected":
+                await self.dead_letter(
+                    raw,
+                    topic,
+                    partition,
+                    offset,
+                    FailureReason.PAGE_REJECTED,
+                    "receiver refused it",
+                )
+                return
+            await self.sleep(max(0.05, random.random() * min(30.0, 2.0 ** min(attempt, 5))))
+            attempt += 1
