@@ -126,6 +126,12 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.rekeyed = Counter(
+            "wardwatch_events_rekeyed_total",
+            "Vitals events that arrived keyed by something other than their patient id, "
+            "republished keyed by it",
+            registry=r,
+        )
         self.background_failures = Counter(
             "wardwatch_background_failures_total",
             "Background work that failed and runs again: escalation timer, promotions reader",

@@ -45,6 +45,7 @@ from wardwatch.schemas import (
     FailureReason,
     PatientContext,
     RejectReason,
+    VitalsEvent,
 )
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
@@ -232,6 +233,7 @@ class Worker:
         t0 = time.perf_counter()
         batch: list[Incoming] = []
         origins: dict[str, Origin] = {}  # message key -> where a poison event came from
+        misrouted: list[VitalsEvent] = []  # keyed by something other than their patient
         for ev in events:
             msg = ev.message
             raw = ev.value if isinstance(ev.value, bytes) else bytes(ev.value or b"")
@@ -245,9 +247,15 @@ class Worker:
             for w in decoded.warnings:
                 self.metrics.warnings.labels(w).inc()
             source_ms = int(msg.timestamp * 1000) if msg.timestamp else None
+            msg_key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
             for i, vitals in enumerate(decoded.events):
+                if vitals.patient_id != msg_key:  # not this partition's patient: to theirs
+                    misrouted.append(vitals)
+                    continue
                 event_id = f"{origin.key}:{i}"
                 batch.append(Incoming(vitals, event_id, source_ms))
+        if misrouted:
+            await self.retrying("re-key", lambda: self.rekey(misrouted))
         t1 = time.perf_counter()
         self.metrics.stage_seconds.labels("decode").observe(t1 - t0)
         if not batch:
@@ -263,6 +271,18 @@ class Worker:
             "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
         )
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
+
+    async def rekey(self, events: list[VitalsEvent]) -> None:
+        """Publish events that arrived under another key (or none: a multi-patient Bundle,
+        an unkeyed producer) to ``vitals`` keyed by their patient, as canonical JSON events,
+        so that the partition owning each patient applies them; returns once the broker
+        has them all. A repeat after a crash is a duplicate there, which changes nothing."""
+        futures = []
+        for event in events:
+            value = event.model_dump_json(exclude_none=True).encode()
+            futures.append(await self.vitals_topic.send(key=event.patient_id.encode(), value=value))
+        await asyncio.gather(*futures)
+        self.metrics.rekeyed.inc(len(events))
 
     async def score(self, batch: list[Incoming], origins: dict[str, Origin]) -> BatchResult:
         """Every event of ``batch`` applied, or dead-lettered alone, or the worker stops.

@@ -16,7 +16,14 @@ import pytest
 from cli.demo_workers import metric_sum
 from cli.main import cmd_context
 from tests.fhir import observation
-from tests.integration.helpers import consume, hours_ago, publish, start_worker, vitals
+from tests.integration.helpers import (
+    consume,
+    hours_ago,
+    publish,
+    start_worker,
+    stored_state,
+    vitals,
+)
 from wardwatch.settings import Settings
 from wardwatch.store import RedisStateStore
 from wardwatch.topics import ensure_topics
@@ -62,7 +69,13 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
     ]
     worker = start_worker(settings, tmp_path)
     try:
-        publish(settings, settings.topics.vitals, [("k", raw) for raw, _ in cases])
+        # keyed by patient as producers must (the bad ones by anything: they go nowhere)
+        keys = ["k"] * (len(cases) - 3) + ["j-1", "f-3", "f-1"]
+        publish(
+            settings,
+            settings.topics.vitals,
+            list(zip(keys, [raw for raw, _ in cases], strict=True)),
+        )
         expected_dead = sum(1 for _, r in cases if r)
         letters = consume(
             settings,
@@ -138,3 +151,44 @@ async def test_patient_context_switches_the_spo2_scale(settings: Settings, tmp_p
         await store.close()
     assert copd["news2"] == 0  # SpO2 89 % on air is on target on scale 2
     assert other["news2"] == 3  # ... and scores 3 on scale 1
+
+
+def test_misrouted_events_are_rekeyed_to_their_patients_partition(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A Bundle holding two patients, an event keyed by another patient and an unkeyed one:
+    each event is applied to its patient (via the partition that owns it), none lost."""
+    ensure_topics(settings)
+    t = hours_ago(2)
+    two_patients = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": fhir_obs("rk-1", t, "8867-4", 88, "/min")},
+            {"resource": fhir_obs("rk-2", t, "8867-4", 92, "/min")},
+        ],
+    }
+    worker = start_worker(settings, tmp_path)
+    try:
+        publish(
+            settings,
+            settings.topics.vitals,
+            [
+                ("rk-1", json.dumps(two_patients).encode()),  # rk-2's half is misrouted
+                ("rk-3", vitals("rk-3", t, heart_rate_bpm=70)),
+                # keyed by another patient, and newer: re-keyed, it arrives after the above
+                ("rk-1", vitals("rk-3", t + timedelta(minutes=15), heart_rate_bpm=71)),
+            ],
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            m = worker.metrics()
+            if metric_sum(m, "wardwatch_events_scored_total") >= 4:
+                break
+            time.sleep(0.3)
+    finally:
+        worker.stop()
+    assert metric_sum(m, "wardwatch_events_rekeyed_total") == 2
+    assert metric_sum(m, "wardwatch_events_scored_total") == 4
+    assert metric_sum(m, "wardwatch_dead_letter_total") == 0
+    assert [stored_state(settings, p).n_events for p in ("rk-1", "rk-2", "rk-3")] == [1, 1, 2]
