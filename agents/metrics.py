@@ -126,6 +126,11 @@ class Metrics:
             ["action", "outcome"],
             registry=r,
         )
+        self.outbox_swept = Counter(
+            "wardwatch_outbox_swept_total",
+            "Alert transitions published by the outbox sweep (their publisher died or stalled)",
+            registry=r,
+        )
         self.rekeyed = Counter(
             "wardwatch_events_rekeyed_total",
             "Vitals events that arrived keyed by something other than their patient id, "

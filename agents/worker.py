@@ -157,6 +157,10 @@ class Worker:
         async def escalate() -> None:
             await self.in_background("escalation", self.escalate_due)
 
+        @app.timer(interval=s.outbox_sweep_s)
+        async def sweep() -> None:
+            await self.in_background("outbox", self.sweep_outbox)
+
         if self.pager is not None:
             pager = self.pager
 
@@ -366,6 +370,24 @@ class Worker:
                 )
         await asyncio.gather(*futures)  # delivered: safe to clear the outbox
         await self.store.outbox_done(outbox_ids)  # the pager reads them from the topic
+
+    async def sweep_outbox(self) -> None:
+        """Publish the owned patients' transitions committed more than ``outbox_sweep_s``
+        ago and still in the outbox (their publisher died or stalled), oldest first, so
+        each patient's transitions leave in the order they were committed."""
+        cutoff = int((time.time() - self.settings.outbox_sweep_s) * 1000)
+        after = "-"
+        while True:
+            pending = await self.store.outbox(after=after, committed_before_ms=cutoff)
+            if not pending:
+                return
+            after = pending[-1][0]
+            mine = set(self.owned([e["patient_id"] for _, e in pending]))
+            todo = [(sid, e) for sid, e in pending if e["patient_id"] in mine]
+            if todo:
+                log.info("publishing %d alert transitions left in the outbox", len(todo))
+                self.metrics.outbox_swept.inc(len(todo))
+                await self.publish_alerts([e for _, e in todo], [sid for sid, _ in todo])
 
     async def flush_outbox(self) -> None:
         """Publish transitions a previous run committed but may not have published."""

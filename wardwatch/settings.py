@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         description="a stage retries a Redis or Kafka failure this long, backing off with "
         "jitter, before the worker stops uncommitted for its supervisor to restart it",
     )
+    outbox_sweep_s: float = Field(
+        5.0,
+        gt=0,
+        description="every this long a worker re-publishes its patients' alert transitions "
+        "committed longer ago than this but not confirmed published (a publisher that died)",
+    )
     poison_streak_limit: int = Field(
         20,
         ge=1,

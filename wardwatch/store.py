@@ -268,9 +268,15 @@ class RedisStateStore:
             self.observe("commit", time.perf_counter() - t0)
         return CommitResult(_strs(conflicts), _strs(accepted), _strs(sids))
 
-    async def outbox(self, count: int = 1000) -> list[tuple[str, dict[str, Any]]]:
-        """Committed transitions not yet confirmed as published: (stream id, event)."""
-        rows: Any = await self.r.xrange(self.key("outbox"), count=count)
+    async def outbox(
+        self, count: int = 1000, *, after: str = "-", committed_before_ms: int | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Committed transitions not yet confirmed as published, oldest first: (stream id,
+        event); from ``after`` (exclusive) and, with ``committed_before_ms``, only those
+        committed before then."""
+        low = "-" if after == "-" else f"({after}"
+        high = "+" if committed_before_ms is None else str(committed_before_ms - 1)
+        rows: Any = await self.r.xrange(self.key("outbox"), low, high, count=count)
         return [(sid.decode(), json.loads(fields[b"event"])) for sid, fields in rows]
 
     async def outbox_done(self, stream_ids: Iterable[str]) -> None:

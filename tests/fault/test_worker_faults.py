@@ -142,3 +142,47 @@ def test_a_systematic_fault_stops_the_worker_uncommitted_and_a_restart_applies_i
         )
     finally:
         again.stop()
+
+
+def test_transitions_a_dead_publisher_left_in_the_outbox_are_swept_out(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Another worker committed a transition and died before publishing it: the worker
+    that owns the patient publishes it within the sweep interval, without a restart."""
+    import asyncio
+
+    from wardwatch.store import Emit, RedisStateStore
+
+    settings = settings.model_copy(update={"outbox_sweep_s": 1.0})
+    ensure_topics(settings)
+    worker = start_worker(settings, tmp_path)
+    event = {
+        "alert_id": "a-left",
+        "transition_id": "t-left",
+        "patient_id": "bed-left",
+        "transition": "OPEN",
+        "priority": "high",
+        "ts_ms": int(time.time() * 1000),
+        "emitted_ms": int(time.time() * 1000),
+    }
+
+    async def commit_and_die() -> None:
+        store = RedisStateStore.from_settings(settings)
+        await store.commit([], [Emit("bed-left", "t-left", event, open=True)])
+        await store.close()
+
+    try:
+        asyncio.run(commit_and_die())
+        alerts = consume(
+            settings,
+            settings.topics.alerts,
+            until=lambda m: any(a["transition_id"] == "t-left" for a in m),
+            timeout_s=20,
+        )
+        metrics = worker.metrics()
+    finally:
+        worker.stop()
+    assert [a["transition_id"] for a in alerts].count("t-left") == 1
+    assert metric_sum(metrics, "wardwatch_outbox_swept_total") == 1
+    r = redis.Redis.from_url(settings.redis_url or "")
+    assert r.xlen(redis_key(settings.redis_prefix, "outbox")) == 0

@@ -72,3 +72,18 @@ async def test_keys_have_ttl_and_are_versioned(store: RedisStateStore) -> None:
     assert 0 < ttl <= store.ttl_s
     assert await store.r.ttl(store.key("h", "z")) > 0
     assert store.key("p", "z").startswith(f"{store.prefix}:v1:")
+
+
+async def test_outbox_pages_by_position_and_commit_time(store: RedisStateStore) -> None:
+    import time
+
+    for i in range(5):
+        ev = {"patient_id": f"o{i}", "transition": "OPEN", "priority": "high", "i": i}
+        await store.commit([], [Emit(f"o{i}", f"t-o{i}", ev, open=True)])
+    everything = await store.outbox()
+    assert [e["i"] for _, e in everything] == [0, 1, 2, 3, 4]
+    first, rest = await store.outbox(count=2), await store.outbox(after=everything[1][0])
+    assert [e["i"] for _, e in first] == [0, 1] and [e["i"] for _, e in rest] == [2, 3, 4]
+    assert await store.outbox(committed_before_ms=int(time.time() * 1000) - 60_000) == []
+    later = int(time.time() * 1000) + 1000
+    assert len(await store.outbox(committed_before_ms=later)) == 5
