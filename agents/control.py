@@ -9,6 +9,7 @@ import logging
 from agents.kafka_clients import aiokafka_security
 from agents.metrics import Metrics
 from agents.model_stage import ModelHolder
+from agents.retry import keep_running
 from models.runtime import DeteriorationModel
 from models.session import choose_providers
 from wardwatch.errors import ModelError
@@ -64,18 +65,9 @@ class ModelControl:
 
     async def follow(self) -> None:
         """Every worker reads the whole control topic (no consumer group) and switches
-        to each promoted version of its model, between batches. A failure (Kafka away, a
-        bug) is logged and counted and the topic read again after a pause: following
-        promotions is never a reason for the worker to stop scoring."""
-        pause = 1.0
-        while True:
-            try:
-                await self._follow()
-            except Exception as exc:  # noqa: BLE001 - the current model stays in use
-                self.metrics.background_failures.labels("promotions").inc()
-                log.error("following promotions failed (%r); again in %.0f s", exc, pause)
-                await asyncio.sleep(pause)
-                pause = min(pause * 2, 30.0)
+        to each promoted version of its model, between batches; after a failure the
+        topic is read again and the current model stays in use."""
+        await keep_running("promotions", self._follow, self._failed)
 
     async def _follow(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -114,3 +106,6 @@ class ModelControl:
                 await loop.run_in_executor(None, self.load, latest.version, latest.sha256)
         finally:
             await consumer.stop()
+
+    def _failed(self, what: str) -> None:
+        self.metrics.background_failures.labels(what).inc()

@@ -29,6 +29,7 @@ from typing import Any
 
 from agents.kafka_clients import aiokafka_security
 from agents.metrics import Metrics
+from agents.retry import keep_running
 from alerts.webhook import WebhookSender, should_page
 from wardwatch.schemas import FailureReason, RejectReason
 from wardwatch.settings import Settings
@@ -61,17 +62,9 @@ class Pager:
         return f"{self.settings.app_id}-pager"
 
     async def run(self) -> None:
-        """Page until cancelled; a Kafka failure or a bug restarts the reading after a
-        pause, from the last committed offset (nothing is skipped)."""
-        pause = 1.0
-        while True:
-            try:
-                await self._run()
-            except Exception as exc:  # noqa: BLE001 - resumes from the committed offset
-                self.metrics.background_failures.labels("pager").inc()
-                log.error("pager failed (%r); resuming in %.0f s", exc, pause)
-                await self.sleep(pause)
-                pause = min(pause * 2, 30.0)
+        """Page until cancelled; after a failure the reading starts again from the last
+        committed offset (nothing is skipped)."""
+        await keep_running("pager", self._run, self._failed, self.sleep)
 
     async def _run(self) -> None:
         from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -142,3 +135,6 @@ class Pager:
                 return
             await self.sleep(max(0.05, random.random() * min(30.0, 2.0 ** min(attempt, 5))))
             attempt += 1
+
+    def _failed(self, what: str) -> None:
+        self.metrics.background_failures.labels(what).inc()

@@ -50,6 +50,26 @@ def stop_uncommitted(why: str) -> NoReturn:
     os._exit(EXIT_UNCOMMITTED)
 
 
+async def keep_running(
+    what: str,
+    run: Callable[[], Awaitable[object]],
+    on_failure: Callable[[str], None],
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> NoReturn:
+    """Run a long-lived reader (``run`` returns only by failing) for ever: a failure,
+    Kafka away or a bug, is counted and logged, and ``run`` starts again after a pause
+    doubling from 1 s to 30 s. Never a reason for the worker to stop scoring."""
+    pause = 1.0
+    while True:
+        try:
+            await run()
+        except Exception as exc:  # noqa: BLE001 - the reader resumes where it committed
+            on_failure(what)
+            log.error("%s failed (%r); again in %.0f s", what, exc, pause)
+            await sleep(pause)
+            pause = min(pause * 2, 30.0)
+
+
 class Retrier:
     """Runs a stage until it succeeds, retrying transient failures for ``max_s``."""
 

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 
 import faust
 from prometheus_client import CollectorRegistry
+from pydantic import BaseModel
 
 import wardwatch
 from agents import views as ops_views
@@ -53,6 +54,7 @@ from wardwatch.topics import partition_for
 
 log = logging.getLogger("wardwatch.worker")
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 
 class Origin(NamedTuple):
@@ -448,14 +450,8 @@ class Worker:
     async def handle_command(self, event: faust.EventT) -> None:
         """Apply an acknowledge or resolve to the patient it names, if it still names the
         patient's current alert (a command for an alert since resolved changes nothing)."""
-        msg = event.message
-        raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-        self.metrics.consumed.labels(self.settings.topics.alert_commands).inc()
-        origin = Origin(raw, msg.topic, msg.partition, msg.offset)
-        try:
-            cmd = AlertCommand.model_validate_json(raw)
-        except ValueError as exc:
-            await self.dead_letter(origin, RejectReason.SCHEMA, _first_error(exc))
+        cmd = await self._parse(event, AlertCommand)
+        if cmd is None:
             return
         pid = cmd.patient_id
         current = await self.retrying("command", lambda: self.store.current_alert(pid))
@@ -476,15 +472,21 @@ class Worker:
                 seconds = (state.acked_ts_ms - state.opened_ts_ms) / 1000
                 self.metrics.time_to_ack.observe(max(0.0, seconds))
 
-    async def handle_context(self, event: faust.EventT) -> None:
+    async def _parse(self, event: faust.EventT, schema: type[M]) -> M | None:
+        """A consumed JSON message as ``schema``, or None once it is dead-lettered."""
         msg = event.message
         raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-        self.metrics.consumed.labels(self.settings.topics.patient_context).inc()
-        origin = Origin(raw, msg.topic, msg.partition, msg.offset)
+        self.metrics.consumed.labels(msg.topic).inc()
         try:
-            ctx = PatientContext.model_validate_json(raw)
+            return schema.model_validate_json(raw)
         except ValueError as exc:
+            origin = Origin(raw, msg.topic, msg.partition, msg.offset)
             await self.dead_letter(origin, RejectReason.SCHEMA, _first_error(exc))
+            return None
+
+    async def handle_context(self, event: faust.EventT) -> None:
+        ctx = await self._parse(event, PatientContext)
+        if ctx is None:
             return
         context = ctx.model_dump(mode="json")
         await self.retrying("context", lambda: self.store.set_context(ctx.patient_id, context))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.demo_workers import metric_sum
+from cli.demo_workers import WorkerProcess, metric_sum
 from cli.main import cmd_context
 from tests.fhir import observation
 from tests.integration.helpers import (
@@ -33,6 +33,16 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 def fhir_obs(pid: str, ts: datetime, code: str, value: float, unit: str) -> dict:
     return observation(code, value, unit, pid=pid, ts=ts.isoformat())
+
+
+def _scored(worker: WorkerProcess, n: int, timeout_s: float) -> dict[str, float]:
+    """The worker's metrics once it has scored ``n`` events (or at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    m = worker.metrics()
+    while metric_sum(m, "wardwatch_events_scored_total") < n and time.monotonic() < deadline:
+        time.sleep(0.3)
+        m = worker.metrics()
+    return m
 
 
 def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
@@ -83,12 +93,7 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
             until=lambda m: len(m) >= expected_dead,
             timeout_s=40,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            m = worker.metrics()
-            if metric_sum(m, "wardwatch_events_scored_total") >= 4:
-                break
-            time.sleep(0.3)
+        m = _scored(worker, 4, timeout_s=20)
     finally:
         worker.stop()
     assert sorted(d["reason"] for d in letters) == sorted(r for _, r in cases if r)
@@ -180,12 +185,7 @@ def test_misrouted_events_are_rekeyed_to_their_patients_partition(
                 ("rk-1", vitals("rk-3", t + timedelta(minutes=15), heart_rate_bpm=71)),
             ],
         )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            m = worker.metrics()
-            if metric_sum(m, "wardwatch_events_scored_total") >= 4:
-                break
-            time.sleep(0.3)
+        m = _scored(worker, 4, timeout_s=30)
     finally:
         worker.stop()
     assert metric_sum(m, "wardwatch_events_rekeyed_total") == 2
