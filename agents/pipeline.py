@@ -12,6 +12,7 @@ run exactly the same code. Per batch:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -113,6 +114,9 @@ class ScoringPipeline:
     ) -> None:
         self.store = store
         self.conflict_retries = conflict_retries
+        # one load-to-commit at a time: the worker's vitals, commands and timers run as
+        # separate tasks and would otherwise race each other on the same patients
+        self._writing = asyncio.Lock()
         self.models = models
         self.alerts = alerts  # False: score only (replay of historical data)
         self.keep_history = keep_history  # ring buffer for trends, sparklines and rewarming
@@ -156,6 +160,10 @@ class ScoringPipeline:
         commit (another writer) are reloaded and their events applied again, up to
         ``conflict_retries`` times; the patients still in conflict after that are in
         ``conflicts``, their events not applied (the caller must not acknowledge them)."""
+        async with self._writing:
+            return await self._process_locked(batch)
+
+    async def _process_locked(self, batch: Sequence[Incoming]) -> BatchResult:
         result = await self._process_once(batch)
         for _ in range(self.conflict_retries):
             if not result.conflicts:
@@ -342,6 +350,16 @@ class ScoringPipeline:
         fn: Callable[[str, AlertState, int], tuple[AlertState, list[AlertEvent]]],
         retries: int = 1,
         now_ms: int | None = None,
+    ) -> BatchResult:
+        async with self._writing:
+            return await self._act_locked(pids, fn, retries, now_ms)
+
+    async def _act_locked(
+        self,
+        pids: Sequence[str],
+        fn: Callable[[str, AlertState, int], tuple[AlertState, list[AlertEvent]]],
+        retries: int,
+        now_ms: int | None,
     ) -> BatchResult:
         result = BatchResult()
         todo = list(dict.fromkeys(pids))
