@@ -70,6 +70,47 @@ async def keep_running(
             pause = min(pause * 2, 30.0)
 
 
+def stop_for(what: str, exc: BaseException | None) -> NoReturn:
+    """Stop uncommitted because of an unexpected ``exc`` while handling ``what``."""
+    log.critical("unexpected failure handling a %s", what, exc_info=exc)
+    stop_uncommitted(f"{type(exc).__name__} while handling a {what}")
+
+
+async def guarded(what: str, work: Awaitable[None]) -> None:
+    """Run the handling of consumed messages to its end.
+
+    A rebalance cancels the agent, and Faust acknowledges the batch in hand when the
+    agent leaves it: the work is shielded and finished first, so what is acknowledged
+    was applied. An exception that escapes the handler (not a Redis or Kafka failure:
+    those are retried) stops the worker before anything is acknowledged."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            log.info("finishing the %s in hand before giving up the partitions", what)
+            await asyncio.wait([task])
+        if not task.cancelled() and task.exception() is not None:
+            stop_for(what, task.exception())
+        raise
+    except Exception as exc:  # noqa: BLE001 - never acknowledged: the worker stops
+        stop_for(what, exc)
+
+
+async def in_background(
+    what: str, work: Callable[[], Awaitable[None]], on_failure: Callable[[str], None]
+) -> None:
+    """A timer's run: a failure is logged and counted, and the next run tries again."""
+    try:
+        await work()
+    except Exception as exc:  # noqa: BLE001 - a timer must not crash the worker
+        on_failure(what)
+        if is_transient(exc):
+            log.error("%s failed (%s); next run retries", what, type(exc).__name__)
+        else:
+            log.exception("%s failed; next run retries", what)
+
+
 class Retrier:
     """Runs a stage until it succeeds, retrying transient failures for ``max_s``."""
 

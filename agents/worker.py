@@ -1,9 +1,12 @@
 """A wardwatch worker: its topics, agents, timers and tasks on the Faust app.
 
-    vitals ──► score agent (batched) ──► alerts
-                   │ rejects ──────────► dead-letter
+    vitals ──► score agent (batched, agents.batch) ──► outbox ──► alerts (agents.outbox)
+                   │ rejects, poison events ─────────► dead-letter
     patient-context ──► context agent ──► Redis
-    timer ──► escalation of unacknowledged alerts ──► alerts
+    alert-commands ──► commands agent (agents.commands) ──► alerts
+    timers ──► escalation of owned patients' alerts; outbox sweep
+    alerts ──► pager (its own consumer group, agents.pager) ──► paging webhook
+    control ──► model promotions (agents.control)
 
 Several workers with the same app id share the partitions of ``vitals``; each patient
 lives on one partition, so one worker owns a patient at a time.
@@ -13,13 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any, NamedTuple, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -29,17 +30,19 @@ import wardwatch
 from agents import views as ops_views
 from agents import web as care_team_web
 from agents.app import build_app
+from agents.batch import BatchScorer, Origin
+from agents.commands import CommandApplier
 from agents.control import ModelControl
 from agents.desk import WorkerDesk
 from agents.metrics import Metrics
 from agents.model_stage import Incoming, ModelHolder
+from agents.outbox import AlertPublisher
 from agents.pager import Pager
-from agents.pipeline import BatchResult, ScoringPipeline
-from agents.retry import Retrier, is_transient, stop_uncommitted
-from alerts import AlertState, PolicyConfig
+from agents.pipeline import ScoringPipeline
+from agents.retry import Retrier, guarded, in_background
+from alerts import PolicyConfig
 from alerts.webhook import WebhookSender
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
-from wardwatch.logs import patient_ref
 from wardwatch.schemas import (
     AlertCommand,
     DeadLetter,
@@ -55,19 +58,6 @@ from wardwatch.topics import partition_for
 log = logging.getLogger("wardwatch.worker")
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
-
-
-class Origin(NamedTuple):
-    """Where a consumed message came from, and its bytes (for the dead-letter topic)."""
-
-    raw: bytes
-    topic: str
-    partition: int
-    offset: int
-
-    @property
-    def key(self) -> str:
-        return f"{self.topic}:{self.partition}:{self.offset}"
 
 
 class Worker:
@@ -127,7 +117,25 @@ class Worker:
         self.retrier = Retrier(
             settings.retry_max_s, on_retry=lambda stage: self.metrics.retries.labels(stage).inc()
         )
-        self.poison_streak = 0  # events in a row that failed alone
+        self.outbox = AlertPublisher(
+            self.alerts_topic, self.store, self.metrics, self.owned, settings.outbox_sweep_s
+        )
+        self.batches = BatchScorer(
+            self.pipeline,
+            self.retrying,
+            self.dead_letter,
+            self.metrics,
+            poison_streak_limit=settings.poison_streak_limit,
+            log_hash_key=settings.log_hash_key.get_secret_value(),
+        )
+        self.commands = CommandApplier(
+            self.store,
+            self.pipeline,
+            self.retrying,
+            self.outbox.publish_alerts,
+            self.batches.check_conflicts,
+            self.metrics,
+        )
         self.ready = False
         self._register_agents()
 
@@ -140,28 +148,28 @@ class Worker:
             async for events in cast(faust.Stream, stream).take_events(
                 s.batch_size, within=s.batch_within_s
             ):
-                await self.guarded("vitals batch", self.handle_vitals(events))
+                await guarded("vitals batch", self.handle_vitals(events))
 
         @app.agent(self.context_topic, name="context")
         async def context(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await self.guarded("patient context", self.handle_context(event))
+                await guarded("patient context", self.handle_context(event))
 
         @app.agent(self.commands_topic, name="commands")
         async def commands(stream: faust.StreamT) -> None:
             async for event in stream.events():
-                await self.guarded("care-team command", self.handle_command(event))
+                await guarded("care-team command", self.handle_command(event))
 
         # often enough for the escalation interval, in wall-clock seconds
         tick_s = max(0.5, min(10.0, s.escalate_after_s / s.time_scale / 3))
 
         @app.timer(interval=tick_s)
         async def escalate() -> None:
-            await self.in_background("escalation", self.escalate_due)
+            await in_background("escalation", self.escalate_due, self._failed)
 
         @app.timer(interval=s.outbox_sweep_s)
         async def sweep() -> None:
-            await self.in_background("outbox", self.sweep_outbox)
+            await in_background("outbox", self.outbox.sweep_outbox, self._failed)
 
         if self.pager is not None:
             pager = self.pager
@@ -176,7 +184,7 @@ class Worker:
 
         @app.task
         async def startup() -> None:
-            await self.guarded("start-up", self.retrying("start-up", self.flush_outbox))
+            await guarded("start-up", self.retrying("start-up", self.outbox.flush_outbox))
             self.ready = True
             log.info("worker ready (redis %s)", (self.settings.redis_url or "").split("@")[-1])
 
@@ -191,41 +199,6 @@ class Worker:
         current = self.models.current
         checks["model"] = current is not None or not self.settings.require_model
         return checks, {"model": current.version if current else None}
-
-    async def guarded(self, what: str, work: Awaitable[None]) -> None:
-        """Run the handling of consumed messages to its end.
-
-        A rebalance cancels the agent, and Faust acknowledges the batch in hand when the
-        agent leaves it: the work is shielded and finished first, so what is acknowledged
-        was applied. An exception that escapes the handler (not a Redis or Kafka failure:
-        those are retried) stops the worker before anything is acknowledged."""
-        task = asyncio.ensure_future(work)
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            if not task.done():
-                log.info("finishing the %s in hand before giving up the partitions", what)
-                await asyncio.wait([task])
-            if not task.cancelled() and task.exception() is not None:
-                self._stop_for(what, task.exception())
-            raise
-        except Exception as exc:  # noqa: BLE001 - never acknowledged: the worker stops
-            self._stop_for(what, exc)
-
-    def _stop_for(self, what: str, exc: BaseException | None) -> None:
-        log.critical("unexpected failure handling a %s", what, exc_info=exc)
-        stop_uncommitted(f"{type(exc).__name__} while handling a {what}")
-
-    async def in_background(self, what: str, work: Callable[[], Awaitable[None]]) -> None:
-        """A timer's run: a failure is logged and counted, and the next run tries again."""
-        try:
-            await work()
-        except Exception as exc:  # noqa: BLE001 - a timer must not crash the worker
-            self.metrics.background_failures.labels(what).inc()
-            if is_transient(exc):
-                log.error("%s failed (%s); next run retries", what, type(exc).__name__)
-            else:
-                log.exception("%s failed; next run retries", what)
 
     async def handle_vitals(self, events: Sequence[faust.EventT]) -> None:
         topic = self.settings.topics.vitals
@@ -266,7 +239,7 @@ class Worker:
         self.metrics.stage_seconds.labels("decode").observe(t1 - t0)
         if not batch:
             return
-        result = await self.score(batch, origins)
+        result = await self.batches.score(batch, origins)
         t2 = time.perf_counter()
         self.metrics.stage_seconds.labels("score").observe(t2 - t1)
         self.metrics.scored.labels(topic).inc(len(result.scored))
@@ -274,7 +247,7 @@ class Worker:
         self.metrics.skipped.labels("stale").inc(result.stale)
         self.metrics.artifacts_suppressed.inc(result.suppressed_artifacts)
         await self.retrying(
-            "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
+            "publish", lambda: self.outbox.publish_alerts(result.emitted, result.outbox_ids)
         )
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
 
@@ -290,113 +263,14 @@ class Worker:
         await asyncio.gather(*futures)
         self.metrics.rekeyed.inc(len(events))
 
-    async def score(self, batch: list[Incoming], origins: dict[str, Origin]) -> BatchResult:
-        """Every event of ``batch`` applied, or dead-lettered alone, or the worker stops.
-
-        A batch that fails with an unexpected exception is scored again one event at a
-        time, in order (batch boundaries never change a score): an event that fails alone
-        is dead-lettered as ``processing_error`` with the exception, the others are
-        applied. ``poison_streak_limit`` such events in a row is a fault, not bad input,
-        and stops the worker uncommitted.
-        """
-        try:
-            result = await self.retrying("score", lambda: self.pipeline.process(batch))
-        except Exception:  # noqa: BLE001 - isolated below, never acknowledged unapplied
-            log.exception("a batch of %d events failed; scoring them one by one", len(batch))
-            result = await self._isolate(batch, origins)
-        else:
-            self.poison_streak = 0
-        self._check_conflicts(result)
-        return result
-
-    async def _isolate(self, batch: list[Incoming], origins: dict[str, Origin]) -> BatchResult:
-        total = BatchResult()
-        poisoned: set[str] = set()  # messages already dead-lettered (a Bundle's other events)
-        for index, item in enumerate(batch):
-            key = item.event_id.rsplit(":", 1)[0]
-            if key in poisoned:
-                continue
-            single = [item]
-            try:
-                one = await self.retrying("score", partial(self.pipeline.process, single))
-            except Exception as exc:  # noqa: BLE001 - this event is the poison
-                self.poison_streak += 1
-                if self.poison_streak >= self.settings.poison_streak_limit:
-                    self._stop_for(f"vitals event ({self.poison_streak} failing in a row)", exc)
-                poisoned.add(key)
-                detail = f"{type(exc).__name__} scoring event {item.event_id}: {exc}"
-                await self.dead_letter(origins[key], FailureReason.PROCESSING_ERROR, detail)
-                continue
-            self.poison_streak = 0
-            self._check_conflicts(one)
-            total.scored += one.scored
-            total.duplicates += one.duplicates
-            total.stale += one.stale
-            total.skipped += [(index, why) for _, why in one.skipped]
-            total.suppressed_artifacts += one.suppressed_artifacts
-            total.emitted += one.emitted
-            total.outbox_ids += one.outbox_ids
-            total.conflict_retries += one.conflict_retries
-        return total
-
-    def _check_conflicts(self, result: BatchResult) -> None:
-        """Conflicts were retried in the pipeline; ones still left are another writer
-        holding the patients (a zombie after a rebalance): never drop their events."""
-        if result.conflict_retries:
-            self.metrics.retries.labels("conflict").inc(result.conflict_retries)
-        if result.conflicts:
-            hash_key = self.settings.log_hash_key.get_secret_value()
-            refs = ", ".join(patient_ref(pid, hash_key) for pid in result.conflicts)
-            stop_uncommitted(f"state of {len(result.conflicts)} patients kept changing ({refs})")
-
     async def retrying(self, stage: str, attempt: Callable[[], Awaitable[T]]) -> T:
         """``attempt()`` until it succeeds; Redis and Kafka failures are retried with
         backoff (the partition waits, lag grows, ops are paged), the outbox re-published
         before each retry. See ``agents.retry``."""
-        return await self.retrier.run(stage, attempt, before_retry=self.flush_outbox)
+        return await self.retrier.run(stage, attempt, before_retry=self.outbox.flush_outbox)
 
-    async def publish_alerts(self, emitted: list[dict[str, Any]], outbox_ids: list[str]) -> None:
-        if not emitted:
-            return
-        futures = []
-        for msg in emitted:
-            msg["published_ms"] = int(time.time() * 1000)
-            fut = await self.alerts_topic.send(
-                key=msg["patient_id"].encode(), value=json.dumps(msg).encode()
-            )
-            futures.append(fut)
-            self.metrics.alerts.labels(msg["transition"], msg["priority"]).inc()
-            if msg.get("source_ts_ms") and msg["transition"] in ("OPEN", "ESCALATED"):
-                self.metrics.event_to_alert.observe(
-                    max(0.0, (msg["published_ms"] - msg["source_ts_ms"]) / 1000)
-                )
-        await asyncio.gather(*futures)  # delivered: safe to clear the outbox
-        await self.store.outbox_done(outbox_ids)  # the pager reads them from the topic
-
-    async def sweep_outbox(self) -> None:
-        """Publish the owned patients' transitions committed more than ``outbox_sweep_s``
-        ago and still in the outbox (their publisher died or stalled), oldest first, so
-        each patient's transitions leave in the order they were committed."""
-        cutoff = int((time.time() - self.settings.outbox_sweep_s) * 1000)
-        after = "-"
-        while True:
-            pending = await self.store.outbox(after=after, committed_before_ms=cutoff)
-            if not pending:
-                return
-            after = pending[-1][0]
-            mine = set(self.owned([e["patient_id"] for _, e in pending]))
-            todo = [(sid, e) for sid, e in pending if e["patient_id"] in mine]
-            if todo:
-                log.info("publishing %d alert transitions left in the outbox", len(todo))
-                self.metrics.outbox_swept.inc(len(todo))
-                await self.publish_alerts([e for _, e in todo], [sid for sid, _ in todo])
-
-    async def flush_outbox(self) -> None:
-        """Publish transitions a previous run committed but may not have published."""
-        pending = await self.store.outbox()
-        if pending:
-            log.info("re-publishing %d alert transitions from the outbox", len(pending))
-            await self.publish_alerts([e for _, e in pending], [sid for sid, _ in pending])
+    def _failed(self, what: str) -> None:
+        self.metrics.background_failures.labels(what).inc()
 
     def update_lag(self) -> None:
         """Consumer lag per assigned partition: highwater minus the next offset to handle."""
@@ -438,7 +312,7 @@ class Worker:
             return
         # a conflict here is a rebalance in progress: the patient's new owner ticks it
         result = await self.pipeline.tick(watched)
-        await self.publish_alerts(result.emitted, result.outbox_ids)
+        await self.outbox.publish_alerts(result.emitted, result.outbox_ids)
 
     async def submit_command(self, command: AlertCommand) -> None:
         """Publish a care-team command keyed by patient; returns once the broker has it."""
@@ -448,29 +322,9 @@ class Worker:
         await fut
 
     async def handle_command(self, event: faust.EventT) -> None:
-        """Apply an acknowledge or resolve to the patient it names, if it still names the
-        patient's current alert (a command for an alert since resolved changes nothing)."""
         cmd = await self._parse(event, AlertCommand)
-        if cmd is None:
-            return
-        pid = cmd.patient_id
-        current = await self.retrying("command", lambda: self.store.current_alert(pid))
-        if current is None or current.get("alert_id") != cmd.alert_id:
-            self.metrics.commands.labels(cmd.action, "stale").inc()
-            return
-        act = self.pipeline.acknowledge if cmd.action == "ack" else self.pipeline.resolve
-        result = await self.retrying("command", lambda: act(pid, cmd.actor))
-        self._check_conflicts(result)
-        await self.retrying(
-            "publish", lambda: self.publish_alerts(result.emitted, result.outbox_ids)
-        )
-        self.metrics.commands.labels(cmd.action, "applied" if result.emitted else "no_effect").inc()
-        if any(m["transition"] == "ACKNOWLEDGED" for m in result.emitted):
-            loaded = await self.retrying("command", lambda: self.store.load([pid]))
-            state = AlertState.from_json(loaded[pid].state.alert)
-            if state.acked_ts_ms and state.opened_ts_ms:
-                seconds = (state.acked_ts_ms - state.opened_ts_ms) / 1000
-                self.metrics.time_to_ack.observe(max(0.0, seconds))
+        if cmd is not None:
+            await self.commands.apply(cmd)
 
     async def _parse(self, event: faust.EventT, schema: type[M]) -> M | None:
         """A consumed JSON message as ``schema``, or None once it is dead-lettered."""

@@ -1,0 +1,83 @@
+"""Alert transitions from the outbox to the ``alerts`` topic.
+
+A batch's transitions are committed to the Redis outbox with the patients' states, then
+published here; an entry is cleared only once the broker has it. What a failure leaves
+behind is published again: all of it at start-up and before a retry (``flush_outbox``),
+and continuously, for the patients this worker owns, once it is older than the sweep
+interval (``sweep_outbox``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+
+from agents.metrics import Metrics
+from wardwatch.store import RedisStateStore
+
+log = logging.getLogger("wardwatch.worker")
+
+
+class AlertPublisher:
+    def __init__(
+        self,
+        alerts_topic: faust.TopicT,
+        store: RedisStateStore,
+        metrics: Metrics,
+        owned: Callable[[Sequence[str]], list[str]],
+        sweep_after_s: float,
+    ) -> None:
+        self.alerts_topic = alerts_topic
+        self.store = store
+        self.metrics = metrics
+        self.owned = owned  # the patients whose partition this worker holds
+        self.sweep_after_s = sweep_after_s
+
+    async def publish_alerts(self, emitted: list[dict[str, Any]], outbox_ids: list[str]) -> None:
+        if not emitted:
+            return
+        futures = []
+        for msg in emitted:
+            msg["published_ms"] = int(time.time() * 1000)
+            fut = await self.alerts_topic.send(
+                key=msg["patient_id"].encode(), value=json.dumps(msg).encode()
+            )
+            futures.append(fut)
+            self.metrics.alerts.labels(msg["transition"], msg["priority"]).inc()
+            if msg.get("source_ts_ms") and msg["transition"] in ("OPEN", "ESCALATED"):
+                self.metrics.event_to_alert.observe(
+                    max(0.0, (msg["published_ms"] - msg["source_ts_ms"]) / 1000)
+                )
+        await asyncio.gather(*futures)  # delivered: safe to clear the outbox
+        await self.store.outbox_done(outbox_ids)  # the pager reads them from the topic
+
+    async def sweep_outbox(self) -> None:
+        """Publish the owned patients' transitions committed more than ``outbox_sweep_s``
+        ago and still in the outbox (their publisher died or stalled), oldest first, so
+        each patient's transitions leave in the order they were committed."""
+        cutoff = int((time.time() - self.sweep_after_s) * 1000)
+        after = "-"
+        while True:
+            pending = await self.store.outbox(after=after, committed_before_ms=cutoff)
+            if not pending:
+                return
+            after = pending[-1][0]
+            mine = set(self.owned([e["patient_id"] for _, e in pending]))
+            todo = [(sid, e) for sid, e in pending if e["patient_id"] in mine]
+            if todo:
+                log.info("publishing %d alert transitions left in the outbox", len(todo))
+                self.metrics.outbox_swept.inc(len(todo))
+                await self.publish_alerts([e for _, e in todo], [sid for sid, _ in todo])
+
+    async def flush_outbox(self) -> None:
+        """Publish transitions a previous run committed but may not have published."""
+        pending = await self.store.outbox()
+        if pending:
+            log.info("re-publishing %d alert transitions from the outbox", len(pending))
+            await self.publish_alerts([e for _, e in pending], [sid for sid, _ in pending])
