@@ -370,16 +370,21 @@ class ScoringPipeline:
             now = self.policy_now_ms() if now_ms is None else now_ms
             updates: list[Update] = []
             emits: list[Emit] = []
+            gone: list[str] = []  # no stored state (expired): nothing to write back
             for pid in todo:
                 state = loaded[pid].state
                 alert_state, events = fn(pid, AlertState.from_json(state.alert), now)
                 if not events:
-                    if not _watch(state):  # nothing left to time: stop watching
+                    if state.version == 0:
+                        gone.append(pid)
+                    elif not _watch(state):  # nothing left to time: stop watching
                         updates.append(Update(pid, state.version, state, watch=False))
                     continue
                 state.alert = alert_state.to_json()
                 updates.append(Update(pid, state.version, state, watch=_watch(state)))
                 emits.extend(_emit(pid, alert_state, e, None, now) for e in events)
+            if gone:
+                await self.store.forget(gone)
             commit = await self.store.commit(updates, emits)
             step = BatchResult()
             self._collect(step, commit, emits)

@@ -306,6 +306,7 @@ class Worker:
         self.update_lag()
         open_alerts = await self.store.open_alerts()
         self.metrics.open_alerts.set(len(open_alerts))
+        await self.store.trim_patients()
         self.metrics.patients.set(await self.store.patients_monitored())
         watched = self.owned(await self.store.watched())
         if not watched:

@@ -137,6 +137,7 @@ class StateStore(Protocol):
     async def histories(
         self, pids: Sequence[str], n: int = 96
     ) -> dict[str, list[dict[str, Any]]]: ...
+    async def forget(self, pids: Sequence[str]) -> None: ...
 
 
 class RedisStateStore:
@@ -308,6 +309,24 @@ class RedisStateStore:
         raws = await self.r.mget([self.key("a", pid) for pid in pids])
         return [json.loads(r) for r in raws if r]
 
+    async def forget(self, pids: Sequence[str]) -> None:
+        """Drop patients whose state has expired from the timer, open-alert and monitoring
+        indexes, writing no state (a timer must not bring an expired patient back)."""
+        if not pids:
+            return
+        pipe = self.r.pipeline(transaction=False)
+        for index in ("watch", "open", "patients"):
+            pipe.zrem(self.key(index), *pids)
+        await pipe.execute()
+
+    async def trim_patients(self, now_ms: int | None = None) -> int:
+        """Drop from the monitoring index the patients silent longer than the state TTL
+        (their state has expired); returns how many. Keeps the index bounded."""
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        return int(
+            await self.r.zremrangebyscore(self.key("patients"), "-inf", now - self.ttl_s * 1000 - 1)
+        )
+
     async def watched(self) -> list[str]:
         """Patients whose alert state has timers running (escalation, held readings)."""
         return _strs(await self.r.zrange(self.key("watch"), 0, -1))
@@ -374,6 +393,10 @@ class MemoryStateStore:
             self.emitted.append(e.event)
             accepted.append(e.transition_id)
         return CommitResult(conflicts, accepted)
+
+    async def forget(self, pids: Sequence[str]) -> None:
+        for pid in pids:
+            self.watch.discard(pid)
 
     async def set_context(self, pid: str, context: dict[str, Any]) -> None:
         self.contexts[pid] = context

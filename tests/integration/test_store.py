@@ -87,3 +87,28 @@ async def test_outbox_pages_by_position_and_commit_time(store: RedisStateStore) 
     assert await store.outbox(committed_before_ms=int(time.time() * 1000) - 60_000) == []
     later = int(time.time() * 1000) + 1000
     assert len(await store.outbox(committed_before_ms=later)) == 5
+
+
+async def test_a_timer_tick_does_not_bring_back_a_patient_whose_state_expired(
+    store: RedisStateStore,
+) -> None:
+    from agents.pipeline import ScoringPipeline
+
+    loaded = await store.load(["gone"])
+    await store.commit([Update("gone", 0, loaded["gone"].state, seen_ms=5, watch=True)], [])
+    assert await store.watched() == ["gone"]
+    await store.r.delete(store.key("p", "gone"))  # the state's TTL ran out
+    result = await ScoringPipeline(store).tick(["gone"])
+    assert result.emitted == [] and result.conflicts == []
+    assert not await store.r.exists(store.key("p", "gone"))  # not written back
+    assert await store.watched() == []
+    assert await store.r.zscore(store.key("patients"), "gone") is None
+
+
+async def test_the_monitoring_index_forgets_patients_silent_past_the_ttl(
+    store: RedisStateStore,
+) -> None:
+    now = 10_000_000_000
+    await store.r.zadd(store.key("patients"), {"old": now - store.ttl_s * 1000 - 5, "new": now})
+    assert await store.trim_patients(now) == 1
+    assert await store.patients_monitored(since_ms=0) == 1
