@@ -96,14 +96,7 @@ class BatchScorer:
                 continue
             self.poison_streak = 0
             self.check_conflicts(one)
-            total.scored += one.scored
-            total.duplicates += one.duplicates
-            total.stale += one.stale
-            total.skipped += [(index, why) for _, why in one.skipped]
-            total.suppressed_artifacts += one.suppressed_artifacts
-            total.emitted += one.emitted
-            total.outbox_ids += one.outbox_ids
-            total.conflict_retries += one.conflict_retries
+            total.add(one, [index])
         return total
 
     def check_conflicts(self, result: BatchResult) -> None:

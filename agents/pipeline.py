@@ -66,6 +66,18 @@ class BatchResult:
     emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
     outbox_ids: list[str] = field(default_factory=list)
 
+    def add(self, part: BatchResult, positions: Sequence[int]) -> None:
+        """Fold in the result of the sub-batch made of this batch's events at
+        ``positions`` (its skipped indices are mapped back); conflicts stay the caller's."""
+        self.scored += part.scored
+        self.duplicates += part.duplicates
+        self.stale += part.stale
+        self.skipped += [(positions[i], why) for i, why in part.skipped]
+        self.suppressed_artifacts += part.suppressed_artifacts
+        self.emitted += part.emitted
+        self.outbox_ids += part.outbox_ids
+        self.conflict_retries += part.conflict_retries
+
 
 def alert_message(ev: AlertEvent, source_ts_ms: int | None, now_ms: int) -> dict[str, Any]:
     """The JSON published on the alerts topic: the transition plus delivery timing."""
@@ -171,13 +183,7 @@ class ScoringPipeline:
             pending = set(result.conflicts)
             positions = [i for i, it in enumerate(batch) if it.event.patient_id in pending]
             again = await self._process_once([batch[i] for i in positions])
-            result.scored += again.scored
-            result.duplicates += again.duplicates
-            result.stale += again.stale
-            result.skipped += [(positions[i], why) for i, why in again.skipped]
-            result.suppressed_artifacts += again.suppressed_artifacts
-            result.emitted += again.emitted
-            result.outbox_ids += again.outbox_ids
+            result.add(again, positions)
             result.conflicts = again.conflicts
             result.conflict_retries += 1
         return result
