@@ -25,8 +25,14 @@ class Metrics:
         )
         self.skipped = Counter(
             "wardwatch_events_skipped_total",
-            "Valid events with no effect (duplicate, stale, conflict)",
+            "Valid events with no effect (duplicate: already applied)",
             ["reason"],
+            registry=r,
+        )
+        self.late = Counter(
+            "wardwatch_events_late_total",
+            "Of the events scored, the late ones: older than their patient's newest, "
+            "merged for the record, never paged",
             registry=r,
         )
         self.dead_lettered = Counter(

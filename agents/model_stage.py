@@ -32,6 +32,7 @@ class Incoming:
     event: VitalsEvent
     event_id: str = ""  # "topic:partition:offset" or a replay line number
     source_ts_ms: int | None = None  # when the source message was produced (latency)
+    partition: int | None = None  # the vitals partition it came from (None: the pipeline's)
 
 
 @dataclass

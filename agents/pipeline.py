@@ -4,8 +4,10 @@ Free of Kafka and Faust so that the worker, the ``wardwatch score`` replay and t
 run exactly the same code. Per batch:
 
 1. ``store.load``: one round trip for every patient in the batch (state + context);
-2. per event, in order: apply to the patient's state (stale/duplicate events change
-   nothing), NEWS2 and qSOFA on the patient's current vitals, the alert policy;
+2. per event, in order: apply to the patient's state (a duplicate changes nothing; a late
+   one is merged and scored for the record, without the model or the alert policy; one
+   older than the late window is left for the caller to dead-letter), NEWS2 and qSOFA
+   on the patient's current vitals, the alert policy on event time;
 3. ``store.commit``: one atomic round trip (conditional on each patient's version) that
    writes the states and puts new transitions, guarded by their ids, into the outbox.
 """
@@ -29,6 +31,7 @@ from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
 from wardwatch.patient import PatientState, apply_event, history_entry
 from wardwatch.store import CommitResult, Emit, StateStore, Update
+from wardwatch.topics import partition_for
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class Scored:
     fused_risk: float | None = None
     model_reason: str | None = None  # why model_risk is None
     event_id: str = ""
+    late: bool = False  # merged for the record: scored on its own values, never paged
 
 
 _NO_CONTEXT: dict[str, Any] = {}  # shared, never changed
@@ -58,20 +62,23 @@ def _scale(ctx: dict[str, Any], state: PatientState) -> int:
 class BatchResult:
     scored: list[Scored] = field(default_factory=list)
     duplicates: int = 0
-    stale: int = 0
+    late: int = 0  # of scored, merged for the record only
+    too_late: int = 0  # not applied: the caller dead-letters them (see skipped)
     skipped: list[tuple[int, str]] = field(default_factory=list)  # (batch index, why)
     conflicts: list[str] = field(default_factory=list)  # patients whose events were not applied
     conflict_retries: int = 0  # times conflicting patients were reloaded and applied again
     suppressed_artifacts: int = 0
     emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
     outbox_ids: list[str] = field(default_factory=list)
+    stream_ms: dict[int, int] = field(default_factory=dict)  # partition -> newest event time
 
     def add(self, part: BatchResult, positions: Sequence[int]) -> None:
         """Fold in the result of the sub-batch made of this batch's events at
         ``positions`` (its skipped indices are mapped back); conflicts stay the caller's."""
         self.scored += part.scored
         self.duplicates += part.duplicates
-        self.stale += part.stale
+        self.late += part.late
+        self.too_late += part.too_late
         self.skipped += [(positions[i], why) for i, why in part.skipped]
         self.suppressed_artifacts += part.suppressed_artifacts
         self.emitted += part.emitted
@@ -98,6 +105,10 @@ def _emit(pid: str, state: AlertState, ev: AlertEvent, source_ts_ms: int | None,
     )
 
 
+def _first(pair: tuple[int, Scored]) -> int:
+    return pair[0]
+
+
 def _watch(state: PatientState) -> bool:
     """Whether the patient's alert state has timers to run (see ``ScoringPipeline.tick``)."""
     return _watching(AlertState.from_json(state.alert))
@@ -114,6 +125,10 @@ class ScoringPipeline:
         policy: PolicyConfig | None = None,
         *,
         vitals_max_age_s: float = 4 * 3600,
+        late_window_s: float = 3600.0,
+        stream_lateness_s: float = 60.0,
+        stream_idle_s: float = 120.0,
+        partitions: int = 1,
         baseline_alpha: float = 0.02,
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.time,
@@ -142,11 +157,20 @@ class ScoringPipeline:
             on_inference=on_inference,
         )
         self.max_age_ms = int(vitals_max_age_s * 1000)
+        self.late_window_ms = int(late_window_s * 1000)
+        self.lateness_ms = int(stream_lateness_s * 1000)
+        self.idle_s = stream_idle_s
+        self.partitions = partitions
         self.baseline_alpha = baseline_alpha
         self.clock = clock
         self.time_scale = time_scale
         self._stream_ms: int | None = None  # newest event time processed
         self._stream_wall = 0.0
+        # event time per vitals partition: its newest event time, in log order, and when
+        # (wall clock) it last moved; see event_now
+        self.stream: dict[int, int] = {}
+        self.stream_wall: dict[int, float] = {}
+        self._started = clock()
 
     @property
     def rewarmed(self) -> int:
@@ -167,6 +191,37 @@ class ScoringPipeline:
             return self.now_ms()
         return self._stream_ms + int((self.clock() - self._stream_wall) * 1000 * self.time_scale)
 
+    def partition_of(self, item: Incoming) -> int:
+        """The vitals partition of an event: where it came from, else the one that owns
+        its patient (a replay), so that a replay and the workers keep the same clocks."""
+        if item.partition is not None:
+            return item.partition
+        return partition_for(item.event.patient_id, self.partitions)
+
+    def event_now(self, partition: int) -> int:
+        """Event time on ``partition`` for the timers the data decide (held readings):
+        its newest event time less ``stream_lateness_s``. A partition with no new event for
+        ``stream_idle_s`` (wall clock) advances with the clock from then on (nothing
+        arrives to decide otherwise); one with no event seen yet since start-up, after
+        ``stream_idle_s``, is at the clock's time (``policy_now_ms``)."""
+        newest = self.stream.get(partition)
+        idle_s = self.clock() - self.stream_wall.get(partition, self._started) - self.idle_s
+        if newest is None:
+            return self.policy_now_ms() - self.lateness_ms if idle_s > 0 else -(2**62)
+        now = newest - self.lateness_ms
+        if idle_s > 0:
+            now += int(idle_s * 1000 * self.time_scale)
+        return now
+
+    def restore_stream(self, times: dict[int, int]) -> None:
+        """Event time per partition as stored by an earlier commit (a restart, a
+        rebalance): a partition's clock resumes where the log had got, not where this
+        worker's first batch puts it."""
+        for partition, ms_ in times.items():
+            if ms_ > self.stream.get(partition, -(2**62)):
+                self.stream[partition] = ms_
+                self.stream_wall.setdefault(partition, self.clock())
+
     async def process(self, batch: Sequence[Incoming]) -> BatchResult:
         """Apply and score ``batch``. Patients whose stored state changed between load and
         commit (another writer) are reloaded and their events applied again, up to
@@ -175,20 +230,47 @@ class ScoringPipeline:
         async with self._writing:
             return await self._process_locked(batch)
 
+    def _stream_times(self, batch: Sequence[Incoming]) -> tuple[list[int], dict[int, int]]:
+        """Event time of each event's partition as of that event (its newest event time
+        so far, in log order), and each partition's newest after the batch."""
+        running: dict[int, int] = {}
+        times: list[int] = []
+        stream = self.stream
+        for item in batch:
+            p = self.partition_of(item)
+            ts = item.event.ts_ms()
+            now = running.get(p)
+            if now is None:
+                now = stream.get(p, ts)
+            if ts > now:
+                now = ts
+            running[p] = now
+            times.append(now)
+        return times, running
+
     async def _process_locked(self, batch: Sequence[Incoming]) -> BatchResult:
-        result = await self._process_once(batch)
+        times, newest = self._stream_times(batch)
+        result = await self._process_once(batch, times)
         for _ in range(self.conflict_retries):
             if not result.conflicts:
                 break
             pending = set(result.conflicts)
             positions = [i for i, it in enumerate(batch) if it.event.patient_id in pending]
-            again = await self._process_once([batch[i] for i in positions])
+            again = await self._process_once(
+                [batch[i] for i in positions], [times[i] for i in positions]
+            )
             result.add(again, positions)
             result.conflicts = again.conflicts
             result.conflict_retries += 1
+        wall = self.clock()
+        for p, ms_ in newest.items():
+            if ms_ > self.stream.get(p, -(2**62)):
+                self.stream[p] = ms_
+                self.stream_wall[p] = wall
+        result.stream_ms = newest
         return result
 
-    async def _process_once(self, batch: Sequence[Incoming]) -> BatchResult:
+    async def _process_once(self, batch: Sequence[Incoming], times: Sequence[int]) -> BatchResult:
         result = BatchResult()
         if not batch:
             return result
@@ -200,9 +282,18 @@ class ScoringPipeline:
         suppressed: dict[str, int] = {}  # artifacts held per patient
         now = self.now_ms()
 
-        # 1. apply each event to its patient's state (stale and duplicate ones change nothing)
+        # 1. apply each event to its patient's state (duplicates change nothing, late ones
+        # are merged for the record, too late ones are left to the caller)
         applied_items: list[Staged] = []
-        baseline_alpha, max_age_ms = self.baseline_alpha, self.max_age_ms
+        stream_at: list[int] = []  # event time of its partition, per applied event
+        applied_at: list[int] = []  # batch index, per applied event
+        late_scored: list[tuple[int, Scored]] = []
+        baseline_alpha, max_age_ms, late_ms = (
+            self.baseline_alpha,
+            self.max_age_ms,
+            self.late_window_ms,
+        )
+        lateness_ms = self.lateness_ms
         newest: int | None = None
         for index, item in enumerate(batch):
             ev = item.event
@@ -213,15 +304,24 @@ class ScoringPipeline:
             state = entry.state
             vitals = ev.vitals()
             # positional: this runs once per event
-            applied = apply_event(state, ev, baseline_alpha, max_age_ms, ts, vitals)
+            applied = apply_event(state, ev, baseline_alpha, max_age_ms, ts, vitals, late_ms)
             status = applied.status
+            if status == "late":
+                touched[ev.patient_id] = state
+                result.late += 1
+                ctx = entry.context or _NO_CONTEXT
+                late = self._score_late(history, item, applied.current, _scale(ctx, state))
+                late_scored.append((index, late))
+                continue
             if status != "applied":
                 result.skipped.append((index, status))
                 if status == "duplicate":
                     result.duplicates += 1
                 else:
-                    result.stale += 1
+                    result.too_late += 1
             else:
+                stream_at.append(times[index] - lateness_ms)
+                applied_at.append(index)
                 touched[ev.patient_id] = state
                 ctx = entry.context or _NO_CONTEXT
                 # the SpO2 scale as of this event (batch boundaries must not matter)
@@ -238,8 +338,8 @@ class ScoringPipeline:
 
         # 3. rules (always) and the alert policy, in event order
         scored = result.scored
-        for (item, state, ctx, applied, ts, _, scale), (risk, reason, contrib) in zip(
-            applied_items, risks, strict=True
+        for (item, state, ctx, applied, ts, _, scale), (risk, reason, contrib), stream_ms in zip(
+            applied_items, risks, stream_at, strict=True
         ):
             ev = item.event
             pid = ev.patient_id
@@ -276,7 +376,7 @@ class ScoringPipeline:
             )
             # parsed once per patient and batch, written back once after the loop
             before = alert_states.get(pid) or AlertState.from_json(state.alert)
-            alert_state, events = evaluate(pid, before, obs, self.policy)
+            alert_state, events = evaluate(pid, before, obs, self.policy, stream_ms)
             held = alert_state.suppressed_artifacts - before.suppressed_artifacts
             if held:
                 result.suppressed_artifacts += held
@@ -285,6 +385,9 @@ class ScoringPipeline:
             emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
         for pid, alert_state in alert_states.items():
             touched[pid].alert = alert_state.to_json()
+        if late_scored:  # scores in event order, the late ones where they came
+            merged = sorted([*zip(applied_at, scored, strict=True), *late_scored], key=_first)
+            result.scored = [s for _, s in merged]
 
         updates = [
             Update(
@@ -307,6 +410,19 @@ class ScoringPipeline:
             self._stream_ms, self._stream_wall = newest, self.clock()
         return result
 
+    def _score_late(
+        self, history: dict[str, list[str]], item: Incoming, own: dict[str, Any], scale: int
+    ) -> Scored:
+        """A late event's score of record: NEWS2 and qSOFA on its own values, no model
+        (its state runs in event order), no alert policy (no paging on old news)."""
+        ev = item.event
+        n2 = news2_from_vitals(own, spo2_scale=scale)
+        score = Scored(ev.patient_id, ev.ts_ms(), n2, qsofa_from_vitals(own))
+        score.model_reason, score.event_id, score.late = "late", item.event_id, True
+        if self.keep_history:
+            history.setdefault(ev.patient_id, []).append(history_entry(ev, n2.total, None))
+        return score
+
     @staticmethod
     def _drop_patients(
         result: BatchResult,
@@ -322,7 +438,8 @@ class ScoringPipeline:
                 if why == "duplicate":
                     result.duplicates -= 1
                 else:
-                    result.stale -= 1
+                    result.too_late -= 1
+        result.late = sum(1 for s in result.scored if s.late)
         result.skipped = kept
         result.suppressed_artifacts -= sum(suppressed.get(pid, 0) for pid in pids)
 
@@ -334,11 +451,15 @@ class ScoringPipeline:
         result.outbox_ids = commit.outbox_ids
 
     async def tick(self, pids: Sequence[str], now_ms: int | None = None) -> BatchResult:
-        """Time-driven transitions (escalation, held readings) at ``now_ms`` (default: the
-        policy clock)."""
-        return await self._act(
-            pids, lambda pid, st, now: policy_tick(pid, st, now, self.policy), now_ms=now_ms
-        )
+        """Time-driven transitions: re-pages at ``now_ms`` (default: the policy clock),
+        held readings on the event time of each patient's partition (``event_now``)."""
+        n = self.partitions
+
+        def timers(pid: str, st: AlertState, now: int) -> tuple[AlertState, list[AlertEvent]]:
+            stream_ms = self.event_now(partition_for(pid, n))
+            return policy_tick(pid, st, now, self.policy, stream_ms)
+
+        return await self._act(pids, timers, now_ms=now_ms)
 
     async def acknowledge(self, pid: str, actor: str) -> BatchResult:
         return await self._act(

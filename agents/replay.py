@@ -23,7 +23,8 @@ class ReplayResult:
     scored: list[Scored] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     duplicates: int = 0
-    stale: int = 0
+    late: int = 0
+    too_late: int = 0
     suppressed_artifacts: int = 0
 
 
@@ -46,10 +47,21 @@ async def replay(
     batch_size: int = 256,
     tick_every_s: float = 300.0,
     keep_scored: bool = True,
+    partitions: int = 1,
+    late_window_s: float = 3600.0,
+    stream_lateness_s: float = 60.0,
 ) -> ReplayResult:
-    """Score ``events`` (time-ordered per patient) and collect the alert transitions."""
+    """Score ``events`` (in log order per partition; ``partitions`` as the workers' vitals
+    topic has, so that held readings run on the same event-time clocks) and collect the
+    alert transitions."""
     store = store or MemoryStateStore()
-    pipe = ScoringPipeline(store, policy)
+    pipe = ScoringPipeline(
+        store,
+        policy,
+        partitions=partitions,
+        late_window_s=late_window_s,
+        stream_lateness_s=stream_lateness_s,
+    )
     out = ReplayResult()
     next_tick: int | None = None
     tick_ms = int(tick_every_s * 1000)
@@ -69,6 +81,7 @@ async def replay(
             out.scored += res.scored
         out.alerts += res.emitted
         out.duplicates += res.duplicates
-        out.stale += res.stale
+        out.late += res.late
+        out.too_late += res.too_late
         out.suppressed_artifacts += res.suppressed_artifacts
     return out

@@ -8,7 +8,11 @@ One output line per input line, in input order:
      "model_version"}  (+ "model_reason" when model_risk is null)
 
 or ``{"error": reason, "detail": ...}`` for a line the worker would dead-letter, or
-``{"patient_id", "ts", "skipped": "duplicate" | "stale"}`` for an event with no effect.
+``{"patient_id", "ts", "skipped": "duplicate"}`` for an event already applied; a late
+event (older than its patient's newest, within ``late_window_s``) is scored on its own
+values with ``"late": true`` and ``"model_reason": "late"``; one older than that is
+``{"error": "too_late", ...}`` (the worker dead-letters it), or ``"skipped": "too_late"``
+inside a several-event line.
 """
 
 from __future__ import annotations
@@ -64,7 +68,12 @@ async def score_stream(
             print(f"wardwatch score: {reason}; NEWS2 only", file=progress)
     # the states never leave this process, so no ring buffer is needed for rewarming
     pipe = ScoringPipeline(
-        MemoryStateStore(serialize=False), models=holder, alerts=False, keep_history=False
+        MemoryStateStore(serialize=False),
+        models=holder,
+        alerts=False,
+        keep_history=False,
+        late_window_s=settings.late_window_s,
+        partitions=settings.partitions,
     )
     now = datetime.now(UTC)
     skew = settings.max_future_skew_s
@@ -87,6 +96,15 @@ async def score_stream(
                     write(_scored_json(next(scored), items[k].event.ts.isoformat()))
                     k += 1
                     continue
+                if decoded == 1 and skipped[k] == "too_late":
+                    ev = items[k].event
+                    detail = (
+                        f"ts {ev.ts.isoformat()} is more than {settings.late_window_s:g} s "
+                        "older than the patient's newest event"
+                    )
+                    write(_dumps({"error": "too_late", "detail": detail}) + "\n")
+                    k += 1
+                    continue
                 rows: list[dict[str, Any]] = []
                 for j in range(k, k + decoded):
                     ev = items[j].event
@@ -103,7 +121,8 @@ async def score_stream(
             else:
                 assert isinstance(decoded, Rejection)
                 write(_dumps({"error": decoded.reason.value, "detail": decoded.detail}) + "\n")
-        counts["skipped"] += len(skipped)
+        counts["skipped"] += res.duplicates
+        counts["rejected"] += res.too_late  # the worker dead-letters them
         counts["scored"] += len(res.scored)
         stdout.write("".join(lines_out))
         lines_out.clear()
@@ -160,6 +179,8 @@ def _row(s: Scored, ts: str) -> dict[str, Any]:
     }
     if s.model_risk is None:
         row["model_reason"] = s.model_reason
+    if s.late:
+        row["late"] = True
     return row
 
 
@@ -177,5 +198,6 @@ def _scored_json(s: Scored, ts: str) -> str:
     )
     if s.model_risk is None:
         reason = "null" if s.model_reason is None else _str(s.model_reason)
-        return f'{out},"model_reason":{reason}}}\n'
+        late = ',"late":true' if s.late else ""
+        return f'{out},"model_reason":{reason}{late}}}\n'
     return out + "}\n"

@@ -78,6 +78,10 @@ class Worker:
             self.store,
             PolicyConfig.from_settings(settings),
             time_scale=settings.time_scale,
+            late_window_s=settings.late_window_s,
+            stream_lateness_s=settings.stream_lateness_s,
+            stream_idle_s=settings.stream_idle_s,
+            partitions=settings.partitions,
             models=self.models,
             on_model_unavailable=lambda reason, n: self.metrics.model_unavailable.labels(
                 reason
@@ -232,7 +236,7 @@ class Worker:
                     misrouted.append(vitals)
                     continue
                 event_id = f"{origin.key}:{i}"
-                batch.append(Incoming(vitals, event_id, source_ms))
+                batch.append(Incoming(vitals, event_id, source_ms, msg.partition))
         if misrouted:
             await self.retrying("re-key", lambda: self.rekey(misrouted))
         t1 = time.perf_counter()
@@ -244,12 +248,27 @@ class Worker:
         self.metrics.stage_seconds.labels("score").observe(t2 - t1)
         self.metrics.scored.labels(topic).inc(len(result.scored))
         self.metrics.skipped.labels("duplicate").inc(result.duplicates)
-        self.metrics.skipped.labels("stale").inc(result.stale)
+        self.metrics.late.inc(result.late)
+        for index, why in result.skipped:
+            if why == "too_late":
+                await self.dead_letter_too_late(batch[index], origins)
         self.metrics.artifacts_suppressed.inc(result.suppressed_artifacts)
         await self.retrying(
             "publish", lambda: self.outbox.publish_alerts(result.emitted, result.outbox_ids)
         )
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
+
+    async def dead_letter_too_late(self, item: Incoming, origins: dict[str, Origin]) -> None:
+        """An event older than its patient's newest by more than the late window: too
+        old to merge, kept on ``dead-letter`` with its reason (never dropped)."""
+        ev = item.event
+        detail = (
+            f"event {item.event_id} at {ev.ts.isoformat()} is more than "
+            f"{self.settings.late_window_s:g} s older than the patient's newest event"
+        )
+        await self.dead_letter(
+            origins[item.event_id.rsplit(":", 1)[0]], FailureReason.TOO_LATE, detail
+        )
 
     async def rekey(self, events: list[VitalsEvent]) -> None:
         """Publish events that arrived under another key (or none: a multi-patient Bundle,

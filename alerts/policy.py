@@ -68,11 +68,19 @@ def _is_replay(state: AlertState, obs: Observation) -> bool:
 
 
 def evaluate(
-    patient_id: str, state: AlertState, obs: Observation, config: PolicyConfig
+    patient_id: str,
+    state: AlertState,
+    obs: Observation,
+    config: PolicyConfig,
+    stream_ms: int | None = None,
 ) -> tuple[AlertState, list[AlertEvent]]:
     """Apply one scored observation; return the new state and the transitions it causes.
 
-    ``state`` is not modified. An observation older than the last one processed (or at
+    ``stream_ms`` is event time on the patient's partition of the input as of this
+    observation (see ``docs/delivery.md``): a held reading whose hold that time has passed
+    is raised first, unconfirmed, exactly as the timer (:func:`alerts.timers.tick`) would
+    have raised it had it run before this observation, so the outcome does not depend on
+    when the timer runs. ``state`` is not modified. An observation older than the last one processed (or at
     the same time with an event id already seen, or without one) is a replay: the state
     is returned unchanged with no events.
     """
@@ -86,7 +94,9 @@ def evaluate(
         st.last_ts_ms = ts
         st.last_event_ids = [obs.event_id] if obs.event_id else []
 
-    events = promote_expired_candidate(patient_id, st, ts, config)
+    events = promote_expired_candidate(
+        patient_id, st, ts if stream_ms is None or stream_ms < ts else stream_ms, config
+    )
 
     n2 = obs.news2
     complete_total = n2.total if (n2.complete and n2.total is not None) else None

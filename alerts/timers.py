@@ -1,9 +1,16 @@
-"""Timers: the transitions that time alone causes, at ``now_ms`` on the policy's clock.
+"""Timers: the transitions that time alone causes.
 
-:func:`tick` re-pages (ESCALATED) a medium/high alert nobody acknowledged for
-``escalate_unacked_s`` and raises a held reading that nothing confirmed or refuted within
-``artifact_max_wait_s`` (:func:`promote_expired_candidate`, which :func:`alerts.policy.evaluate`
-also calls first, so the outcome does not depend on when the timer runs).
+Two clocks, kept apart so that what the data decide depends only on the data:
+
+* **event time** (``stream_ms``: how far the patient's partition of the input has got,
+  see ``docs/delivery.md``) for a held reading that nothing confirmed or refuted within
+  ``artifact_max_wait_s``: :func:`promote_expired_candidate` raises it, as
+  :func:`alerts.policy.evaluate` also does first on every observation, on the same clock,
+  so the outcome does not depend on when the timer runs;
+* **wall-clock time** (``now_ms``) for what people must do: a medium/high alert nobody
+  acknowledged for ``escalate_unacked_s`` is re-paged (ESCALATED, reason
+  ``unacknowledged``). A re-page has its own counter and id, so however many there were,
+  the ids of the data's later transitions do not change.
 """
 
 from __future__ import annotations
@@ -25,10 +32,11 @@ def promote_expired_candidate(
     """Raise a held candidate that no observation confirmed or refuted in time.
 
     Silence is not evidence of an artifact: with no follow-up reading within
-    ``artifact_max_wait_s`` the alert goes out, marked as unconfirmed.
+    ``artifact_max_wait_s`` the alert goes out, marked as unconfirmed. ``now_ms`` is event
+    time; the transition is dated and paged at the end of the hold, whenever this runs.
     """
     cand = st.pending_candidate
-    if cand is None or now_ms - int(cand["ts_ms"]) <= ms(config.artifact_max_wait_s):
+    if cand is None or not _hold_over(cand, now_ms, config):
         return []
     st.pending_candidate = None
     kind = cand["transition"]
@@ -66,9 +74,13 @@ def promote_expired_candidate(
             list(cand.get("reasons") or []),
             total,
             explanation,
-            now_ms,
+            ts + ms(config.artifact_max_wait_s),
         )
     ]
+
+
+def _hold_over(cand: dict[str, object], now_ms: int, config: PolicyConfig) -> bool:
+    return now_ms - int(cast(int, cand["ts_ms"])) > ms(config.artifact_max_wait_s)
 
 
 def _repage_due(state: AlertState, now_ms: int, config: PolicyConfig) -> bool:
@@ -86,9 +98,14 @@ def _repage_due(state: AlertState, now_ms: int, config: PolicyConfig) -> bool:
 
 
 def tick(
-    patient_id: str, state: AlertState, now_ms: int, config: PolicyConfig
+    patient_id: str,
+    state: AlertState,
+    now_ms: int,
+    config: PolicyConfig,
+    stream_ms: int | None = None,
 ) -> tuple[AlertState, list[AlertEvent]]:
-    """Time-driven transitions at ``now_ms`` (same clock as the observation times).
+    """Time-driven transitions: re-pages at ``now_ms`` (wall clock), held readings at
+    ``stream_ms`` (event time; ``now_ms`` when not given, e.g. a replay on event time).
 
     * a held artifact candidate older than ``artifact_max_wait_s`` is raised;
     * a medium/high alert that is open and not acknowledged for ``escalate_unacked_s``
@@ -97,15 +114,14 @@ def tick(
       priority level (after that it stays open and on the page, without more pages).
     Returns the input state unchanged when nothing happens.
     """
+    event_now = now_ms if stream_ms is None else stream_ms
     cand = state.pending_candidate
-    candidate_due = cand is not None and now_ms - int(cand["ts_ms"]) > ms(
-        config.artifact_max_wait_s
-    )
+    candidate_due = cand is not None and _hold_over(cand, event_now, config)
     # the common case: nothing to do, no copy
     if not candidate_due and not _repage_due(state, now_ms, config):
         return state, []
     st = state.copy()
-    events = promote_expired_candidate(patient_id, st, now_ms, config)
+    events = promote_expired_candidate(patient_id, st, event_now, config)
     if st.repage_priority != st.priority:  # a new priority level gets its own re-pages
         st.repage_priority, st.repage_count = st.priority, 0
     if _repage_due(st, now_ms, config):
@@ -120,7 +136,6 @@ def tick(
             f"Not acknowledged for {minutes:.0f} min; "
             + lower_first(str((st.last_explanation or {}).get("summary", "alert open."))),
         )
-        st.escalated_count += 1
         st.last_page_ts_ms = now_ms
         events.append(
             make_event(
@@ -131,7 +146,9 @@ def tick(
                 ["unacknowledged"],
                 st.last_news2_total,
                 explanation,
-                (st.priority, st.escalated_count),
+                # its own key: the data's escalation and update counts say which level
+                # of the episode this is, the re-page count which page at that level
+                ("repage", st.priority, st.escalated_count, st.update_count, st.repage_count),
             )
         )
     if not events:

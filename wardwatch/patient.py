@@ -60,7 +60,16 @@ def _fixed_rounder(ndigits: int) -> Callable[[float], float]:
 round4 = _fixed_rounder(4)
 round6 = _fixed_rounder(6)
 
-ApplyStatus = Literal["applied", "duplicate", "stale"]
+ApplyStatus = Literal["applied", "late", "duplicate", "too_late"]
+"""``applied``: a new newest event; ``late``: older than the newest, within the late
+window, merged for the record (no baseline, model or alert effect); ``duplicate``: an
+event already applied (no second effect); ``too_late``: older than the late window (not
+applied; the caller dead-letters it)."""
+
+RECENT_MAX = 64
+"""Digests kept of the last events applied below the newest time: a redelivered event
+(a replay after a crash, a producer's retry) is recognised among them, however far back
+it is, so it is never applied twice nor dead-lettered as too late."""
 BaselineStep = tuple[list[float] | None, list[float], float | None]
 """One :func:`baseline_step`: the vital's entry before, the entry after, the raw z."""
 
@@ -106,6 +115,10 @@ class PatientState:
     watermark_ms: int = -1  # newest event time applied
     # digests of the events applied at watermark_ms (a _Digest until first needed)
     wm_digests: list[str | _Digest] = field(default_factory=list)
+    # [ts_ms, digest] of the last RECENT_MAX events applied below watermark_ms, in the
+    # order applied: tells a redelivered older event from a new one
+    recent: list[list[Any]] = field(default_factory=list)
+    n_late: int = 0  # of n_events, how many were late (merged for the record)
     latest: dict[str, list[Any]] = field(default_factory=dict)  # vital -> [value, ts_ms]
     baseline: dict[str, list[float]] = field(default_factory=dict)  # vital -> [n, mean, var]
     spo2_scale_device: int | None = None
@@ -231,12 +244,14 @@ def apply_event(
     max_age_ms: int = 4 * 3600 * 1000,
     ts_ms: int | None = None,
     vitals: dict[str, Any] | None = None,
+    late_window_ms: int = 3600 * 1000,
 ) -> Applied:
-    """Apply ``event`` to ``state`` in place, unless it is stale or a duplicate.
+    """Apply ``event`` to ``state`` in place, unless it is a duplicate or too late.
 
-    - older than the newest applied event: ``stale``, state untouched (never overwrite
-      newer values with older ones);
     - same time and same content as an applied event: ``duplicate``, no second effect;
+    - older than the newest applied event by at most ``late_window_ms`` (a monitor that
+      reconnects with buffered readings, a manual entry charted late): ``late``, merged
+      for the record (see :func:`_apply_late`); older than that: ``too_late``, untouched;
     - otherwise the latest values, the personal baseline (exponentially weighted mean and
       variance, updated *after* computing this event's deviation) and the watermark move.
 
@@ -244,10 +259,10 @@ def apply_event(
     (already computed by the caller).
     """
     ts = event.ts_ms() if ts_ms is None else ts_ms
-    if ts < state.watermark_ms:
-        return Applied("stale", {})
     if vitals is None:
         vitals = event.vitals()
+    if ts < state.watermark_ms:
+        return _apply_late(state, event, ts, vitals, late_window_ms)
     digest: str | _Digest
     if ts == state.watermark_ms:  # another event at the newest time: a duplicate?
         digest = _digest(vitals, event.device_id)
@@ -266,6 +281,8 @@ def apply_event(
     if event.spo2_scale is not None:
         state.spo2_scale_device = event.spo2_scale
     if ts > state.watermark_ms:
+        if state.wm_digests:
+            _remember(state, [[state.watermark_ms, d] for d in state.wm_digests])
         state.watermark_ms = ts
         state.wm_digests = [digest]
     else:
@@ -285,6 +302,42 @@ def apply_event(
             if entry is not None and entry[1] >= oldest:
                 current[name] = entry[0]
     return Applied("applied", current, steps)
+
+
+def _remember(state: PatientState, entries: list[list[Any]]) -> None:
+    """Append ``[ts, digest]`` entries to ``state.recent``, keeping the last
+    ``RECENT_MAX``."""
+    recent = state.recent + entries
+    state.recent = recent[-RECENT_MAX:] if len(recent) > RECENT_MAX else recent
+
+
+def _apply_late(
+    state: PatientState,
+    event: VitalsEvent,
+    ts: int,
+    vitals: dict[str, Any],
+    late_window_ms: int,
+) -> Applied:
+    """An event older than the newest applied one: a redelivery (``duplicate``), news
+    too old to merge (``too_late``), or merged for the record (``late``): counted, kept
+    as a parameter's latest value where it is newer than the one held (a temperature
+    charted late while the monitor streams the rest), its digest remembered; the
+    baseline, the watermark, the model and the alert policy never see it (they run in
+    event order). ``current`` is the event's own values, for its score of record."""
+    digest = _digest(vitals, event.device_id)
+    if any(e[0] == ts and e[1] == digest for e in state.recent):
+        return Applied("duplicate", {})
+    if ts < state.watermark_ms - late_window_ms:
+        return Applied("too_late", {})
+    _remember(state, [[ts, digest]])
+    state.n_events += 1
+    state.n_late += 1
+    latest = state.latest
+    for name, value in vitals.items():
+        entry = latest.get(name)
+        if entry is None or entry[1] < ts:
+            latest[name] = [value, ts]
+    return Applied("late", dict(vitals))
 
 
 def history_entry(event: VitalsEvent, news2_total: int | None, risk: float | None) -> str:

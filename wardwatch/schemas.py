@@ -86,6 +86,7 @@ class FailureReason(StrEnum):
     """Why a valid-looking input went to the dead-letter topic all the same."""
 
     PROCESSING_ERROR = "processing_error"  # failed alone with an unexpected exception
+    TOO_LATE = "too_late"  # older than its patient's newest event by more than late_window_s
     PAGE_REJECTED = "page_rejected"  # the paging webhook refused the page (4xx)
     PAGE_EXPIRED = "page_expired"  # the page could not be delivered within page_max_age_s
 

@@ -129,7 +129,34 @@ class Settings(BaseSettings):
     # --- scoring -------------------------------------------------------------------------
     batch_size: int = Field(256, ge=1, description="max events per scoring batch")
     batch_within_s: float = Field(0.05, gt=0, description="max wait to fill a batch")
-    max_future_skew_s: float = Field(300.0, description="reject events further in the future")
+    max_future_skew_s: float = Field(
+        300.0,
+        ge=0,
+        description="events stamped further in the future are dead-lettered "
+        "(`future_timestamp`); ones ahead by less are taken as received now "
+        "(`timestamp_ahead`)",
+    )
+    late_window_s: float = Field(
+        3600.0,
+        ge=0,
+        description="an event up to this much older than its patient's newest one (a "
+        "monitor reconnecting, a late manual entry) is merged into the record and scored "
+        "without paging; an older one is dead-lettered (`too_late`)",
+    )
+    stream_lateness_s: float = Field(
+        60.0,
+        ge=0,
+        description="event time of a partition is taken as its newest event time less "
+        "this (devices' clocks disagree): a held reading of a silent patient is raised "
+        "when that has passed its hold",
+    )
+    stream_idle_s: float = Field(
+        120.0,
+        gt=0,
+        description="a partition with no new event for this long (wall clock) lets event "
+        "time advance with the clock, so that a held reading is raised even when no data "
+        "arrive",
+    )
     model_registry: Path = Field(Path("model-registry"), description="model registry root")
     model_name: str = Field("deterioration", description="registry name of the vitals model")
     onnx_provider: Literal["auto", "cpu", "cuda"] = Field(

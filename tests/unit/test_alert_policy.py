@@ -323,6 +323,44 @@ def test_unconfirmed_candidate_is_raised_before_a_late_next_observation() -> Non
     assert [e.transition_id for e in ev_t + ev_t2] == [e.transition_id for e in events]
 
 
+def test_held_reading_runs_on_event_time_not_the_wall_clock() -> None:
+    """The timer raises a held reading when event time (``stream_ms``) has passed the
+    hold, however late the wall clock is; and an observation that arrives once event time
+    has passed it finds it raised, exactly as if the timer had run first."""
+    st, _ = run([obs(0), obs(10, spo2_pct=72)])
+    wall = T0 + 10 * 24 * 60 * MIN  # days later: a replay, a backlog
+    cfg = PolicyConfig(escalate_unacked_s=10**9)  # re-pages (wall clock) out of the way
+    same, events = tick(PID, st, wall, cfg, stream_ms=T0 + 12 * MIN)
+    assert events == [] and same is st  # event time: 2 min into the hold
+    raised, by_timer = tick(PID, st, wall, cfg, stream_ms=T0 + 15 * MIN + 1)
+    assert kinds(by_timer) == [("OPEN", "medium")]
+    # dated at the reading and paged at the end of the hold, whenever the timer ran
+    assert by_timer[0].ts_ms == T0 + 10 * MIN
+    assert raised.last_page_ts_ms == T0 + 15 * MIN
+    # the patient's next reading (a normal one, 1 min into the hold) arrives after other
+    # patients' readings have moved the partition's event time past the hold
+    _, in_line = evaluate(PID, st, obs(11), CFG, stream_ms=T0 + 15 * MIN + 1)
+    assert [e.transition_id for e in in_line] == [e.transition_id for e in by_timer]
+    # with event time not yet past the hold, that reading refutes it
+    refuted, none = evaluate(PID, st, obs(11), CFG, stream_ms=T0 + 11 * MIN)
+    assert none == [] and refuted.suppressed_artifacts == 1
+
+
+def test_re_pages_do_not_change_the_ids_of_later_transitions() -> None:
+    """A re-page (wall clock: nobody acknowledged) has its own counter, so a data-driven
+    escalation after it has the same id however many re-pages came before."""
+    st, _ = run(series([0, 5]))
+    opened = st.last_page_ts_ms
+    assert opened is not None
+    repaged, pages = tick(PID, st, opened + 16 * MIN, CFG)
+    assert [e.reason for e in pages] == [["unacknowledged"]]
+    worse = obs(30, respiratory_rate_per_min=26, systolic_bp_mmhg=88, spo2_pct=91)
+    _, direct = evaluate(PID, st, worse, CFG)
+    _, after_page = evaluate(PID, repaged, worse, CFG)
+    assert kinds(direct) == kinds(after_page) == [("ESCALATED", "high")]
+    assert direct[0].transition_id == after_page[0].transition_id
+
+
 def test_multi_parameter_high_reading_is_not_held() -> None:
     st, _ = run([obs(0), obs(10)])
     st, events = run([obs(20, N7)], st)
@@ -406,7 +444,10 @@ def test_tick_escalates_an_unacknowledged_alert_once_per_interval() -> None:
         ("ESCALATED", 45 * MIN),
     ]
     assert all(e.reason == ["unacknowledged"] and e.priority == "medium" for e in fired)
-    assert len({e.transition_id for e in fired}) == 3 and st.escalated_count == 3
+    assert len({e.transition_id for e in fired}) == 3 and st.repage_count == 3
+    # re-pages are counted apart from the data's escalations: ids of later transitions
+    # the data decide do not depend on how many re-pages the wall clock caused
+    assert st.escalated_count == 0
     assert fired[0].explanation["summary"].startswith("Not acknowledged for 15 min")
 
 

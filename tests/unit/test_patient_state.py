@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -14,19 +15,56 @@ from wardwatch.schemas import VitalsEvent
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
+def ms(minutes: float) -> int:
+    return int((T0 + timedelta(minutes=minutes)).timestamp() * 1000)
+
+
 def ev(minutes: float, **values: object) -> VitalsEvent:
     return VitalsEvent.model_validate(
         {"patient_id": "p", "ts": T0 + timedelta(minutes=minutes), **values}
     )
 
 
-def test_older_event_does_not_overwrite_newer_state() -> None:
+def test_older_event_is_merged_late_without_overwriting_newer_values() -> None:
     s = PatientState()
     assert apply_event(s, ev(10, heart_rate_bpm=90)).status == "applied"
-    res = apply_event(s, ev(5, heart_rate_bpm=140))
-    assert res.status == "stale"
-    assert s.latest["heart_rate_bpm"][0] == 90
-    assert s.n_events == 1
+    baseline = json.dumps(s.baseline)
+    res = apply_event(s, ev(5, heart_rate_bpm=140, temperature_c=38.6))
+    assert res.status == "late"
+    assert res.current == {"heart_rate_bpm": 140, "temperature_c": 38.6}  # its own values
+    assert s.latest["heart_rate_bpm"] == [90, ms(10)]  # the newer value stays
+    assert s.latest["temperature_c"] == [38.6, ms(5)]  # the only temperature: it is news
+    assert (s.n_events, s.n_late, s.watermark_ms) == (2, 1, ms(10))
+    assert json.dumps(s.baseline) == baseline  # the baseline runs in event order only
+
+
+def test_a_late_event_delivered_again_is_a_duplicate() -> None:
+    s = PatientState()
+    apply_event(s, ev(10, heart_rate_bpm=90))
+    assert apply_event(s, ev(5, heart_rate_bpm=140)).status == "late"
+    assert apply_event(s, ev(5, heart_rate_bpm=140)).status == "duplicate"
+    assert (s.n_events, s.n_late) == (2, 1)
+
+
+def test_an_event_older_than_the_late_window_is_too_late_and_changes_nothing() -> None:
+    s = PatientState()
+    apply_event(s, ev(120, heart_rate_bpm=90))
+    before = s.to_json()
+    assert apply_event(s, ev(50, heart_rate_bpm=140), late_window_ms=3600_000).status == (
+        "too_late"
+    )
+    assert s.to_json() == before
+
+
+def test_a_redelivered_event_is_a_duplicate_however_far_back_it_is() -> None:
+    """A replay after a crash redelivers events already applied: recognised by content
+    among the last ones applied, never merged twice nor taken as too late."""
+    s = PatientState()
+    for minute in (0, 180, 181):  # a sparse patient: 3 h between readings
+        apply_event(s, ev(minute, heart_rate_bpm=80 + minute % 7))
+    assert apply_event(s, ev(0, heart_rate_bpm=80), late_window_ms=3600_000).status == ("duplicate")
+    assert apply_event(s, ev(180, heart_rate_bpm=80 + 180 % 7)).status == "duplicate"
+    assert s.n_events == 3
 
 
 def test_duplicate_has_no_second_effect() -> None:

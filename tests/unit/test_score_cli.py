@@ -400,21 +400,35 @@ DUP_EVENTS = [
 ]
 
 
-async def test_duplicate_and_stale_events_are_skipped_without_effect(
+async def test_duplicates_are_skipped_and_late_events_scored_for_the_record(
     score_settings: Settings,
 ) -> None:
     e1, e2, e3 = DUP_EVENTS
-    stale = {**e1, "heart_rate_bpm": 140}  # older than the applied e2, different content
+    late = {**e1, "heart_rate_bpm": 140}  # older than the applied e2, different content
     clean = await score([e1, e2, e3], score_settings)
-    rows = await score([e1, e2, e2, stale, e3], score_settings)
+    rows = await score([e1, e2, e2, late, e3], score_settings)
     assert len(rows) == 5
-    for i, src in ((2, e2), (3, stale)):
-        assert is_skipped(rows[i]), rows[i]
-        assert (rows[i]["patient_id"], rows[i]["ts"]) == (src["patient_id"], src["ts"])
-    assert [rows[0], rows[1], rows[4]] == clean  # no second effect, on NEWS2 or the model
+    assert is_skipped(rows[2]) and rows[2]["skipped"] == "duplicate"
+    assert (rows[2]["patient_id"], rows[2]["ts"]) == (e2["patient_id"], e2["ts"])
+    # the late one: scored on its own values, no model (it runs in event order)
+    assert rows[3]["late"] is True and rows[3]["ts"] == late["ts"]
+    assert rows[3]["news2"] == 3 and rows[3]["model_risk"] is None  # HR 140: 3, RR 16: 0
+    assert rows[3]["model_reason"] == "late"
+    assert [rows[0], rows[1], rows[4]] == clean  # no effect on NEWS2 or the model after it
     assert [r["news2"] for r in clean] == [0, 4, 5]  # HR 118 -> 2 + RR 24 -> 2; 125/26 -> 2+3
-    _, counts = await score_raw([e1, e2, e2, stale, e3], score_settings)
-    assert (counts["scored"], counts["skipped"]) == (3, 2)
+    _, counts = await score_raw([e1, e2, e2, late, e3], score_settings)
+    assert (counts["scored"], counts["skipped"]) == (4, 1)
+
+
+async def test_an_event_older_than_the_late_window_is_an_error_row(
+    no_model_settings: Settings,
+) -> None:
+    e1, e2, e3 = DUP_EVENTS
+    settings = no_model_settings.model_copy(update={"late_window_s": 1800.0})
+    rows, counts = await score_raw([e1, e3, e2], settings)
+    row = json.loads(rows.splitlines()[2])
+    assert row["error"] == "too_late" and "1800 s older" in row["detail"]
+    assert counts["rejected"] == 1
 
 
 @needs_model
@@ -434,7 +448,8 @@ async def test_an_applied_second_copy_would_change_the_next_risk(
 async def test_skipped_rows_say_which_kind(no_model_settings: Settings) -> None:
     e1, e2, _ = DUP_EVENTS
     rows = await score([e1, e2, e2, e1], no_model_settings)
-    assert (rows[2]["skipped"], rows[3]["skipped"]) == ("duplicate", "stale")
+    # the second e1 is older than e2 but already applied: a duplicate, not late news
+    assert (rows[2]["skipped"], rows[3]["skipped"]) == ("duplicate", "duplicate")
 
 
 # ---- 5. batch boundaries ----------------------------------------------------------------------
@@ -459,7 +474,7 @@ async def test_batch_boundaries_never_change_the_output(score_settings: Settings
     rows = [json.loads(line) for line in outputs[512].splitlines()]
     assert len(rows) == counts["lines"] == sum(1 for x in lines if isinstance(x, dict) or x.strip())
     if PROMOTED is not None:
-        risks = {r["model_risk"] for r in rows if "news2" in r}
+        risks = {r["model_risk"] for r in rows if "news2" in r and not r.get("late")}
         assert None not in risks and len(risks) > 50
 
 

@@ -28,7 +28,7 @@ from pydantic_core import from_json
 
 from wardwatch.ingest.fhir import _decode_fhir
 from wardwatch.ingest.json_events import _decode_json_event, _decode_plain_event, json_kind
-from wardwatch.ingest.result import Decoded, Rejection, _Reject, _scrub
+from wardwatch.ingest.result import W_TIMESTAMP_AHEAD, Decoded, Rejection, _Reject, _scrub
 from wardwatch.ingest.validate import _check_now
 from wardwatch.schemas import RejectReason
 
@@ -48,11 +48,24 @@ def decode_vitals(
     """
     _check_now(now, max_future_skew_s)
     try:
-        return _decode(raw, now, max_future_skew_s, fhir_validation == "full")
+        return _not_ahead(_decode(raw, now, max_future_skew_s, fhir_validation == "full"), now)
     except _Reject as r:  # pragma: no cover - _decode converts its own
         return Rejection(r.reason, _scrub(r.detail, ()))
     except Exception as exc:  # safety net: a decoder bug must not stop the consumer
         return Rejection(RejectReason.SCHEMA, f"unexpected decoder error ({type(exc).__name__})")
+
+
+def _not_ahead(result: Decoded | Rejection, now: datetime) -> Decoded | Rejection:
+    """An event stamped after ``now`` but within the allowed skew (a device clock running
+    ahead) is taken at ``now``, with the warning ``timestamp_ahead``: a patient's time
+    never runs ahead of the clock, so the next readings of the patient are not taken for
+    old ones."""
+    if not isinstance(result, Decoded) or all(e.ts <= now for e in result.events):
+        return result
+    result.events = [e if e.ts <= now else e.model_copy(update={"ts": now}) for e in result.events]
+    if W_TIMESTAMP_AHEAD not in result.warnings:
+        result.warnings.append(W_TIMESTAMP_AHEAD)
+    return result
 
 
 def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Rejection:

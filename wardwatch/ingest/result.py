@@ -44,6 +44,7 @@ W_TEMPERATURE_EXTREME: Final = "temperature_extreme"
 W_PULSE_PRESSURE_NARROW: Final = "pulse_pressure_narrow"
 W_SPO2_PROBE_ARTIFACT: Final = "spo2_possible_probe_artifact"
 W_TIMESTAMP_STALE: Final = "timestamp_stale"
+W_TIMESTAMP_AHEAD: Final = "timestamp_ahead"  # within the skew: taken as received now
 W_FHIR_NON_OBSERVATION_IGNORED: Final = "fhir_non_observation_ignored"
 W_FHIR_UNSUPPORTED_CODE_IGNORED: Final = "fhir_unsupported_code_ignored"
 W_FHIR_STATUS_SKIPPED: Final = "fhir_status_skipped"
