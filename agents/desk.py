@@ -72,4 +72,6 @@ class WorkerDesk:
         return await self._store.audit(count)
 
     async def history(self, patient_id: str, count: int) -> list[dict[str, Any]]:
-        return await self._store.history(patient_id, count)
+        """The patient's recent observations in time order (late ones where they belong)."""
+        rows = await self._store.history(patient_id, count)
+        return sorted(rows, key=lambda row: int(row["t"]))

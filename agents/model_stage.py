@@ -147,6 +147,8 @@ class ModelStage:
             state.model = None
             scale = state.spo2_scale_device or 1
             for row in histories.get(pid, []):
+                if row.get("late"):  # the model runs in event order: it never saw these
+                    continue
                 event = {k: v for k, v in row.items() if k not in ("t", "news2", "risk")}
                 event["ts"] = int(row["t"])
                 event["spo2_scale"] = scale

@@ -420,7 +420,7 @@ class ScoringPipeline:
         score = Scored(ev.patient_id, ev.ts_ms(), n2, qsofa_from_vitals(own))
         score.model_reason, score.event_id, score.late = "late", item.event_id, True
         if self.keep_history:
-            history.setdefault(ev.patient_id, []).append(history_entry(ev, n2.total, None))
+            history.setdefault(ev.patient_id, []).append(history_entry(ev, n2.total, None, True))
         return score
 
     @staticmethod

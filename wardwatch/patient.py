@@ -340,9 +340,14 @@ def _apply_late(
     return Applied("late", dict(vitals))
 
 
-def history_entry(event: VitalsEvent, news2_total: int | None, risk: float | None) -> str:
-    """One compact ring-buffer entry (for trends, sparklines and model rewarming)."""
+def history_entry(
+    event: VitalsEvent, news2_total: int | None, risk: float | None, late: bool = False
+) -> str:
+    """One compact ring-buffer entry (for trends, sparklines and model rewarming); a late
+    event's is marked ``"late": 1`` (entries are in the order applied, not by time)."""
     row: dict[str, Any] = {"t": event.ts_ms(), **event.vitals()}
+    if late:
+        row["late"] = 1
     if news2_total is not None:
         row["news2"] = news2_total
     if risk is not None:
