@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
+from cli.demo_care import CareTeam
 from cli.demo_view import AlertWatcher, demo_summary, print_progress, write_summary
 from cli.demo_workers import WorkerProcess, totals
 from simulator.publish import PublishStats, publish_simulation
@@ -83,9 +84,17 @@ def run_demo(
             write_summary(summary_json, demo_summary(pub_stats, {}, None, errors, 0.0))
             return 1
 
-        watcher = AlertWatcher(s, out, color=tty)
+        care = CareTeam(
+            lambda: [wp.url for wp in procs if wp.proc is not None and wp.proc.poll() is None],
+            s.api_token.get_secret_value(),
+            speed,
+            seed=seed,
+        )
+        watcher = AlertWatcher(s, out, color=tty, on_page=care.on_page)
         watch_thread = threading.Thread(target=watcher.run, name="alerts", daemon=True)
         watch_thread.start()
+        care_thread = threading.Thread(target=care.run, name="care-team", daemon=True)
+        care_thread.start()
 
         def publish() -> None:
             try:
@@ -139,7 +148,9 @@ def run_demo(
         time.sleep(1.0)  # last alerts reach the watcher
         scored = _totals(procs, retired)
         watcher.stop.set()
+        care.stop.set()
         watch_thread.join(5)
+        care_thread.join(5)
         for wp in procs:
             code = wp.stop()
             if code not in (0, None, -signal.SIGTERM):
@@ -151,6 +162,7 @@ def run_demo(
         errors.append(f"{pub_stats.failed} messages failed to publish")
     summary = demo_summary(pub_stats, scored, watcher, errors, elapsed)
     summary["worker_restarts"] = restarts
+    summary["care_team"] = care.summary()
     if tty:
         print(file=out)
     print(json.dumps(summary, indent=2), file=out)

@@ -13,6 +13,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -44,6 +45,7 @@ class AlertWatcher:
     pages: int = 0
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
+    on_page: Callable[[dict[str, Any]], None] | None = None  # each page, once
 
     def run(self) -> None:
         t = self.settings.topics
@@ -85,6 +87,8 @@ class AlertWatcher:
         self.by_priority[priority] += 1
         if transition in ("OPEN", "ESCALATED") and priority in ("medium", "high"):
             self.pages += 1
+            if self.on_page is not None:
+                self.on_page(msg)
         if msg.get("source_ts_ms") and transition in ("OPEN", "ESCALATED"):
             self.latencies_ms.append(max(0.0, time.time() * 1000 - msg["source_ts_ms"]))
         summary = (msg.get("explanation") or {}).get("summary", "")
@@ -162,6 +166,12 @@ def demo_summary(
         if patient_days
         else None,
         "duplicate_transitions_seen": watcher.duplicates if watcher else 0,
+        "commands": {
+            "applied": int(scored.get("commands_applied", 0)),
+            "no_effect": int(scored.get("commands_no_effect", 0)),
+            "stale": int(scored.get("commands_stale", 0)),
+        },
+        "conflict_retries": int(scored.get("conflict_retries", 0)),
         "event_to_alert_latency_ms": {"p50": percentile(lat, 50), "p99": percentile(lat, 99)},
         "errors": errors,
     }

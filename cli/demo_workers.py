@@ -131,4 +131,11 @@ def totals(samples: Iterable[dict[str, float]]) -> dict[str, float]:
         tot["scored"] += metric_sum(m, "wardwatch_events_scored_total")
         tot["dead"] += metric_sum(m, "wardwatch_dead_letter_total")
         tot["skipped"] += metric_sum(m, "wardwatch_events_skipped_total")
+        for name, value in m.items():
+            if name.startswith("wardwatch_commands_total{"):
+                for outcome in ("applied", "no_effect", "stale"):
+                    if f'outcome="{outcome}"' in name:
+                        tot[f"commands_{outcome}"] = tot.get(f"commands_{outcome}", 0.0) + value
+            elif name == 'wardwatch_processing_retries_total{stage="conflict"}':
+                tot["conflict_retries"] = tot.get("conflict_retries", 0.0) + value
     return tot

@@ -42,4 +42,9 @@ def test_demo_runs_scores_alerts_and_exits_cleanly(tmp_path: Path) -> None:
     assert s["events_model_scored"] == s["events_scored"] and s["model"]
     assert s["alerts_opened"] > 0 and s["duplicate_transitions_seen"] == 0
     assert s["event_to_alert_latency_ms"]["p50"] is not None
+    # the simulated care team acknowledges pages through the API while vitals stream:
+    # every command reaches the patient's owner, and nothing conflicts
+    assert s["care_team"].get("ack accepted", 0) > 0
+    assert s["commands"]["applied"] > 0 and s["conflict_retries"] == 0
+    assert s["alert_transitions"].get("ACKNOWLEDGED", 0) > 0
     assert "OPEN" in proc.stdout  # alerts printed live
