@@ -38,28 +38,28 @@ def guard_key(prefix: str, pid: str, transition_id: str) -> str:
 
 # KEYS: p, h, a, ob, then the NX guard of each transition, in ARGV order.
 # ARGV: 1 has an update ('1'/'0'), 2 expected version, 3 state JSON, 4 TTL, 5 history
-# length kept, 6 guard TTL, 7 number of history rows n, 8..7+n the rows (oldest first),
-# then per transition: transition id, event JSON, open after it ('1'/'0').
+# length kept, 6 guard TTL, 7 the new history rows, oldest first, joined by newlines
+# (compact JSON holds none), then per transition: transition id, event JSON, open after
+# it ('1'/'0').
 # Returns {0, stored version} on a version conflict (nothing written), else
 # {1, version, open flag of the latest alert ('1', '0', or '' if none),
 #  {index of each accepted transition, its outbox stream id, ...}}.
 PATIENT_COMMIT_LUA = r"""
 local ttl = tonumber(ARGV[4])
-local nh = tonumber(ARGV[7])
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
 if ARGV[1] == '1' then
   if ver ~= tonumber(ARGV[2]) then return {0, ver} end
   ver = ver + 1
   redis.call('HSET', KEYS[1], 'ver', ver, 's', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ttl)
-  if nh > 0 then
-    for i = 8, 7 + nh do redis.call('LPUSH', KEYS[2], ARGV[i]) end
+  if ARGV[7] ~= '' then
+    for row in string.gmatch(ARGV[7], '[^\n]+') do redis.call('LPUSH', KEYS[2], row) end
     redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
     redis.call('EXPIRE', KEYS[2], ttl)
   end
 end
 local accepted = {}
-local base = 8 + nh
+local base = 8
 local j = 0
 while base + 3 * j <= #ARGV do
   local a = base + 3 * j
@@ -256,6 +256,8 @@ class CommitPlan:
         keys = [self.key(k, p.pid) for k in ("p", "h", "a", "ob")]
         keys += [guard_key(self.prefix, p.pid, e.transition_id) for _, e in p.emits]
         hist = u.history if u is not None else []
+        if any("\n" in row for row in hist):
+            raise ValueError("a history row must be compact JSON, on one line")
         args: list[Any] = [
             "1" if u is not None else "0",
             u.expected_version if u is not None else 0,
@@ -263,8 +265,7 @@ class CommitPlan:
             self.ttl_s,
             self.hist_max,
             self.guard_ttl_s,
-            len(hist),
-            *hist,
+            "\n".join(hist),
         ]
         for _, e in p.emits:
             args += [e.transition_id, dumps(e.event), "1" if e.open else "0"]
