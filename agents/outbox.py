@@ -1,10 +1,12 @@
 """Alert transitions from the outbox to the ``alerts`` topic.
 
-A batch's transitions are committed to the Redis outbox with the patients' states, then
-published here; an entry is cleared only once the broker has it. What a failure leaves
-behind is published again: all of it at start-up and before a retry (``flush_outbox``),
-and continuously, for the patients this worker owns, once it is older than the sweep
-interval (``sweep_outbox``).
+A batch's transitions are committed to their patients' Redis outboxes with the patients'
+states, then published here; an entry is deleted only once the broker has it. What a
+failure leaves behind is published again: all of it at start-up and before a retry
+(``flush_outbox``), and continuously, for the patients this worker owns, once it is older
+than the sweep interval (``sweep_outbox``), each patient's in commit order. A leftover's
+audit line is written again as it is deleted (the crash may have come before the commit
+wrote it; the audit reader drops repeats).
 """
 
 from __future__ import annotations
