@@ -91,11 +91,10 @@ from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.store_api import CommitResult, Emit, Loaded, MemoryStateStore, StateStore, Update
 from wardwatch.store_commit import (
-    FENCED_ZREM_LUA,
-    OUTBOX_DONE_LUA,
+    FENCED_ZREM,
+    OUTBOX_DONE,
     Call,
     CommitPlan,
-    Lua,
     audit_line,
     guard_key,
     redis_key,
@@ -103,8 +102,6 @@ from wardwatch.store_commit import (
 )
 from wardwatch.store_commit import as_str as _str
 
-_FENCED_ZREM = Lua(FENCED_ZREM_LUA)
-_OUTBOX_DONE = Lua(OUTBOX_DONE_LUA)
 __all__ = [
     "CommitResult",
     "Emit",
@@ -296,7 +293,7 @@ class RedisStateStore:
             for e in audit
         ]
         deletes = [
-            Call(tuple(sids), _OUTBOX_DONE, [self.key("ob", pid)])
+            Call(tuple(sids), OUTBOX_DONE, [self.key("ob", pid)])
             for pid, sids in by_patient.items()
         ]
         if legacy:
@@ -313,7 +310,7 @@ class RedisStateStore:
         empty = [a for pid, n in zip(pids, exists, strict=True) if not n for a in (pid, before_ms)]
         if not empty:
             return 0
-        [removed] = await self._run([Call(tuple(empty), _FENCED_ZREM, [self.key("outbox")])])
+        [removed] = await self._run([Call(tuple(empty), FENCED_ZREM, [self.key("outbox")])])
         return int(removed)
 
     async def legacy_outbox(self) -> list[tuple[str, dict[str, Any]]]:

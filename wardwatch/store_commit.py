@@ -162,7 +162,8 @@ async def _pipeline(client: Any, calls: Sequence[Call], *, text: bool) -> list[A
 
 
 _COMMIT = Lua(PATIENT_COMMIT_LUA)
-_FENCED_ZREM = Lua(FENCED_ZREM_LUA)
+FENCED_ZREM = Lua(FENCED_ZREM_LUA)
+OUTBOX_DONE = Lua(OUTBOX_DONE_LUA)
 
 
 @dataclass
@@ -304,9 +305,9 @@ class CommitPlan:
             for i in order
         ]
         if unwatch:
-            calls.append(Call(tuple(unwatch), _FENCED_ZREM, [self.key("watch")]))
+            calls.append(Call(tuple(unwatch), FENCED_ZREM, [self.key("watch")]))
         if close:
-            calls.append(Call(tuple(close), _FENCED_ZREM, [self.key("open")]))
+            calls.append(Call(tuple(close), FENCED_ZREM, [self.key("open")]))
         if reopen:
             calls.append(Call(("ZADD", self.key("open"), "GT", *reopen)))
         return calls
