@@ -53,7 +53,11 @@ if ARGV[1] == '1' then
   redis.call('HSET', KEYS[1], 'ver', ver, 's', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ttl)
   if ARGV[7] ~= '' then
-    for row in string.gmatch(ARGV[7], '[^\n]+') do redis.call('LPUSH', KEYS[2], row) end
+    local rows = {}
+    for row in string.gmatch(ARGV[7], '[^\n]+') do rows[#rows + 1] = row end
+    for i = 1, #rows, 1000 do  -- one LPUSH per thousand rows (Lua's stack limit)
+      redis.call('LPUSH', KEYS[2], unpack(rows, i, math.min(i + 999, #rows)))
+    end
     redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
     redis.call('EXPIRE', KEYS[2], ttl)
   end

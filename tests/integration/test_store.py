@@ -241,6 +241,17 @@ async def test_a_batch_of_many_patients_commits_each_on_its_own(store: RedisStat
     assert len(await store.history("m3", 96)) == 10
 
 
+async def test_the_history_ring_keeps_the_newest_rows_of_a_long_batch(
+    store: RedisStateStore,
+) -> None:
+    loaded = await store.load(["long"])
+    rows = [f'{{"i":{i}}}' for i in range(2_500)]  # past one LPUSH's thousand rows
+    await store.commit([Update("long", 0, loaded["long"].state, rows)], [])
+    assert [r["i"] for r in await store.history("long", 96)] == list(range(2_404, 2_500))
+    with pytest.raises(ValueError, match="one line"):
+        await store.commit([Update("long", 1, loaded["long"].state, ['{\n"i": 1}'])], [])
+
+
 async def test_a_timer_tick_does_not_bring_back_a_patient_whose_state_expired(
     store: RedisStateStore,
 ) -> None:
