@@ -1,10 +1,12 @@
 """Alert transitions from the outbox to the ``alerts`` topic.
 
-A batch's transitions are committed to the Redis outbox with the patients' states, then
-published here; an entry is cleared only once the broker has it. What a failure leaves
-behind is published again: all of it at start-up and before a retry (``flush_outbox``),
-and continuously, for the patients this worker owns, once it is older than the sweep
-interval (``sweep_outbox``).
+A batch's transitions are committed to their patients' Redis outboxes with the patients'
+states, then published here; an entry is deleted only once the broker has it. What a
+failure leaves behind is published again: all of it at start-up and before a retry
+(``flush_outbox``), and continuously, for the patients this worker owns, once it is older
+than the sweep interval (``sweep_outbox``), each patient's in commit order. A leftover's
+audit line is written again as it is deleted (the crash may have come before the commit
+wrote it; the audit reader drops repeats).
 """
 
 from __future__ import annotations
@@ -39,7 +41,16 @@ class AlertPublisher:
         self.owned = owned  # the patients whose partition this worker holds
         self.sweep_after_s = sweep_after_s
 
-    async def publish_alerts(self, emitted: list[dict[str, Any]], outbox_ids: list[str]) -> None:
+    async def publish_alerts(
+        self,
+        emitted: list[dict[str, Any]],
+        outbox_ids: list[str],
+        *,
+        leftovers: bool = False,
+    ) -> None:
+        """Publish transitions, wait for the broker, then delete their outbox entries.
+        ``leftovers`` (the sweep, the start-up flush): their audit lines are written again
+        as they are deleted, since a crash may have come before the commit wrote them."""
         if not emitted:
             return
         futures = []
@@ -55,29 +66,33 @@ class AlertPublisher:
                     max(0.0, (msg["published_ms"] - msg["source_ts_ms"]) / 1000)
                 )
         await asyncio.gather(*futures)  # delivered: safe to clear the outbox
-        await self.store.outbox_done(outbox_ids)  # the pager reads them from the topic
+        # the pager reads them from the topic
+        await self.store.outbox_done(outbox_ids, audit=emitted if leftovers else ())
 
     async def sweep_outbox(self) -> None:
         """Publish the owned patients' transitions committed more than ``outbox_sweep_s``
-        ago and still in the outbox (their publisher died or stalled), oldest first, so
-        each patient's transitions leave in the order they were committed."""
+        ago and still in the outbox (their publisher died or stalled), each patient's in
+        the order they were committed; then drop from the outbox index the owned patients
+        whose outbox is empty."""
         cutoff = int((time.time() - self.sweep_after_s) * 1000)
-        after = "-"
-        while True:
-            pending = await self.store.outbox(after=after, committed_before_ms=cutoff)
-            if not pending:
-                return
-            after = pending[-1][0]
-            mine = set(self.owned([e["patient_id"] for _, e in pending]))
-            todo = [(sid, e) for sid, e in pending if e["patient_id"] in mine]
-            if todo:
-                log.info("publishing %d alert transitions left in the outbox", len(todo))
-                self.metrics.outbox_swept.inc(len(todo))
-                await self.publish_alerts([e for _, e in todo], [sid for sid, _ in todo])
+        mine = self.owned(await self.store.outbox_patients())
+        if not mine:
+            return
+        pending = await self.store.outbox(mine, committed_before_ms=cutoff)
+        if pending:
+            log.info("publishing %d alert transitions left in the outbox", len(pending))
+            self.metrics.outbox_swept.inc(len(pending))
+            await self.publish_alerts(
+                [e for _, e in pending], [oid for oid, _ in pending], leftovers=True
+            )
+        await self.store.outbox_trim(mine, cutoff)
 
     async def flush_outbox(self) -> None:
-        """Publish transitions a previous run committed but may not have published."""
-        pending = await self.store.outbox()
+        """Publish transitions a previous run committed but may not have published (and
+        those the v1 schema's outbox still holds)."""
+        pending = await self.store.legacy_outbox() + await self.store.outbox()
         if pending:
             log.info("re-publishing %d alert transitions from the outbox", len(pending))
-            await self.publish_alerts([e for _, e in pending], [sid for sid, _ in pending])
+            await self.publish_alerts(
+                [e for _, e in pending], [oid for oid, _ in pending], leftovers=True
+            )

@@ -28,12 +28,18 @@ from collections.abc import Awaitable, Callable
 from typing import NoReturn, TypeVar
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 log = logging.getLogger("wardwatch.worker")
 T = TypeVar("T")
 
-TRANSIENT: tuple[type[BaseException], ...] = (TimeoutError, RedisError, KafkaError, OSError)
+TRANSIENT: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    RedisError,
+    RedisClusterException,  # a cluster unreachable, or slots uncovered during a failover
+    KafkaError,
+    OSError,
+)
 """Failures of the services around the worker, retried with backoff."""
 
 EXIT_UNCOMMITTED = 70  # EX_SOFTWARE: the supervisor restarts the worker

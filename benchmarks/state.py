@@ -20,7 +20,7 @@ from agents.replay import batches
 from simulator import SimConfig, simulate_cohort
 from wardwatch.schemas import VitalsEvent
 from wardwatch.stack import embedded_redis
-from wardwatch.store import RedisStateStore
+from wardwatch.store import RedisStateStore, redis_key
 
 START = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)
 
@@ -62,7 +62,7 @@ def run(quick: bool = False) -> dict[str, Any]:
             kinds = {}
             pid = events[-1].patient_id
             for kind in ("p", "h"):
-                kinds[kind] = r.memory_usage(f"b256:v1:{kind}:{pid}")
+                kinds[kind] = r.memory_usage(redis_key("b256", kind, pid))
         finally:
             server.stop()
     for d in (b1, b256):

@@ -30,6 +30,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
     env["WARDWATCH_KAFKA_URL"] = settings.kafka_url or ""
     env["WARDWATCH_REDIS_URL"] = settings.redis_url or ""
     env["WARDWATCH_REDIS_PREFIX"] = settings.redis_prefix
+    env["WARDWATCH_REDIS_CLUSTER"] = "true" if settings.redis_cluster else "false"
     env["WARDWATCH_APP_ID"] = settings.app_id
     env["WARDWATCH_DATA_DIR"] = str(settings.data_dir)
     env["WARDWATCH_PARTITIONS"] = str(settings.partitions)

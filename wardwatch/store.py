@@ -1,151 +1,127 @@
-"""Per-patient state stores: Redis for workers, in-process memory for replay and tests.
+"""Per-patient state stores: Redis (one server or a Redis Cluster, the same code) for
+workers, in-process memory for replay and tests.
 
-Key schema (version ``v1``; the only module that knows it)::
+Key schema (version ``v2``; the only module that knows it). ``{tag}`` is the patient id
+in braces, with ``%``, ``{`` and ``}`` percent-encoded: the hash tag that puts all the keys
+of a patient in one cluster slot, whatever characters the id holds::
 
-    {prefix}:v1:p:{pid}      hash  ver -> commit counter, s -> PatientState JSON
-    {prefix}:v1:h:{pid}      list  recent observations, newest first (ring buffer)
-    {prefix}:v1:ctx:{pid}    string PatientContext JSON (ADT / clinician settings)
-    {prefix}:v1:a:{pid}      string latest alert transition of the patient's current episode
-    {prefix}:v1:open         zset  pid -> time the open alert was raised (page, escalation)
-    {prefix}:v1:aid:{tid}    string NX guard per alert transition id (idempotent emission)
-    {prefix}:v1:outbox       stream transitions committed but not yet confirmed on Kafka
-    {prefix}:v1:audit        stream every accepted transition (capped)
-    {prefix}:v1:patients     zset  pid -> last event time (patients monitored)
-    {prefix}:v1:watch        zset  patients whose alert needs timers (open, or a held reading)
+    {prefix}:v2:p:{tag}          hash   ver -> commit counter, s -> PatientState JSON
+    {prefix}:v2:h:{tag}          list   recent observations, newest first (ring buffer)
+    {prefix}:v2:ctx:{tag}        string PatientContext JSON (ADT / clinician settings)
+    {prefix}:v2:a:{tag}          hash   e -> latest alert transition of the current episode,
+                                        o -> '1' while that alert is open or acknowledged
+    {prefix}:v2:aid:{tag}:{tid}  string NX guard per alert transition id (idempotent emission)
+    {prefix}:v2:ob:{tag}         stream the patient's outbox: transitions committed, not yet
+                                        confirmed on Kafka
+    {prefix}:v2:outbox           zset   pid -> time (ms) of the latest commit that may have
+                                        written the patient's outbox
+    {prefix}:v2:open             zset   pid -> version: patients whose alert is open
+    {prefix}:v2:watch            zset   pid -> version: patients whose alert needs timers
+                                        (open, or a held reading)
+    {prefix}:v2:patients         zset   pid -> last event time (patients monitored)
+    {prefix}:v2:audit            stream accepted transitions (capped at ``audit_max``)
+    {prefix}:v2:stream           zset   Kafka partition -> newest event time seen (ms)
 
 Every per-patient key has a TTL (``state_ttl_s``) refreshed on each commit, so silent or
 discharged patients disappear by themselves.
 
-One batch costs two round trips: ``load`` (one pipeline) and ``commit`` (one Lua script,
-atomic). The commit is conditional on each patient's ``ver`` (optimistic concurrency), so
-two workers that briefly both hold a patient during a rebalance cannot both apply it.
-Transitions are written to the outbox inside the same atomic commit, guarded by
-``SET NX`` on their deterministic id; the worker publishes the outbox to Kafka and then
-deletes the entries, and re-publishes leftovers at start-up. A crash can therefore at
-worst publish a transition twice (same ``transition_id``; consumers dedupe), never lose one.
+**A commit.** One Lua script per patient, over that patient's keys only (all passed in
+``KEYS``): the version check (optimistic concurrency, so two workers that briefly both
+hold a patient during a rebalance cannot both apply it), the state, the history ring,
+the TTLs, the ``SET NX`` guard of each transition and, for each transition the guard lets
+through, the latest alert and the entry in the patient's outbox. A patient's commit is
+therefore atomic: a guarded transition never exists without its outbox entry. The
+indexes (``outbox``, ``open``, ``watch``, ``patients``, ``audit``, ``stream``) are other keys,
+in other slots on a cluster, so no script may write them; they are kept in three stages:
+
+1. before the scripts, every write that can only make an index larger (the *intents*):
+   the patient into ``patients``, into ``watch`` if it needs timers, into ``open`` if one
+   of its transitions leaves the alert open, into ``outbox`` if it has transitions; and a
+   read of which patients ``watch`` and ``open`` hold;
+2. the patients' scripts, then the partitions' stream times (``ZADD GT``);
+3. after the scripts, and only for patients whose script committed: the accepted
+   transitions into ``audit`` (capped), and the removals (a patient no longer needing
+   timers out of ``watch``, a closed alert out of ``open``), each *fenced*: an index entry
+   is removed only if its score is not above the version this commit wrote, so an entry a
+   later writer has since added (with its higher version) stays.
+
+On one server stages 1 and 2 travel in one pipeline (one round trip; a connection's
+commands run in order) and stage 3, when there is anything to remove or audit, in a
+second. A cluster pipeline sends each node its commands concurrently, so on a cluster
+each stage is its own pipeline, sent once the one before has answered.
+
+**Invariants.** ``watch``, ``open`` and ``outbox`` are supersets of what they index: a
+failure between stages (a crash, a timeout, a version conflict) leaves at most an extra
+entry, never a missing one. Readers tolerate that: the timer loads each watched patient
+and commits it unwatched if it has nothing to time (or forgets it if its state expired);
+``open_alerts`` returns only patients whose latest alert is open; the outbox sweep
+removes an ``outbox`` entry once the patient's stream is empty (fenced by the entry's
+time, so a commit under way keeps it). A patient's next commit reconciles its ``watch``
+and ``open`` entries with its state. The audit stream is written after the commit: a
+transition whose audit line a crash prevented is still in the outbox, and whoever
+publishes a leftover writes its line then (``outbox_done(audit=...)``); ``audit``
+drops the repeats. One more case: a script that reaches a stalled node long after its
+intents (a frozen node that answers later) may fill an outbox the sweep has just
+dropped from the index; every ``load`` of a patient whose outbox holds entries puts the
+patient back into the index, and a failed commit is always followed by a load of its
+patients (the retry, or the restart that processes the batch again).
+
+Stream ids in the outbox are opaque strings (``"<stream id> <pid>"``); the worker
+publishes a batch's new entries right after the commit and deletes them
+(``outbox_done``), and sweeps leftovers (``outbox_patients``, ``outbox``, ``outbox_trim``).
+
+**Upgrading from v1** (the single-script commit, keys without hash tags): v1 state is
+abandoned and expires by its TTL. Patients start again from their next event (personal
+baselines and model state rebuild; an alert open under v1 is no longer on the page, and
+a patient still deteriorating raises it again). A worker's start-up publishes what the
+v1 outbox still holds on the same server (``legacy_outbox``).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from wardwatch.errors import ConfigError
 from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
+from wardwatch.store_api import CommitResult, Emit, Loaded, MemoryStateStore, StateStore, Update
+from wardwatch.store_commit import (
+    FENCED_ZREM,
+    OUTBOX_DONE,
+    Call,
+    CommitPlan,
+    audit_line,
+    guard_key,
+    redis_key,
+    run_stages,
+)
+from wardwatch.store_commit import as_str as _str
 
-COMMIT_LUA = r"""
-local p = cjson.decode(ARGV[1])
-local pre = p.prefix .. ':v1:'
-local conflicts = {}
-local conflicted = {}
-for _, u in ipairs(p.updates) do
-  local key = pre .. 'p:' .. u.pid
-  local ver = tonumber(redis.call('HGET', key, 'ver') or '0')
-  if ver ~= u.ver then
-    conflicted[u.pid] = true
-    table.insert(conflicts, u.pid)
-  else
-    redis.call('HSET', key, 'ver', ver + 1, 's', u.state)
-    redis.call('EXPIRE', key, p.ttl)
-    if #u.hist > 0 then
-      local hkey = pre .. 'h:' .. u.pid
-      for _, h in ipairs(u.hist) do redis.call('LPUSH', hkey, h) end
-      redis.call('LTRIM', hkey, 0, p.hist_max - 1)
-      redis.call('EXPIRE', hkey, p.ttl)
-    end
-    if u.seen_ms > 0 then redis.call('ZADD', pre .. 'patients', u.seen_ms, u.pid) end
-    if u.watch == 1 then redis.call('ZADD', pre .. 'watch', 0, u.pid)
-    elseif u.watch == 0 then redis.call('ZREM', pre .. 'watch', u.pid) end
-  end
-end
-local accepted = {}
-local sids = {}
-for _, t in ipairs(p.transitions) do
-  if not conflicted[t.pid] then
-    if redis.call('SET', pre .. 'aid:' .. t.tid, '1', 'NX', 'EX', p.guard_ttl) then
-      local sid = redis.call('XADD', pre .. 'outbox', '*', 'tid', t.tid, 'pid', t.pid, 'event', t.event)
-      redis.call('XADD', pre .. 'audit', 'MAXLEN', '~', p.audit_max, '*',
-                 'tid', t.tid, 'event', t.event)
-      local akey = pre .. 'a:' .. t.pid
-      redis.call('SET', akey, t.event, 'EX', p.ttl)
-      if t.open then
-        redis.call('ZADD', pre .. 'open', t.opened_ms, t.pid)
-      else
-        redis.call('ZREM', pre .. 'open', t.pid)
-      end
-      table.insert(accepted, t.tid)
-      table.insert(sids, sid)
-    end
-  end
-end
-return {conflicts, accepted, sids}
-"""
-
-
-def redis_key(prefix: str, kind: str, pid: str = "") -> str:
-    """The key of ``kind`` (``p``, ``h``, ``ctx``, ``a``, ``open``, ...) in the v1 schema."""
-    return f"{prefix}:v1:{kind}:{pid}" if pid else f"{prefix}:v1:{kind}"
-
-
-@dataclass
-class Update:
-    """A patient's new state, committed only if its version is still ``expected_version``."""
-
-    pid: str
-    expected_version: int
-    state: PatientState
-    history: list[str] = field(default_factory=list)
-    seen_ms: int | None = None
-    watch: bool | None = None  # needs time-driven checks (None: unchanged)
-
-
-@dataclass
-class Emit:
-    """An alert transition to emit once (guarded by its id)."""
-
-    pid: str
-    transition_id: str
-    event: dict[str, Any]
-    open: bool  # whether the patient's alert is still open after this transition
-    opened_ms: int = 0
-
-
-@dataclass
-class CommitResult:
-    conflicts: list[str]
-    accepted: list[str]  # transition ids newly emitted into the outbox
-    outbox_ids: list[str] = field(default_factory=list)  # their outbox stream ids
-
-
-@dataclass
-class Loaded:
-    state: PatientState
-    context: dict[str, Any] | None
-
-
-class StateStore(Protocol):
-    async def load(self, pids: Sequence[str]) -> dict[str, Loaded]: ...
-    async def commit(self, updates: Sequence[Update], emits: Sequence[Emit]) -> CommitResult: ...
-    async def set_context(self, pid: str, context: dict[str, Any]) -> None: ...
-    async def history(self, pid: str, n: int = 48) -> list[dict[str, Any]]: ...
-    async def histories(
-        self, pids: Sequence[str], n: int = 96
-    ) -> dict[str, list[dict[str, Any]]]: ...
-    async def forget(self, pids: Sequence[str]) -> None: ...
+__all__ = [
+    "CommitResult",
+    "Emit",
+    "Loaded",
+    "MemoryStateStore",
+    "RedisStateStore",
+    "StateStore",
+    "Update",
+    "guard_key",
+    "redis_key",
+]
 
 
 class RedisStateStore:
-    """The worker's store. All methods are coroutines on ``redis.asyncio``."""
+    """The worker's store. All methods are coroutines on ``redis.asyncio``, over one
+    server (``redis.asyncio.Redis``) or a cluster (``redis.asyncio.RedisCluster``)."""
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         *,
         prefix: str = "ww",
         ttl_s: int = 7 * 24 * 3600,
@@ -154,42 +130,48 @@ class RedisStateStore:
         audit_max: int = 100_000,
         observe: Callable[[str, float], None] | None = None,
     ) -> None:
-        self.r = client
+        if not prefix or any(c in prefix for c in "{}"):
+            raise ConfigError(f"Redis key prefix {prefix!r}: must be non-empty, without braces")
+        self.r: Any = client  # Redis and RedisCluster share the commands used here
+        self.cluster = isinstance(client, aioredis.RedisCluster)
         self.observe = observe  # (operation, seconds) for the round-trip histogram
         self.prefix = prefix
         self.ttl_s = ttl_s
         self.hist_max = hist_max
         self.guard_ttl_s = guard_ttl_s
         self.audit_max = audit_max
-        self._commit = client.register_script(COMMIT_LUA)
 
     @classmethod
     def from_url(
         cls,
         url: str,
         *,
+        cluster: bool = False,
         ssl_ca_certs: str | None = None,
         client_options: dict[str, Any] | None = None,
         **kw: Any,
     ) -> RedisStateStore:
-        """A store on the server at ``url``; ``ssl_ca_certs`` verifies a ``rediss://``
-        server whose certificate a private CA signed; ``client_options`` go to redis-py
-        (timeouts, health checks)."""
+        """A store on the server at ``url``, or on the cluster that node belongs to
+        (``cluster``); ``ssl_ca_certs`` verifies a ``rediss://`` server whose certificate a
+        private CA signed; ``client_options`` go to redis-py (timeouts, health checks)."""
         options: dict[str, Any] = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
         options |= client_options or {}
+        if cluster:
+            return cls(aioredis.RedisCluster.from_url(url, **options), **kw)
         return cls(aioredis.Redis.from_url(url, **options), **kw)
 
     @classmethod
     def from_settings(
         cls, settings: Settings, observe: Callable[[str, float], None] | None = None
     ) -> RedisStateStore:
-        """The worker's store as the settings describe it (URL, TLS CA, timeouts, prefix,
-        TTL)."""
+        """The worker's store as the settings describe it (URL, cluster mode, TLS CA,
+        timeouts, prefix, TTL)."""
         if not settings.redis_url:
             raise ConfigError("WARDWATCH_REDIS_URL is not set")
         ca = settings.redis_ssl_ca_certs
         return cls.from_url(
             settings.redis_url,
+            cluster=settings.redis_cluster,
             ssl_ca_certs=str(ca) if ca else None,
             client_options={
                 "socket_timeout": settings.redis_socket_timeout_s,
@@ -210,81 +192,133 @@ class RedisStateStore:
     async def close(self) -> None:
         await self.r.aclose()
 
+    async def _run(self, *stages: Sequence[Call]) -> list[Any]:
+        return await run_stages(self.r, stages, ordered=not self.cluster)
+
     async def load(self, pids: Sequence[str]) -> dict[str, Loaded]:
         unique = list(dict.fromkeys(pids))
         if not unique:
             return {}
-        pipe = self.r.pipeline(transaction=False)
+        calls = []
         for pid in unique:
-            pipe.hmget(self.key("p", pid), "ver", "s")
-        pipe.mget([self.key("ctx", pid) for pid in unique])
+            calls.append(Call(("HMGET", self.key("p", pid), "ver", "s")))
+            calls.append(Call(("GET", self.key("ctx", pid))))
+            calls.append(Call(("EXISTS", self.key("ob", pid))))
         t0 = time.perf_counter()
-        results = await pipe.execute()
+        results = await self._run(calls)
         if self.observe:
             self.observe("load", time.perf_counter() - t0)
-        contexts = results[-1]
         out: dict[str, Loaded] = {}
-        for pid, (ver, raw), ctx in zip(unique, results[:-1], contexts, strict=True):
+        pending: dict[str, float] = {}
+        for i, pid in enumerate(unique):
+            (ver, raw), ctx, outbox = results[3 * i : 3 * i + 3]
             state = PatientState.from_json(raw)
             state.version = int(ver or 0)
             out[pid] = Loaded(state, json.loads(ctx) if ctx else None)
+            if outbox:
+                pending[pid] = time.time() * 1000
+        if pending:  # its outbox holds entries: make sure the sweep sees them
+            await self.r.zadd(self.key("outbox"), pending, gt=True)
         return out
 
-    async def commit(self, updates: Sequence[Update], emits: Sequence[Emit]) -> CommitResult:
-        if not updates and not emits:
+    async def commit(
+        self,
+        updates: Sequence[Update],
+        emits: Sequence[Emit],
+        stream_ms: Mapping[int, int] | None = None,
+    ) -> CommitResult:
+        """Commit each patient atomically, in the stages the module docstring describes;
+        ``stream_ms`` raises the stored newest event time of each Kafka partition."""
+        if not updates and not emits and not stream_ms:
             return CommitResult([], [])
-        payload = {
-            "prefix": self.prefix,
-            "ttl": self.ttl_s,
-            "guard_ttl": self.guard_ttl_s,
-            "hist_max": self.hist_max,
-            "audit_max": self.audit_max,
-            "updates": [
-                {
-                    "pid": u.pid,
-                    "ver": u.expected_version,
-                    "state": u.state.to_json(),
-                    "hist": u.history,
-                    "seen_ms": u.seen_ms or 0,
-                    "watch": -1 if u.watch is None else int(u.watch),
-                }
-                for u in updates
-            ],
-            "transitions": [
-                {
-                    "pid": e.pid,
-                    "tid": e.transition_id,
-                    "event": json.dumps(e.event, separators=(",", ":")),
-                    "open": e.open,
-                    "opened_ms": e.opened_ms,
-                }
-                for e in emits
-            ],
-        }
         t0 = time.perf_counter()
-        conflicts, accepted, sids = await self._commit(
-            args=[json.dumps(payload, separators=(",", ":"))]
+        plan = CommitPlan(
+            self.prefix,
+            updates,
+            emits,
+            stream_ms,
+            ttl_s=self.ttl_s,
+            hist_max=self.hist_max,
+            guard_ttl_s=self.guard_ttl_s,
+            audit_max=self.audit_max,
         )
+        after = plan.after(await self._run(*plan.stages()))
+        if after:
+            await self._run(after)
         if self.observe:
             self.observe("commit", time.perf_counter() - t0)
-        return CommitResult(_strs(conflicts), _strs(accepted), _strs(sids))
+        return plan.result
+
+    async def stream_times(self) -> dict[int, int]:
+        """The newest event time (ms) committed so far, per Kafka partition."""
+        rows = await self.r.zrange(self.key("stream"), 0, -1, withscores=True)
+        return {int(_str(m)): int(s) for m, s in rows}
+
+    # ---- the outbox ----------------------------------------------------------------------
+    async def outbox_patients(self) -> list[str]:
+        """Patients whose outbox may hold transitions (a superset)."""
+        return _strs(await self.r.zrange(self.key("outbox"), 0, -1))
 
     async def outbox(
-        self, count: int = 1000, *, after: str = "-", committed_before_ms: int | None = None
+        self,
+        pids: Sequence[str] | None = None,
+        *,
+        committed_before_ms: int | None = None,
+        count: int = 1000,
     ) -> list[tuple[str, dict[str, Any]]]:
-        """Committed transitions not yet confirmed as published, oldest first: (stream id,
-        event); from ``after`` (exclusive) and, with ``committed_before_ms``, only those
-        committed before then."""
-        low = "-" if after == "-" else f"({after}"
+        """Committed transitions not yet confirmed as published, as (outbox id, event):
+        of ``pids`` (default: every patient in the index), each patient's in commit order,
+        at most ``count`` each; with ``committed_before_ms``, only those committed before."""
+        if pids is None:
+            pids = await self.outbox_patients()
         high = "+" if committed_before_ms is None else str(committed_before_ms - 1)
-        rows: Any = await self.r.xrange(self.key("outbox"), low, high, count=count)
-        return [(sid.decode(), json.loads(fields[b"event"])) for sid, fields in rows]
+        calls = [Call(("XRANGE", self.key("ob", pid), "-", high, "COUNT", count)) for pid in pids]
+        out: list[tuple[str, dict[str, Any]]] = []
+        for pid, rows in zip(pids, await self._run(calls), strict=True):
+            out += [(f"{_str(sid)} {pid}", json.loads(f[b"event"])) for sid, f in rows]
+        return out
 
-    async def outbox_done(self, stream_ids: Iterable[str]) -> None:
-        ids = list(stream_ids)
-        if ids:
-            await self.r.xdel(self.key("outbox"), *ids)
+    async def outbox_done(
+        self, outbox_ids: Iterable[str], audit: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Delete published entries from their patients' outboxes; ``audit``: events to
+        write to the audit stream first (leftovers, whose line a crash may have lost)."""
+        by_patient: dict[str, list[str]] = {}
+        legacy: list[str] = []
+        for oid in outbox_ids:
+            sid, _, pid = oid.partition(" ")
+            (by_patient.setdefault(pid, []) if pid else legacy).append(sid)
+        lines = [
+            audit_line(self.prefix, self.audit_max, str(e.get("transition_id", "")), e)
+            for e in audit
+        ]
+        deletes = [
+            Call(tuple(sids), OUTBOX_DONE, [self.key("ob", pid)])
+            for pid, sids in by_patient.items()
+        ]
+        if legacy:
+            deletes.append(Call(("XDEL", _legacy_outbox_key(self.prefix), *legacy)))
+        await self._run(lines, deletes)
 
+    async def outbox_trim(self, pids: Sequence[str], before_ms: int) -> int:
+        """Drop from the outbox index the patients among ``pids`` whose outbox is empty and
+        whose entry is older than ``before_ms`` (a commit since then keeps it); returns
+        how many."""
+        if not pids:
+            return 0
+        exists = await self._run([Call(("EXISTS", self.key("ob", pid))) for pid in pids])
+        empty = [a for pid, n in zip(pids, exists, strict=True) if not n for a in (pid, before_ms)]
+        if not empty:
+            return 0
+        [removed] = await self._run([Call(tuple(empty), FENCED_ZREM, [self.key("outbox")])])
+        return int(removed)
+
+    async def legacy_outbox(self) -> list[tuple[str, dict[str, Any]]]:
+        """What the v1 schema's outbox on this server still holds (see the docstring)."""
+        rows: Any = await self.r.xrange(_legacy_outbox_key(self.prefix), "-", "+")
+        return [(_str(sid), json.loads(f[b"event"])) for sid, f in rows]
+
+    # ---- reads ---------------------------------------------------------------------------
     async def set_context(self, pid: str, context: dict[str, Any]) -> None:
         await self.r.set(self.key("ctx", pid), json.dumps(context), ex=self.ttl_s)
 
@@ -294,30 +328,24 @@ class RedisStateStore:
 
     async def histories(self, pids: Sequence[str], n: int = 96) -> dict[str, list[dict[str, Any]]]:
         """Recent observations of several patients, oldest first, in one round trip."""
-        pipe = self.r.pipeline(transaction=False)
-        for pid in pids:
-            pipe.lrange(self.key("h", pid), 0, n - 1)
-        rows = await pipe.execute()
+        rows = await self._run([Call(("LRANGE", self.key("h", pid), 0, n - 1)) for pid in pids])
         return {
             pid: [json.loads(r) for r in reversed(rs)] for pid, rs in zip(pids, rows, strict=True)
         }
 
     async def open_alerts(self) -> list[dict[str, Any]]:
+        """The latest transition of every patient whose alert is open or acknowledged."""
         pids = _strs(await self.r.zrange(self.key("open"), 0, -1))
-        if not pids:
-            return []
-        raws = await self.r.mget([self.key("a", pid) for pid in pids])
-        return [json.loads(r) for r in raws if r]
+        rows = await self._run([Call(("HMGET", self.key("a", pid), "e", "o")) for pid in pids])
+        return [json.loads(e) for e, o in rows if e and o == b"1"]  # the index is a superset
 
     async def forget(self, pids: Sequence[str]) -> None:
         """Drop patients whose state has expired from the timer, open-alert and monitoring
         indexes, writing no state (a timer must not bring an expired patient back)."""
-        if not pids:
-            return
-        pipe = self.r.pipeline(transaction=False)
-        for index in ("watch", "open", "patients"):
-            pipe.zrem(self.key(index), *pids)
-        await pipe.execute()
+        if pids:
+            await self._run(
+                [Call(("ZREM", self.key(i), *pids)) for i in ("watch", "open", "patients")]
+            )
 
     async def trim_patients(self, now_ms: int | None = None) -> int:
         """Drop from the monitoring index the patients silent longer than the state TTL
@@ -328,11 +356,12 @@ class RedisStateStore:
         )
 
     async def watched(self) -> list[str]:
-        """Patients whose alert state has timers running (escalation, held readings)."""
+        """Patients whose alert state may have timers running (escalation, held
+        readings); a superset: the timer checks each patient's state."""
         return _strs(await self.r.zrange(self.key("watch"), 0, -1))
 
     async def current_alert(self, pid: str) -> dict[str, Any] | None:
-        raw = await self.r.get(self.key("a", pid))
+        raw = await self.r.hget(self.key("a", pid), "e")
         return json.loads(raw) if raw else None
 
     async def patients_monitored(self, since_ms: int | None = None) -> int:
@@ -340,73 +369,21 @@ class RedisStateStore:
         return int(await self.r.zcount(self.key("patients"), lo, "+inf"))
 
     async def audit(self, count: int = 100) -> list[dict[str, Any]]:
+        """The latest ``count`` audit lines, newest first, each transition once."""
         rows: Any = await self.r.xrevrange(self.key("audit"), count=count)
-        return [json.loads(fields[b"event"]) for _, fields in rows]
-
-
-class MemoryStateStore:
-    """In-process store with the same behaviour as Redis (replay, unit tests).
-
-    ``serialize=True`` round-trips every state through JSON like Redis does;
-    ``serialize=False`` (single-process replay) keeps the objects, which is faster.
-    """
-
-    def __init__(self, hist_max: int = 96, *, serialize: bool = True) -> None:
-        self.serialize = serialize
-        self.states: dict[str, str | PatientState] = {}
-        self.versions: dict[str, int] = {}
-        self.contexts: dict[str, dict[str, Any]] = {}
-        self.hist: dict[str, list[str]] = {}
-        self.guards: set[str] = set()
-        self.watch: set[str] = set()
-        self.emitted: list[dict[str, Any]] = []
-        self.hist_max = hist_max
-
-    async def load(self, pids: Sequence[str]) -> dict[str, Loaded]:
-        out = {}
-        for pid in dict.fromkeys(pids):
-            stored = self.states.get(pid)
-            state = stored if isinstance(stored, PatientState) else PatientState.from_json(stored)
-            state.version = self.versions.get(pid, 0)
-            out[pid] = Loaded(state, self.contexts.get(pid))
+        seen: set[bytes] = set()
+        out = []
+        for _, fields in rows:
+            tid = fields.get(b"tid", b"")
+            if tid not in seen:  # a leftover's line written again after a crash
+                seen.add(tid)
+                out.append(json.loads(fields[b"event"]))
         return out
 
-    async def commit(self, updates: Sequence[Update], emits: Sequence[Emit]) -> CommitResult:
-        conflicts: list[str] = []
-        for u in updates:
-            if self.versions.get(u.pid, 0) != u.expected_version:
-                conflicts.append(u.pid)
-                continue
-            self.versions[u.pid] = u.expected_version + 1
-            self.states[u.pid] = u.state.to_json() if self.serialize else u.state
-            if u.watch is not None:
-                (self.watch.add if u.watch else self.watch.discard)(u.pid)
-            if u.history:
-                h = self.hist.setdefault(u.pid, [])
-                h[:0] = list(reversed(u.history))
-                del h[self.hist_max :]
-        accepted = []
-        for e in emits:
-            if e.pid in conflicts or e.transition_id in self.guards:
-                continue
-            self.guards.add(e.transition_id)
-            self.emitted.append(e.event)
-            accepted.append(e.transition_id)
-        return CommitResult(conflicts, accepted)
 
-    async def forget(self, pids: Sequence[str]) -> None:
-        for pid in pids:
-            self.watch.discard(pid)
-
-    async def set_context(self, pid: str, context: dict[str, Any]) -> None:
-        self.contexts[pid] = context
-
-    async def history(self, pid: str, n: int = 48) -> list[dict[str, Any]]:
-        return [json.loads(r) for r in reversed(self.hist.get(pid, [])[:n])]
-
-    async def histories(self, pids: Sequence[str], n: int = 96) -> dict[str, list[dict[str, Any]]]:
-        return {pid: await self.history(pid, n) for pid in pids}
+def _legacy_outbox_key(prefix: str) -> str:
+    return f"{prefix}:v1:outbox"
 
 
 def _strs(values: Iterable[Any]) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else v for v in values]
+    return [_str(v) for v in values]

@@ -18,6 +18,7 @@ from cli.demo_workers import metric_sum
 from tests.integration.helpers import (
     consume,
     hours_ago,
+    outbox_left,
     publish,
     stable,
     start_worker,
@@ -184,5 +185,4 @@ def test_transitions_a_dead_publisher_left_in_the_outbox_are_swept_out(
         worker.stop()
     assert [a["transition_id"] for a in alerts].count("t-left") == 1
     assert metric_sum(metrics, "wardwatch_outbox_swept_total") == 1
-    r = redis.Redis.from_url(settings.redis_url or "")
-    assert r.xlen(redis_key(settings.redis_prefix, "outbox")) == 0
+    assert outbox_left(settings) == []

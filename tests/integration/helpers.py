@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterable
@@ -16,7 +17,7 @@ from cli.demo_workers import WorkerProcess
 from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.stack import free_port
-from wardwatch.store import redis_key
+from wardwatch.store import RedisStateStore, redis_key
 from wardwatch.topics import producer
 
 
@@ -43,17 +44,37 @@ def publish(settings: Settings, topic: str, items: Iterable[tuple[str, bytes]]) 
     return n
 
 
+def redis_client(settings: Settings) -> Any:
+    """A synchronous client of the settings' Redis: the server, or the cluster."""
+    if settings.redis_cluster:
+        return redis.RedisCluster.from_url(settings.redis_url or "")
+    return redis.Redis.from_url(settings.redis_url or "")
+
+
 def stored_state(settings: Settings, pid: str) -> PatientState:
     """A patient's state as the worker committed it to Redis (empty if none)."""
-    r = redis.Redis.from_url(settings.redis_url or "")
+    r = redis_client(settings)
     return PatientState.from_json(r.hget(redis_key(settings.redis_prefix, "p", pid), "s"))
 
 
 def stored_history(settings: Settings, pid: str) -> list[dict[str, Any]]:
     """A patient's ring buffer in Redis, oldest first."""
-    r = redis.Redis.from_url(settings.redis_url or "")
+    r = redis_client(settings)
     rows = r.lrange(redis_key(settings.redis_prefix, "h", pid), 0, -1)
     return [json.loads(x) for x in reversed(rows)]
+
+
+def outbox_left(settings: Settings) -> list[dict[str, Any]]:
+    """The transitions still in the outbox of every patient."""
+
+    async def read() -> list[dict[str, Any]]:
+        store = RedisStateStore.from_settings(settings)
+        try:
+            return [e for _, e in await store.outbox()]
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
 
 
 def publish_events(settings: Settings, events: Iterable[dict[str, Any]]) -> int:
