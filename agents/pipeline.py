@@ -8,8 +8,9 @@ run exactly the same code. Per batch:
    one is merged and scored for the record, without the model or the alert policy; one
    older than the late window is left for the caller to dead-letter), NEWS2 and qSOFA
    on the patient's current vitals, the alert policy on event time;
-3. ``store.commit``: one atomic round trip (conditional on each patient's version) that
-   writes the states and puts new transitions, guarded by their ids, into the outbox.
+3. ``store.commit``: atomic per patient (conditional on its version), it writes the
+   states and puts new transitions, guarded by their ids, into the patient's outbox, and
+   records each partition's event time (see ``wardwatch.store`` for its round trips).
 """
 
 from __future__ import annotations
@@ -250,14 +251,14 @@ class ScoringPipeline:
 
     async def _process_locked(self, batch: Sequence[Incoming]) -> BatchResult:
         times, newest = self._stream_times(batch)
-        result = await self._process_once(batch, times)
+        result = await self._process_once(batch, times, newest)
         for _ in range(self.conflict_retries):
             if not result.conflicts:
                 break
             pending = set(result.conflicts)
             positions = [i for i, it in enumerate(batch) if it.event.patient_id in pending]
             again = await self._process_once(
-                [batch[i] for i in positions], [times[i] for i in positions]
+                [batch[i] for i in positions], [times[i] for i in positions], newest
             )
             result.add(again, positions)
             result.conflicts = again.conflicts
@@ -270,7 +271,9 @@ class ScoringPipeline:
         result.stream_ms = newest
         return result
 
-    async def _process_once(self, batch: Sequence[Incoming], times: Sequence[int]) -> BatchResult:
+    async def _process_once(
+        self, batch: Sequence[Incoming], times: Sequence[int], partition_ms: dict[int, int]
+    ) -> BatchResult:
         result = BatchResult()
         if not batch:
             return result
@@ -401,7 +404,8 @@ class ScoringPipeline:
             )
             for pid, s in touched.items()
         ]
-        commit = await self.store.commit(updates, emits)
+        # with the partitions' event time, so that a restart resumes their clocks
+        commit = await self.store.commit(updates, emits, partition_ms)
         self._collect(result, commit, emits)
         if commit.conflicts:  # nothing of these patients was applied: no effect to report
             self._drop_patients(result, batch, set(commit.conflicts), suppressed)

@@ -72,6 +72,9 @@ class Worker:
         )
         self.positions: dict[tuple[str, int], int] = {}  # last offset handled per partition
         self._lag_labels: set[tuple[str, str]] = set()
+        # vitals partitions whose event-time clock was restored from the store since this
+        # worker got them (a partition lost in a rebalance is restored again if it returns)
+        self._stream_checked: set[int] = set()
         self.models = ModelHolder()
         self.control = ModelControl(settings, self.metrics, self.models)
         self.pipeline = ScoringPipeline(
@@ -212,6 +215,11 @@ class Worker:
         for ev in events:
             key = (ev.message.topic, ev.message.partition)
             self.positions[key] = max(self.positions.get(key, -1), ev.message.offset)
+        fresh = {ev.message.partition for ev in events} - self._stream_checked
+        if fresh:  # a partition new to this worker: its event-time clock resumes as stored
+            stored = await self.retrying("load", self.store.stream_times)
+            self.pipeline.restore_stream({p: ms_ for p, ms_ in stored.items() if p in fresh})
+            self._stream_checked |= fresh
         now = datetime.now(UTC)
         t0 = time.perf_counter()
         batch: list[Incoming] = []
@@ -299,6 +307,7 @@ class Worker:
             for tp in consumer.assignment()
             if tp.topic == self.settings.topics.vitals
         }
+        self._stream_checked &= {int(p) for _, p in assigned}
         for labels in self._lag_labels - assigned:  # partitions lost in a rebalance
             self.metrics.consumer_lag.remove(*labels)
         self._lag_labels = assigned

@@ -62,11 +62,11 @@ class SecondWriter(MemoryStateStore):
         super().__init__()
         self.times = times
 
-    async def commit(self, updates, emits):  # type: ignore[no-untyped-def]
+    async def commit(self, updates, emits, stream_ms=None):  # type: ignore[no-untyped-def]
         if self.times > 0 and any(u.pid == "p" for u in updates):
             self.times -= 1
             self.versions["p"] = self.versions.get("p", 0) + 1  # the other writer's commit
-        return await super().commit(updates, emits)
+        return await super().commit(updates, emits, stream_ms)
 
 
 async def test_a_conflict_is_retried_and_every_event_applied() -> None:
