@@ -144,11 +144,9 @@ def embedded_broker(workdir: Path, port: int | None = None) -> ChildProcess:
     )
 
 
-def embedded_redis(workdir: Path, port: int | None = None, persist: bool = False) -> ChildProcess:
-    port = port or free_port()
-    data = workdir / "redis"
-    data.mkdir(parents=True, exist_ok=True)
-    argv = [
+def _redis_argv(port: int, data: Path, persist: bool) -> list[str]:
+    """A private ``redis-server`` on loopback at ``port``, its files in ``data``."""
+    return [
         redis_binary(),
         "--port",
         str(port),
@@ -163,6 +161,13 @@ def embedded_redis(workdir: Path, port: int | None = None, persist: bool = False
         "--protected-mode",
         "yes",
     ]
+
+
+def embedded_redis(workdir: Path, port: int | None = None, persist: bool = False) -> ChildProcess:
+    port = port or free_port()
+    data = workdir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    argv = _redis_argv(port, data, persist)
     return ChildProcess("redis-server", argv, "127.0.0.1", port, workdir / "redis.log")
 
 
@@ -249,19 +254,7 @@ def embedded_redis_cluster(workdir: Path, masters: int = 3) -> EmbeddedCluster:
         data = workdir / "redis-cluster" / f"node-{i}"
         data.mkdir(parents=True, exist_ok=True)
         argv = [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
+            *_redis_argv(port, data, persist=False),
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",

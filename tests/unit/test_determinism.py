@@ -72,6 +72,27 @@ class Clock:
         return self.now
 
 
+def _transitions(emitted: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            e["transition_id"],
+            e["alert_id"],
+            e["transition"],
+            e["priority"],
+            e["ts_ms"],
+            (e["explanation"].get("confirmation") or {}).get("status"),
+        )
+        for e in emitted
+    ]
+
+
+async def _states(store: MemoryStateStore) -> dict[str, str]:
+    loaded = await store.load(sorted(store.states))
+    for x in loaded.values():
+        x.state.version = 0  # the commit counter counts batches, not what they did
+    return {pid: PatientState.to_json(x.state) for pid, x in loaded.items()}
+
+
 async def run(cuts: list[int], ticks: set[int]) -> tuple[list[tuple[Any, ...]], dict[str, Any]]:
     """The events in batches ending at ``cuts``, the timer run after the batches in
     ``ticks``; then, once the input is over, event time let run out (idle) and a last tick."""
@@ -89,22 +110,7 @@ async def run(cuts: list[int], ticks: set[int]) -> tuple[list[tuple[Any, ...]], 
             emitted += (await pipe.tick(sorted(store.watch))).emitted
     clock.now += 10 * 24 * 3600  # idle long after the last event: holds run out
     emitted += (await pipe.tick(sorted(store.watch))).emitted
-    transitions = [
-        (
-            e["transition_id"],
-            e["alert_id"],
-            e["transition"],
-            e["priority"],
-            e["ts_ms"],
-            (e["explanation"].get("confirmation") or {}).get("status"),
-        )
-        for e in emitted
-    ]
-    loaded = await store.load(sorted(store.states))
-    for x in loaded.values():
-        x.state.version = 0  # the commit counter counts batches, not what they did
-    states = {pid: PatientState.to_json(x.state) for pid, x in loaded.items()}
-    return transitions, states
+    return _transitions(emitted), await _states(store)
 
 
 REFERENCE = asyncio.run(run([], set()))
@@ -162,21 +168,7 @@ async def restarted(
         if e["transition_id"] not in seen:
             seen.add(e["transition_id"])
             unique.append(e)
-    transitions = [
-        (
-            e["transition_id"],
-            e["alert_id"],
-            e["transition"],
-            e["priority"],
-            e["ts_ms"],
-            (e["explanation"].get("confirmation") or {}).get("status"),
-        )
-        for e in unique
-    ]
-    loaded = await store.load(sorted(store.states))
-    for x in loaded.values():
-        x.state.version = 0
-    return transitions, {pid: PatientState.to_json(x.state) for pid, x in loaded.items()}
+    return _transitions(unique), await _states(store)
 
 
 def test_a_restart_resumes_event_time_and_changes_no_alert() -> None:
