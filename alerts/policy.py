@@ -94,9 +94,9 @@ def evaluate(
         st.last_ts_ms = ts
         st.last_event_ids = [obs.event_id] if obs.event_id else []
 
-    events = promote_expired_candidate(
-        patient_id, st, ts if stream_ms is None or stream_ms < ts else stream_ms, config
-    )
+    # event time as of this observation: never behind the observation itself
+    now = ts if stream_ms is None or stream_ms < ts else stream_ms
+    events = promote_expired_candidate(patient_id, st, now, config, ts)
 
     n2 = obs.news2
     complete_total = n2.total if (n2.complete and n2.total is not None) else None
@@ -124,6 +124,7 @@ def evaluate(
             st.pending_candidate = {
                 "transition": kind,
                 "ts_ms": ts,
+                "held_at_ms": now,
                 "priority": a.priority,
                 "reasons": a.reasons,
                 "parameter": param,

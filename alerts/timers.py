@@ -27,16 +27,17 @@ __all__ = ["promote_expired_candidate", "tick"]
 
 
 def promote_expired_candidate(
-    pid: str, st: AlertState, now_ms: int, config: PolicyConfig
+    pid: str, st: AlertState, now_ms: int, config: PolicyConfig, obs_ts_ms: int | None = None
 ) -> list[AlertEvent]:
     """Raise a held candidate that no observation confirmed or refuted in time.
 
     Silence is not evidence of an artifact: with no follow-up reading within
     ``artifact_max_wait_s`` the alert goes out, marked as unconfirmed. ``now_ms`` is event
-    time; the transition is dated and paged at the end of the hold, whenever this runs.
+    time; ``obs_ts_ms`` the time of the patient's next reading, if one is being applied.
+    The transition is dated and paged at the end of the hold, whenever this runs.
     """
     cand = st.pending_candidate
-    if cand is None or not _hold_over(cand, now_ms, config):
+    if cand is None or not _hold_over(cand, now_ms, config, obs_ts_ms):
         return []
     st.pending_candidate = None
     kind = cand["transition"]
@@ -79,8 +80,19 @@ def promote_expired_candidate(
     ]
 
 
-def _hold_over(cand: dict[str, object], now_ms: int, config: PolicyConfig) -> bool:
-    return now_ms - int(cast(int, cand["ts_ms"])) > ms(config.artifact_max_wait_s)
+def _hold_over(
+    cand: dict[str, object], now_ms: int, config: PolicyConfig, obs_ts_ms: int | None = None
+) -> bool:
+    """The hold is over when event time has passed ``artifact_max_wait_s`` since the held
+    reading arrived (``held_at_ms``: its own time, or the partition's event time if that
+    was already further on, as for a monitor sending its backlog), or when the patient's
+    next reading comes later than that after the held one: a backlog's next reading still
+    decides, as it would have live."""
+    wait = ms(config.artifact_max_wait_s)
+    ts = int(cast(int, cand["ts_ms"]))
+    if obs_ts_ms is not None and obs_ts_ms - ts > wait:
+        return True
+    return now_ms - int(cast(int, cand.get("held_at_ms", ts))) > wait
 
 
 def _repage_due(state: AlertState, now_ms: int, config: PolicyConfig) -> bool:

@@ -346,6 +346,28 @@ def test_held_reading_runs_on_event_time_not_the_wall_clock() -> None:
     assert none == [] and refuted.suppressed_artifacts == 1
 
 
+def test_a_backlog_s_held_reading_waits_from_its_arrival_and_its_next_reading_decides() -> None:
+    """A monitor sends hours of buffered readings after other patients' data have moved
+    the partition's event time on: a held reading's wait runs from when it arrived in event
+    time, and the patient's own next reading, within the hold of the held one, refutes it
+    as it would have live."""
+    ahead = T0 + 3 * 60 * MIN  # the partition's event time while the backlog arrives
+    st, _ = run([obs(0)])
+    st, held = evaluate(PID, st, obs(10, spo2_pct=72), CFG, stream_ms=ahead)
+    assert held == [] and st.pending_candidate is not None
+    refuted, none = evaluate(PID, st, obs(11), CFG, stream_ms=ahead)
+    assert none == [] and refuted.suppressed_artifacts == 1
+    # a timer running while the backlog arrives does not raise it before its next reading
+    cfg = PolicyConfig(escalate_unacked_s=10**9)  # re-pages (wall clock) out of the way
+    same, nothing = tick(PID, st, ahead, cfg, stream_ms=ahead + 4 * MIN)
+    assert nothing == [] and same is st
+    _, raised = tick(PID, st, ahead, cfg, stream_ms=ahead + 5 * MIN + 1)
+    assert kinds(raised) == [("OPEN", "medium")]
+    # a next reading of the backlog more than the hold after the held one does not refute
+    _, late_next = evaluate(PID, st, obs(16), CFG, stream_ms=ahead)
+    assert [e.transition_id for e in late_next] == [e.transition_id for e in raised]
+
+
 def test_re_pages_do_not_change_the_ids_of_later_transitions() -> None:
     """A re-page (wall clock: nobody acknowledged) has its own counter, so a data-driven
     escalation after it has the same id however many re-pages came before."""
