@@ -9,6 +9,7 @@ turn the Prometheus text into the counters the demo reports.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +18,9 @@ import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
 
 from wardwatch.settings import Settings
 from wardwatch.stack import stop_process_group
@@ -24,30 +28,35 @@ from wardwatch.stack import stop_process_group
 __all__ = ["WorkerProcess", "metric_sum", "parse_metrics", "settings_env", "totals"]
 
 
+def _plain(value: Any) -> Any:
+    """A setting's value as JSON-able data, secrets revealed (for a child's environment)."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, BaseModel):
+        return {k: _plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
 def settings_env(settings: Settings) -> dict[str, str]:
-    """Environment that gives a child process the same settings."""
+    """Environment that gives a child process the same settings: every one of them (a
+    setting left unset, ``None``, is removed from the inherited environment)."""
     env = dict(os.environ)
-    env["WARDWATCH_KAFKA_URL"] = settings.kafka_url or ""
-    env["WARDWATCH_REDIS_URL"] = settings.redis_url or ""
-    env["WARDWATCH_REDIS_PREFIX"] = settings.redis_prefix
-    env["WARDWATCH_REDIS_CLUSTER"] = "true" if settings.redis_cluster else "false"
-    env["WARDWATCH_APP_ID"] = settings.app_id
-    env["WARDWATCH_DATA_DIR"] = str(settings.data_dir)
-    env["WARDWATCH_PARTITIONS"] = str(settings.partitions)
-    env["WARDWATCH_LOG_LEVEL"] = settings.log_level
-    env["WARDWATCH_TIME_SCALE"] = str(settings.time_scale)
-    env["WARDWATCH_API_TOKEN"] = settings.api_token.get_secret_value()
+    for name in Settings.model_fields:
+        key = f"WARDWATCH_{name.upper()}"
+        for inherited in [k for k in env if k.startswith(key + "__")]:
+            del env[inherited]  # nested values come whole, as JSON, below
+        value = _plain(getattr(settings, name))
+        if value is None:
+            env.pop(key, None)
+        elif isinstance(value, bool):
+            env[key] = "true" if value else "false"
+        elif isinstance(value, dict | list):
+            env[key] = json.dumps(value)
+        else:
+            env[key] = str(value)
     env["WARDWATCH_MODEL_REGISTRY"] = str(settings.resolved_model_registry().resolve())
-    env["WARDWATCH_MODEL_NAME"] = settings.model_name
-    env["WARDWATCH_RETRY_MAX_S"] = str(settings.retry_max_s)
-    env["WARDWATCH_POISON_STREAK_LIMIT"] = str(settings.poison_streak_limit)
-    env["WARDWATCH_REDIS_SOCKET_TIMEOUT_S"] = str(settings.redis_socket_timeout_s)
-    if settings.webhook_url:
-        env["WARDWATCH_WEBHOOK_URL"] = settings.webhook_url
-    env["WARDWATCH_WEBHOOK_MIN_PRIORITY"] = settings.webhook_min_priority
-    env["WARDWATCH_PAGE_MAX_AGE_S"] = str(settings.page_max_age_s)
-    for role, name in settings.topics.all().items():
-        env[f"WARDWATCH_TOPICS__{role.upper()}"] = name
     return env
 
 
