@@ -49,6 +49,10 @@ def test_ten_sigkills_and_a_paging_outage_change_nothing(
                 pages_while_down.append(len(receiver.received()))
             w = h.start_worker()
 
+    # a killed worker's partitions go to the next one when its session times out
+    settings = settings.model_copy(
+        update={"kafka_session_timeout_s": 4.0, "kafka_rebalance_timeout_s": 4.0}
+    )
     try:
         out = run_scenario(settings, tmp_path, scenario, fault, receiver=receiver, timeout_s=300)
     finally:
