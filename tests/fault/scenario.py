@@ -348,7 +348,9 @@ def assert_as_expected(out: Outcome, reference: Outcome) -> None:
     if differ:
         got, want = out.states.get(differ[0]) or {}, reference.states[differ[0]]
         fields = {k: (got.get(k), want.get(k)) for k in want if got.get(k) != want.get(k)}
-        raise AssertionError(f"{len(differ)} patients' final states differ, e.g. {str(fields)[:3000]}")
+        raise AssertionError(
+            f"{len(differ)} patients' final states differ, e.g. {str(fields)[:3000]}"
+        )
 
 
 def row(fault: str, injections: str, out: Outcome) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from tests.integration.helpers import (
     stable,
     start_worker,
     stored_state,
+    wait_for,
 )
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_redis
@@ -30,13 +31,6 @@ from wardwatch.store import redis_key
 from wardwatch.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _wait(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
 
 
 def test_a_frozen_redis_stalls_the_worker_without_crashing_it_or_losing_events(
@@ -54,7 +48,7 @@ def test_a_frozen_redis_stalls_the_worker_without_crashing_it_or_losing_events(
     events = stable("bed-7", hours_ago(8), steps=30)
     try:
         publish(settings, settings.topics.vitals, [("bed-7", v) for v in events[:10]])
-        _wait(lambda: stored_state(settings, "bed-7").n_events == 10, 30, "first events")
+        wait_for(lambda: stored_state(settings, "bed-7").n_events == 10, 30, "first events")
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGSTOP)
         try:
@@ -63,7 +57,7 @@ def test_a_frozen_redis_stalls_the_worker_without_crashing_it_or_losing_events(
             assert worker.proc is not None and worker.proc.poll() is None, "worker died"
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
-        _wait(lambda: stored_state(settings, "bed-7").n_events == 30, 60, "events after")
+        wait_for(lambda: stored_state(settings, "bed-7").n_events == 30, 60, "events after")
         metrics = worker.metrics()
         assert worker.proc.poll() is None
     finally:
@@ -93,7 +87,7 @@ def test_a_poison_event_is_dead_lettered_alone_and_the_rest_applied(
     mixed = [("bed-ok", v) for v in good[:6]] + [("bed-bad", v) for v in bad]
     try:
         sent = publish(settings, settings.topics.vitals, mixed + [("bed-ok", v) for v in good[6:]])
-        _wait(lambda: stored_state(settings, "bed-ok").n_events == 12, 45, "good events")
+        wait_for(lambda: stored_state(settings, "bed-ok").n_events == 12, 45, "good events")
         letters = _letters(settings, 3)
         metrics = worker.metrics()
         assert worker.proc is not None and worker.proc.poll() is None, "worker died"
@@ -124,7 +118,7 @@ def test_a_systematic_fault_stops_the_worker_uncommitted_and_a_restart_applies_i
     try:
         publish(settings, settings.topics.vitals, items)
         assert worker.proc is not None
-        _wait(lambda: worker.proc.poll() is not None, 45, "the worker did not stop")
+        wait_for(lambda: worker.proc.poll() is not None, 45, "the worker did not stop")
         assert worker.proc.returncode == 70
         log = worker.log_path.read_text()
         assert "stopping without committing" in log
@@ -136,7 +130,7 @@ def test_a_systematic_fault_stops_the_worker_uncommitted_and_a_restart_applies_i
         r.delete(redis_key(settings.redis_prefix, "p", pid))
     again = start_worker(settings, tmp_path, "w2")
     try:
-        _wait(
+        wait_for(
             lambda: all(stored_state(settings, pid).n_events == 4 for pid in pids),
             60,
             "a restart did not apply every event",

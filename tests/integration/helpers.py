@@ -21,6 +21,14 @@ from wardwatch.store import RedisStateStore, redis_key
 from wardwatch.topics import producer
 
 
+def wait_for(check: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Poll ``check`` until it is true; fail with ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.3)
+
+
 def start_worker(settings: Settings, tmp_path: Path, name: str = "w0") -> WorkerProcess:
     wp = WorkerProcess(settings, free_port(), tmp_path / f"{name}.log")
     wp.start()

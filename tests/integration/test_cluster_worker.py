@@ -4,7 +4,6 @@ care-team API and the timer read and write the cluster exactly as they do one se
 from __future__ import annotations
 
 import json
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tests.integration.helpers import (
     stable,
     start_worker,
     stored_state,
+    wait_for,
 )
 from wardwatch.settings import Settings
 from wardwatch.stack import EmbeddedCluster
@@ -29,13 +29,6 @@ from wardwatch.store import redis_key
 from wardwatch.topics import ensure_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-
-
-def _wait(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
 
 
 def _api(url: str, path: str, method: str = "GET") -> dict:
@@ -71,7 +64,7 @@ def test_a_worker_on_a_redis_cluster_alerts_the_deteriorating_patient_only(
         others = [(pid, v) for pid in pids for v in stable(pid, start, steps=4)]
         sent = len(sick) + len(well) + publish(settings, settings.topics.vitals, others)
         everyone = ["bed-sick", "bed-well", *pids]
-        _wait(
+        wait_for(
             lambda: sum(stored_state(settings, pid).n_events for pid in everyone) == sent,
             40,
             "not every event applied",
@@ -92,7 +85,7 @@ def test_a_worker_on_a_redis_cluster_alerts_the_deteriorating_patient_only(
             until=lambda m: any(a["transition"] == "ACKNOWLEDGED" for a in m),
             timeout_s=20,
         )
-        _wait(lambda: outbox_left(settings) == [], 10, "transitions left in the outbox")
+        wait_for(lambda: outbox_left(settings) == [], 10, "transitions left in the outbox")
         audit = _api(worker.url, "/api/audit")["transitions"]
 
         def ticked() -> bool:  # the timer read the cluster's indexes
@@ -102,7 +95,7 @@ def test_a_worker_on_a_redis_cluster_alerts_the_deteriorating_patient_only(
                 1,
             )
 
-        _wait(ticked, 25, "no timer tick with the cluster's counts")
+        wait_for(ticked, 25, "no timer tick with the cluster's counts")
         metrics = worker.metrics()
         assert worker.proc is not None and worker.proc.poll() is None, "worker died"
     finally:

@@ -19,6 +19,7 @@ from tests.integration.helpers import (
     start_worker,
     stored_state,
     vitals,
+    wait_for,
 )
 from wardwatch.settings import Settings
 from wardwatch.topics import ensure_topics
@@ -36,13 +37,6 @@ SICK = {  # NEWS2 well above 7: would page at once if it were news
 }
 
 
-def _until(check, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.3)
-
-
 def test_late_events_are_merged_without_paging_and_too_late_ones_dead_lettered(
     settings: Settings, tmp_path: Path
 ) -> None:
@@ -53,7 +47,7 @@ def test_late_events_are_merged_without_paging_and_too_late_ones_dead_lettered(
     worker = start_worker(settings, tmp_path)
     try:
         publish(settings, settings.topics.vitals, [("tm-1", v) for v in steady])
-        _until(lambda: stored_state(settings, "tm-1").n_events == 9, 30, "steady events")
+        wait_for(lambda: stored_state(settings, "tm-1").n_events == 9, 30, "steady events")
         publish(
             settings,
             settings.topics.vitals,
@@ -69,8 +63,8 @@ def test_late_events_are_merged_without_paging_and_too_late_ones_dead_lettered(
         letters = consume(
             settings, settings.topics.dead_letter, until=lambda m: len(m) >= 1, timeout_s=30
         )
-        _until(lambda: stored_state(settings, "tm-1").n_events == 10, 30, "the late event")
-        _until(
+        wait_for(lambda: stored_state(settings, "tm-1").n_events == 10, 30, "the late event")
+        wait_for(
             lambda: metric_sum(worker.metrics(), "wardwatch_events_skipped_total") >= 1,
             30,
             "the duplicate",
@@ -98,13 +92,13 @@ def test_an_event_stamped_ahead_of_the_clock_does_not_hold_back_the_next_ones(
     try:
         ahead = datetime.now(UTC) + timedelta(seconds=200)  # within the 300 s skew
         publish(settings, settings.topics.vitals, [("tm-2", vitals("tm-2", ahead, **STABLE))])
-        _until(lambda: stored_state(settings, "tm-2").n_events == 1, 30, "the early event")
+        wait_for(lambda: stored_state(settings, "tm-2").n_events == 1, 30, "the early event")
         received = stored_state(settings, "tm-2").watermark_ms
         assert received < int(ahead.timestamp() * 1000) - 100_000  # taken at now
         time.sleep(0.5)
         real = datetime.now(UTC)  # the device's next reading, on a correct clock
         publish(settings, settings.topics.vitals, [("tm-2", vitals("tm-2", real, **STABLE))])
-        _until(lambda: stored_state(settings, "tm-2").n_events == 2, 30, "the next event")
+        wait_for(lambda: stored_state(settings, "tm-2").n_events == 2, 30, "the next event")
         metrics = worker.metrics()
     finally:
         worker.stop()
