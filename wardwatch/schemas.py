@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+def _not_a_boolean(value: Any) -> Any:
+    """Reject a boolean where a number is due (``True == 1`` passes ``Literal[1, 2]``)."""
+    if isinstance(value, bool):
+        raise ValueError("must be 1 or 2, not a boolean")
+    return value
+
+
+SpO2Scale = Annotated[Literal[1, 2], BeforeValidator(_not_a_boolean)]
+"""The NEWS2 SpO2 scale: 1, or 2 for hypercapnic respiratory failure (not ``true``)."""
 
 Consciousness = Literal["A", "C", "V", "P", "U"]
 """ACVPU: Alert, new Confusion, Voice, Pain, Unresponsive."""
@@ -54,7 +64,7 @@ class VitalsEvent(BaseModel):
     temperature_c: float | None = None
     consciousness: Consciousness | None = None
     device_id: str | None = Field(default=None, max_length=128)
-    spo2_scale: Literal[1, 2] | None = None
+    spo2_scale: SpO2Scale | None = None
 
     def vitals(self) -> dict[str, Any]:
         """The observations present in this event, by field name."""
@@ -111,7 +121,7 @@ class PatientContext(BaseModel):
     patient_id: str = Field(min_length=1, max_length=128)
     ts: AwareDatetime
     age_band: Literal["18-39", "40-64", "65-79", "80+"] | None = None
-    spo2_scale: Literal[1, 2] | None = None
+    spo2_scale: SpO2Scale | None = None
     conditions: list[str] = Field(default_factory=list)
     ward: str | None = None
     discharged: bool = False
