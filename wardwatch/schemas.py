@@ -109,8 +109,15 @@ class DeadLetter(BaseModel):
     source_topic: str
     source_partition: int | None = None
     source_offset: int | None = None
-    original_b64: str  # the original bytes, base64
+    original_b64: str  # the original bytes, base64 (their first MAX_LETTER_ORIGINAL_BYTES)
     rejected_at: datetime
+    original_size: int | None = None  # the original's length in bytes
+    original_truncated: bool = False  # original_b64 holds only the first bytes of it
+
+
+MAX_LETTER_ORIGINAL_BYTES = 256 * 1024
+"""The most of an original message a dead letter carries: its base64 must leave the letter
+under the broker's and producers' 1 MB message limit, which the original alone may reach."""
 
 
 class PatientContext(BaseModel):
