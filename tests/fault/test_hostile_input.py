@@ -103,9 +103,12 @@ def test_ten_thousand_hostile_messages_change_nothing_for_the_scenario_and_each_
         alerts=out.alerts,
         alerts_raw=out.alerts_raw,
         pages=out.pages,
-        states={pid: s for pid, s in out.states.items() if pid in ours},
+        states={pid: _no_offsets(s) for pid, s in out.states.items() if pid in ours},
     )
-    assert_as_expected(mine, reference)
+    ref = Outcome(
+        **{**reference.__dict__, "states": {p: _no_offsets(s) for p, s in reference.states.items()}}
+    )
+    assert_as_expected(mine, ref)
     assert sum(s["n_events"] for s in mine.states.values()) == reference.scored
 
     # every hostile message: scored once for its own patient, or dead-lettered with a reason
@@ -126,10 +129,19 @@ def test_ten_thousand_hostile_messages_change_nothing_for_the_scenario_and_each_
     print("HOSTILE-REASONS " + json.dumps(dict(reasons.most_common())))
 
 
+def _no_offsets(state: dict[str, Any]) -> dict[str, Any]:
+    """A state without the ids of its last events (topic:partition:offset: hostile
+    messages in between move the scenario's offsets)."""
+    out = dict(state)
+    if out.get("alert"):
+        out["alert"] = {k: v for k, v in out["alert"].items() if k != "last_event_ids"}
+    return out
+
+
 def _letters(s: Settings) -> list[dict[str, Any]]:
     """The dead letters, one per source message (a letter may repeat after a retry)."""
     seen: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for d in consume(s, s.topics.dead_letter, until=lambda m: False, timeout_s=3):
+    for d in consume(s, s.topics.dead_letter, until=lambda m: False, timeout_s=15):
         seen.setdefault((d["source_topic"], d["source_partition"], d["source_offset"]), d)
     return list(seen.values())
 
