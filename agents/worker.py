@@ -44,8 +44,8 @@ from alerts import PolicyConfig
 from alerts.webhook import WebhookSender
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.schemas import (
-    AlertCommand,
     MAX_LETTER_ORIGINAL_BYTES,
+    AlertCommand,
     DeadLetter,
     FailureReason,
     PatientContext,

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
+
 def _not_a_boolean(value: Any) -> Any:
     """Reject a boolean where a number is due (``True == 1`` passes ``Literal[1, 2]``)."""
     if isinstance(value, bool):
