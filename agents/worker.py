@@ -44,6 +44,7 @@ from alerts import PolicyConfig
 from alerts.webhook import WebhookSender
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
 from wardwatch.schemas import (
+    MAX_LETTER_ORIGINAL_BYTES,
     AlertCommand,
     DeadLetter,
     FailureReason,
@@ -390,16 +391,7 @@ class Worker:
     ) -> None:
         """Publish the message to ``dead-letter`` with its reason and wait for the broker
         to acknowledge it (retried like any Kafka write) before the message counts as done."""
-        letter = DeadLetter(
-            reason=reason,
-            detail=detail[:2000],
-            source_topic=origin.topic,
-            source_partition=origin.partition,
-            source_offset=origin.offset,
-            original_b64=base64.b64encode(origin.raw).decode(),
-            rejected_at=datetime.now(UTC),
-        )
-        value = letter.model_dump_json().encode()
+        value = dead_letter_value(origin, reason, detail, datetime.now(UTC))
 
         async def send() -> None:
             fut = await self.dead_letter_topic.send(key=origin.key.encode(), value=value)
@@ -408,6 +400,32 @@ class Worker:
         await self.retrying("dead-letter", send)
         self.metrics.dead_lettered.labels(reason.value).inc()
         log.warning("dead-lettered %s: %s", origin.key, reason.value)
+
+
+def dead_letter_value(
+    origin: Origin, reason: RejectReason | FailureReason, detail: str, at: datetime
+) -> bytes:
+    """The dead letter of ``origin``, serialized. An original longer than
+    ``MAX_LETTER_ORIGINAL_BYTES`` travels cut to that length (``original_truncated``, its
+    ``original_size`` given, and said in the detail), so that the letter itself fits under
+    the broker's message limit: a letter too large would be refused for ever."""
+    raw = origin.raw
+    cut = len(raw) > MAX_LETTER_ORIGINAL_BYTES
+    detail = detail[:2000]
+    if cut:
+        detail += f" (original of {len(raw)} bytes truncated to {MAX_LETTER_ORIGINAL_BYTES})"
+    letter = DeadLetter(
+        reason=reason,
+        detail=detail,
+        source_topic=origin.topic,
+        source_partition=origin.partition,
+        source_offset=origin.offset,
+        original_b64=base64.b64encode(raw[:MAX_LETTER_ORIGINAL_BYTES]).decode(),
+        rejected_at=at,
+        original_size=len(raw),
+        original_truncated=cut,
+    )
+    return letter.model_dump_json().encode()
 
 
 def _first_error(exc: ValueError) -> str:

@@ -9,9 +9,20 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _not_a_boolean(value: Any) -> Any:
+    """Reject a boolean where a number is due (``True == 1`` passes ``Literal[1, 2]``)."""
+    if isinstance(value, bool):
+        raise ValueError("must be 1 or 2, not a boolean")
+    return value
+
+
+SpO2Scale = Annotated[Literal[1, 2], BeforeValidator(_not_a_boolean)]
+"""The NEWS2 SpO2 scale: 1, or 2 for hypercapnic respiratory failure (not ``true``)."""
 
 Consciousness = Literal["A", "C", "V", "P", "U"]
 """ACVPU: Alert, new Confusion, Voice, Pain, Unresponsive."""
@@ -54,7 +65,7 @@ class VitalsEvent(BaseModel):
     temperature_c: float | None = None
     consciousness: Consciousness | None = None
     device_id: str | None = Field(default=None, max_length=128)
-    spo2_scale: Literal[1, 2] | None = None
+    spo2_scale: SpO2Scale | None = None
 
     def vitals(self) -> dict[str, Any]:
         """The observations present in this event, by field name."""
@@ -99,8 +110,15 @@ class DeadLetter(BaseModel):
     source_topic: str
     source_partition: int | None = None
     source_offset: int | None = None
-    original_b64: str  # the original bytes, base64
+    original_b64: str  # the original bytes, base64 (their first MAX_LETTER_ORIGINAL_BYTES)
     rejected_at: datetime
+    original_size: int | None = None  # the original's length in bytes
+    original_truncated: bool = False  # original_b64 holds only the first bytes of it
+
+
+MAX_LETTER_ORIGINAL_BYTES = 256 * 1024
+"""The most of an original message a dead letter carries: its base64 must leave the letter
+under the broker's and producers' 1 MB message limit, which the original alone may reach."""
 
 
 class PatientContext(BaseModel):
@@ -111,7 +129,7 @@ class PatientContext(BaseModel):
     patient_id: str = Field(min_length=1, max_length=128)
     ts: AwareDatetime
     age_band: Literal["18-39", "40-64", "65-79", "80+"] | None = None
-    spo2_scale: Literal[1, 2] | None = None
+    spo2_scale: SpO2Scale | None = None
     conditions: list[str] = Field(default_factory=list)
     ward: str | None = None
     discharged: bool = False

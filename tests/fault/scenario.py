@@ -250,7 +250,10 @@ class Harness:
 
 def read_outcome(h: Harness, patients: Sequence[str], events_in: int) -> Outcome:
     s = h.settings
-    letters = consume(s, s.topics.dead_letter, until=lambda m: False, timeout_s=2)
+    # reading takes time: about 2,000 letters a second (hostile input brings thousands)
+    letters = consume(
+        s, s.topics.dead_letter, until=lambda m: False, timeout_s=2 + h.extra_in / 1000
+    )
     sources = {(d["source_topic"], d["source_partition"], d["source_offset"]) for d in letters}
     raw_alerts = consume(s, s.topics.alerts, until=lambda m: False, timeout_s=2)
     alerts: dict[str, dict[str, Any]] = {}

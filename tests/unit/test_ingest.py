@@ -712,3 +712,16 @@ def test_details_never_contain_the_patient_id(pid: str, case: Any) -> None:
     out = decode_vitals(text.encode(), now=NOW)
     assert isinstance(out, Rejection)
     assert pid not in out.detail
+
+
+@pytest.mark.parametrize("scale", [True, False, "1", 3])
+def test_a_spo2_scale_that_is_not_1_or_2_is_rejected_booleans_included(scale: Any) -> None:
+    """``true == 1`` in Python: the scale's literal alone would take a boolean for 1."""
+    result = ingest.decode_vitals(enc(event(spo2_scale=scale)), now=NOW)
+    assert isinstance(result, Rejection) and result.reason is RejectReason.SCHEMA
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_a_spo2_scale_of_1_or_2_is_taken(scale: int) -> None:
+    result = ingest.decode_vitals(enc(event(spo2_scale=scale)), now=NOW)
+    assert isinstance(result, Decoded) and result.events[0].spo2_scale == scale
