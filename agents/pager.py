@@ -1,12 +1,14 @@
-"""Durable paging: pages are read from the ``alerts`` topic by the pager's own consumer
-group and posted to the paging webhook until delivered, refused or expired.
+"""Durable paging: pages are read from the ``alerts`` topic and posted to the paging
+webhook until delivered, refused or expired.
 
 The ``alerts`` topic is the durable source: a page is never held only in memory. Each
-worker runs a pager; the group ``{app_id}-pager`` shares the topic's partitions between
-them, and an offset is committed only once its transition is delivered, refused or
-expired, so a restart (or a pager that loses its partitions) resumes with what was not
-done. The receiver deduplicates by ``Idempotency-Key`` (the transition id): a page is
-received once however often it is sent.
+worker runs a pager that pages the patients it owns: the ``alerts`` partitions numbered as
+the ``vitals`` partitions it holds (both are keyed by patient, with as many partitions),
+so paging follows the worker group's assignment and its rebalances. Progress is the
+offset committed for ``{app_id}-pager``, once a transition is delivered, refused or
+expired, so a restart or a new owner resumes with what was not done. The receiver
+deduplicates by ``Idempotency-Key`` (the transition id): a page is received once however
+often it is sent (a page in flight while its partition moves may be sent by both).
 
 Policy: paging transitions (``alerts.webhook.should_page``) are retried with backoff and
 jitter (1 s doubling, capped at 30 s) while the receiver is unreachable or answers 5xx,
@@ -49,6 +51,7 @@ class Pager:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        held: Callable[[], set[int]] | None = None,
     ) -> None:
         self.settings = settings
         self.sender = sender
@@ -56,6 +59,8 @@ class Pager:
         self.dead_letter = dead_letter  # (raw, topic, partition, offset, reason, detail)
         self.clock = clock
         self.sleep = sleep
+        # the vitals partitions the worker holds now (None: every partition)
+        self.held = held or (lambda: set(range(settings.partitions)))
 
     @property
     def group_id(self) -> str:
@@ -71,26 +76,50 @@ class Pager:
 
         s = self.settings
         consumer = AIOKafkaConsumer(
-            s.topics.alerts,
             bootstrap_servers=s.kafka_bootstrap(),
-            group_id=self.group_id,
+            group_id=self.group_id,  # for the committed offsets only: assigned by hand
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **aiokafka_security(s),
         )
         await consumer.start()
+        assigned: set[int] = set()
         try:
             async with self.sender.session() as session:
                 while True:
-                    batches = await consumer.getmany(timeout_ms=1000, max_records=100)
+                    want = self.held()
+                    if want != assigned:
+                        assigned = await self._assign(consumer, want)
+                    if not assigned:
+                        await asyncio.sleep(0.5)
+                        continue
+                    batches = await consumer.getmany(timeout_ms=500, max_records=100)
                     for tp, messages in batches.items():
                         for msg in messages:
+                            if tp.partition not in self.held():
+                                break  # moved: its new owner resumes from the commit
                             await self.page(session, msg.value or b"", tp.partition, msg.offset)
                             await consumer.commit(
                                 {TopicPartition(tp.topic, tp.partition): msg.offset + 1}
                             )
         finally:
             await consumer.stop()
+
+    async def _assign(self, consumer: Any, partitions: set[int]) -> set[int]:
+        """Page ``partitions`` from now on, each from its committed offset."""
+        from aiokafka import TopicPartition
+
+        tps = [TopicPartition(self.settings.topics.alerts, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+        if tps:
+            log.info("paging %d partition(s)", len(tps))
+        return set(partitions)
 
     async def page(self, session: Any, raw: bytes, partition: int, offset: int) -> None:
         """Deliver one transition if it pages; returns when it is delivered, refused or

@@ -121,7 +121,9 @@ class Worker:
                 secret=secret,
                 on_result=lambda outcome: self.metrics.webhook.labels(outcome).inc(),
             )
-            self.pager = Pager(settings, sender, self.metrics, self._dead_letter_page)
+            self.pager = Pager(
+                settings, sender, self.metrics, self._dead_letter_page, held=self.held
+            )
         self.retrier = Retrier(
             settings.retry_max_s, on_retry=lambda stage: self.metrics.retries.labels(stage).inc()
         )
@@ -324,10 +326,14 @@ class Worker:
             done = self.positions.get((tp.topic, tp.partition), -1) + 1
             self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
 
+    def held(self) -> set[int]:
+        """The vitals partitions this worker holds now."""
+        vitals = self.settings.topics.vitals
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == vitals}
+
     def owned(self, pids: Sequence[str]) -> list[str]:
         """The patients whose partition this worker holds now (one writer per patient)."""
-        vitals = self.settings.topics.vitals
-        held = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == vitals}
+        held = self.held()
         n = self.settings.partitions
         return [pid for pid in pids if partition_for(pid, n) in held]
 

@@ -22,7 +22,6 @@ from tests.fault.conftest import private_settings
 from tests.fault.scenario import (
     Harness,
     Outcome,
-    Receiver,
     Scenario,
     assert_as_expected,
     row,
@@ -130,11 +129,7 @@ def test_broker_restarts_while_streaming_change_nothing(
             h.publish(chunk)
             last = chunk
 
-    receiver = Receiver()
-    receiver.up()
-    out = run_scenario(
-        durable_broker.settings, tmp_path, scenario, restart_twice, receiver=receiver
-    )
+    out = run_scenario(durable_broker.settings, tmp_path, scenario, restart_twice)
     row("broker restart", f"{RESTARTS} restarts", out)
     assert_as_expected(out, reference)
     assert out.events_in == len(scenario.messages)

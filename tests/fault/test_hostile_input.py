@@ -79,7 +79,6 @@ def test_ten_thousand_hostile_messages_change_nothing_for_the_scenario_and_each_
     assert not {m.patient for m in hostile} & set(scenario.patients)
 
     def fault(h: Harness) -> None:
-        h.receiver.up()
         h.start_worker()
         # one producer for the lot, in this order (Harness.publish would open one a run)
         publish(h.settings, h.settings.topics.vitals, cast(Any, [(k, v) for k, v, _ in mixed]))
