@@ -97,7 +97,10 @@ class Pager:
                     for tp, messages in batches.items():
                         for msg in messages:
                             if tp.partition not in self.held():
-                                break  # moved: its new owner resumes from the commit
+                                # moved: its new owner pages from the commit on; here too,
+                                # from this message on, should it come back
+                                consumer.seek(tp, msg.offset)
+                                break
                             await self.page(session, msg.value or b"", tp.partition, msg.offset)
                             await consumer.commit(
                                 {TopicPartition(tp.topic, tp.partition): msg.offset + 1}
