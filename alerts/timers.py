@@ -97,10 +97,14 @@ def _hold_over(
 
 def _repage_due(state: AlertState, now_ms: int, config: PolicyConfig) -> bool:
     """A medium/high alert open and unacknowledged for ``escalate_unacked_s`` since its
-    last page, with re-pages left at its priority level."""
+    last page, with re-pages left at its priority level, whose trigger still holds: not
+    while the patient's latest complete readings are below the alert's priority (improving,
+    on the way to being lowered) or meet the recovery criteria (on the way to resolving)."""
     return (
         state.status == "open"
         and state.priority in ("medium", "high")
+        and state.downgrade_since_ts_ms is None
+        and state.below_since_ts_ms is None
         and not (
             state.repage_priority == state.priority and state.repage_count >= config.max_repages
         )

@@ -489,6 +489,22 @@ def test_re_pages_stop_after_max_repages_per_priority_and_restart_on_a_rise() ->
     assert kinds(again) == [("ESCALATED", "high")]
 
 
+def test_no_re_page_once_the_patient_is_below_the_alert_s_trigger() -> None:
+    """A re-page says "still needs you": not for a patient whose latest complete readings
+    are back below the alert's level (NEWS2 0 here), while the alert waits out its hold
+    before it resolves itself; and it pages again if the patient worsens back."""
+    st, events = run(series([0, 5]))
+    opened = events[0].ts_ms
+    st, ev = run([obs(20)], st)  # 10 min later: NEWS2 0, recovering
+    assert ev == [] and st.status == "open"
+    _, fired = tick(PID, st, opened + 16 * MIN, CFG)
+    assert fired == []
+    st, ev = run([obs(25, N5)], st)  # back to the alert's level
+    assert ev == []
+    _, fired = tick(PID, st, opened + 16 * MIN, CFG)
+    assert [e.reason for e in fired] == [["unacknowledged"]]
+
+
 def test_late_tick_escalates_only_once() -> None:
     st, events = run(series([0, 5]))
     st, fired = tick(PID, st, events[0].ts_ms + 120 * MIN, CFG)
