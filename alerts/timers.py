@@ -138,10 +138,12 @@ def tick(
         return state, []
     st = state.copy()
     events = promote_expired_candidate(patient_id, st, event_now, config)
-    if st.repage_priority != st.priority:  # a new priority level gets its own re-pages
-        st.repage_priority, st.repage_count = st.priority, 0
     if _repage_due(st, now_ms, config):
         assert st.last_page_ts_ms is not None
+        # a new priority level gets its own re-pages (counted only when one is sent, so
+        # the state does not depend on whether a timer or the data raised a held reading)
+        if st.repage_priority != st.priority:
+            st.repage_priority, st.repage_count = st.priority, 0
         st.repage_count += 1
         minutes = (now_ms - st.last_page_ts_ms) / 60000
         assert st.priority is not None

@@ -339,8 +339,11 @@ def test_held_reading_runs_on_event_time_not_the_wall_clock() -> None:
     assert raised.last_page_ts_ms == T0 + 15 * MIN
     # the patient's next reading (a normal one, 1 min into the hold) arrives after other
     # patients' readings have moved the partition's event time past the hold
-    _, in_line = evaluate(PID, st, obs(11), CFG, stream_ms=T0 + 15 * MIN + 1)
+    after, in_line = evaluate(PID, st, obs(11), CFG, stream_ms=T0 + 15 * MIN + 1)
     assert [e.transition_id for e in in_line] == [e.transition_id for e in by_timer]
+    # and the same state as when the timer raised it before that reading
+    after_timer, _ = evaluate(PID, raised, obs(11), CFG, stream_ms=T0 + 15 * MIN + 1)
+    assert after_timer.__dict__ == after.__dict__
     # with event time not yet past the hold, that reading refutes it
     refuted, none = evaluate(PID, st, obs(11), CFG, stream_ms=T0 + 11 * MIN)
     assert none == [] and refuted.suppressed_artifacts == 1
