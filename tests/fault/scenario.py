@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -351,6 +351,9 @@ def assert_as_expected(out: Outcome, reference: Outcome) -> None:
     if differ:
         got, want = out.states.get(differ[0]) or {}, reference.states[differ[0]]
         fields = {k: (got.get(k), want.get(k)) for k in want if got.get(k) != want.get(k)}
+        if isinstance(got.get("alert"), dict) and isinstance(want.get("alert"), dict):
+            a, b = got["alert"], want["alert"]
+            fields["alert"] = {k: (a.get(k), b.get(k)) for k in b if a.get(k) != b.get(k)}
         raise AssertionError(
             f"{len(differ)} patients' final states differ, e.g. {str(fields)[:3000]}"
         )
@@ -375,8 +378,3 @@ def row(fault: str, injections: str, out: Outcome) -> dict[str, Any]:
     }
     print("FAULT-ROW " + json.dumps(line))
     return line
-
-
-def seconds_between(rng: Any, low: float, high: float) -> Iterator[float]:
-    while True:
-        yield rng.uniform(low, high)
