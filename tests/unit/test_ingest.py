@@ -7,6 +7,7 @@ import copy
 import json
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ import wardwatch.ingest.decode as ingest
 from tests.fhir import coding, observation, qty
 from wardwatch.ingest import (
     PLAUSIBLE_RANGES,
+    VITAL_LIMITS,
+    Checked,
     Decoded,
     IngestUsageError,
     Rejection,
@@ -111,8 +114,20 @@ REJECTIONS: list[tuple[str, bytes | dict[str, Any], RejectReason, str]] = [
     ("no vitals", event(heart_rate_bpm=..., device_id="mon-1"), RejectReason.NO_VITALS, "vital"),
     ("hr 0", event(heart_rate_bpm=0), RejectReason.IMPOSSIBLE_VALUE, "heart_rate_bpm"),
     ("hr 400", event(heart_rate_bpm=400), RejectReason.IMPOSSIBLE_VALUE, "heart_rate_bpm"),
-    ("spo2 101", event(spo2_pct=101), RejectReason.IMPOSSIBLE_VALUE, "spo2_pct"),
-    ("temp 60", event(temperature_c=60), RejectReason.IMPOSSIBLE_VALUE, "temperature_c"),
+    # a vital outside its possible range is set aside; with nothing else left to score,
+    # the event is dead-lettered
+    (
+        "spo2 101 alone",
+        event(heart_rate_bpm=..., spo2_pct=101),
+        RejectReason.IMPOSSIBLE_VALUE,
+        "spo2_pct",
+    ),
+    (
+        "temp 60 alone",
+        event(heart_rate_bpm=..., temperature_c=60),
+        RejectReason.IMPOSSIBLE_VALUE,
+        "temperature_c",
+    ),
     (
         "temp 1e400",
         b'{"patient_id": "x", "ts": "2024-06-01T11:55:00Z", "temperature_c": 1e400}',
@@ -122,8 +137,8 @@ REJECTIONS: list[tuple[str, bytes | dict[str, Any], RejectReason, str]] = [
     ("ts 1969", event(ts="1969-12-31T23:59:59Z"), RejectReason.IMPOSSIBLE_VALUE, "ts"),
     ("future ts", event(ts="2024-06-01T12:06:00Z"), RejectReason.FUTURE_TIMESTAMP, "ts"),
     (
-        "sbp <= dbp",
-        event(systolic_bp_mmhg=80, diastolic_bp_mmhg=80),
+        "sbp <= dbp alone",
+        event(heart_rate_bpm=..., systolic_bp_mmhg=80, diastolic_bp_mmhg=80),
         RejectReason.INCONSISTENT,
         "systolic_bp_mmhg",
     ),
@@ -228,9 +243,32 @@ def test_every_reject_reason_is_exercised() -> None:
 
 def test_fahrenheit_in_celsius_field_is_rejected_with_a_hint() -> None:
     for f in (90.0, 98.6, 104, 113):
-        out = rejected(event(temperature_c=f), RejectReason.IMPOSSIBLE_VALUE)
+        out = rejected(event(heart_rate_bpm=..., temperature_c=f), RejectReason.IMPOSSIBLE_VALUE)
         assert "temperature_c" in out.detail
         assert "Fahrenheit" in out.detail
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "hint"),
+    [
+        ({"temperature_c": 98.6}, "temperature_c", "looks like Fahrenheit (98.6 °F = 37.0 °C)"),
+        ({"temperature_c": 310.15}, "temperature_c", "looks like kelvin (310.15 K = 37.0 °C)"),
+        ({"spo2_pct": 0.97}, "spo2_pct", "looks like a fraction"),
+        ({"respiratory_rate_per_min": 0}, "respiratory_rate_per_min", "no signal"),
+    ],
+)
+def test_a_set_aside_reading_keeps_its_unit_hint(
+    fields: dict[str, Any], field: str, hint: str
+) -> None:
+    """Beside a valid vital, the wrong-unit reading is set aside (the rest is scored) and
+    the flag's detail keeps the hint."""
+    out = ok(event(**fields))
+    (ev,) = out.events
+    assert ev.vitals() == {"heart_rate_bpm": 88.0}
+    (flag,) = out.flags
+    assert (flag.code, flag.field, flag.tier) == ("reading_set_aside", field, "impossible")
+    assert hint in flag.detail and field in flag.detail
+    assert out.warnings == ["reading_set_aside"]
 
 
 def test_future_skew_is_configurable() -> None:
@@ -265,48 +303,115 @@ def test_json_event_all_fields() -> None:
     assert ev.spo2_pct == 96.5 and ev.consciousness == "A" and ev.spo2_scale == 2
 
 
+def _other(field: str) -> dict[str, Any]:
+    """Another valid vital to go with ``field`` (or none)."""
+    return {"respiratory_rate_per_min": 16} if field == "heart_rate_bpm" else {}
+
+
 @pytest.mark.parametrize("field", sorted(PLAUSIBLE_RANGES))
-def test_limits_are_inclusive(field: str) -> None:
+def test_possible_limits_are_inclusive(field: str) -> None:
+    """At the possible limits a value is scored; just outside, alone it dead-letters the
+    event, and beside another vital it is set aside and the other one scored."""
     lo, hi = PLAUSIBLE_RANGES[field]
-    extra: dict[str, Any] = {"heart_rate_bpm": ...}
-    if field == "systolic_bp_mmhg":
-        extra["diastolic_bp_mmhg"] = 15
-    if field == "diastolic_bp_mmhg":
-        extra["systolic_bp_mmhg"] = 300
+    alone: dict[str, Any] = {"heart_rate_bpm": ...}
     for v in (lo, hi):
-        ok(event(**{**extra, field: v}))
+        (ev,) = ok(event(**{**alone, field: v})).events
+        assert getattr(ev, field) == v
     for v in (lo - 0.1, hi + 0.1):
-        if field == "diastolic_bp_mmhg" and v > hi:
-            extra["systolic_bp_mmhg"] = 300  # still > dbp: the range check fires first
-        out = rejected(event(**{**extra, field: v}), RejectReason.IMPOSSIBLE_VALUE)
-        assert field in out.detail
+        out = rejected(event(**{**alone, field: v}), RejectReason.IMPOSSIBLE_VALUE)
+        assert field in out.detail and "possible range" in out.detail
+        kept = ok(event(**{**_other(field), field: v}))
+        (ev,) = kept.events
+        assert getattr(ev, field) is None
+        assert ev.vitals() == {
+            k: float(x)
+            for k, x in {**event(), **_other(field)}.items()
+            if k in VITAL_FIELDS and k != field
+        }
+        (flag,) = kept.flags
+        assert (flag.code, flag.field, flag.value, flag.tier) == (
+            "reading_set_aside",
+            field,
+            pytest.approx(v),
+            "impossible",
+        )
 
 
-def test_suggested_limits() -> None:
-    assert PLAUSIBLE_RANGES == {
-        "heart_rate_bpm": (20, 300),
-        "respiratory_rate_per_min": (2, 80),
-        "spo2_pct": (40, 100),
-        "systolic_bp_mmhg": (40, 300),
-        "diastolic_bp_mmhg": (15, 200),
-        "temperature_c": (25.0, 45.0),
+@pytest.mark.parametrize("field", sorted(VITAL_LIMITS))
+def test_extreme_limits_are_inclusive_and_scored(field: str) -> None:
+    """At or beyond an extreme limit (inside the possible range) the value is scored, as
+    received, and flagged verify_reading; just inside the ordinary range it is not."""
+    limits = VITAL_LIMITS[field]
+    step = 0.1
+    cases: list[tuple[float, bool]] = []
+    if limits.extreme_low is not None:
+        cases += [(limits.possible_low, True), (limits.extreme_low, True)]
+        cases += [(limits.extreme_low + step, False)]
+    if limits.extreme_high is not None:
+        cases += [(limits.possible_high, True), (limits.extreme_high, True)]
+        cases += [(limits.extreme_high - step, False)]
+    for v, extreme in cases:
+        out = ok(event(**{"heart_rate_bpm": ..., field: v}))
+        (ev,) = out.events
+        assert getattr(ev, field) == v
+        verify = [f for f in out.flags if f.code == "verify_reading"]
+        if extreme:
+            assert [(f.field, f.value, f.tier) for f in verify] == [(field, v, "extreme")]
+            assert "verify_reading" in out.warnings
+        else:
+            assert verify == [] and "verify_reading" not in out.warnings
+        assert not any(f.set_aside for f in out.flags)
+
+
+def test_limits() -> None:
+    """The two tiers (docs/ingest.md has each one's source)."""
+    table = {
+        f: (x.possible_low, x.possible_high, x.extreme_low, x.extreme_high)
+        for f, x in VITAL_LIMITS.items()
+    }
+    assert table == {
+        "heart_rate_bpm": (15, 300, 30, 220),
+        "respiratory_rate_per_min": (1, 120, 5, 60),
+        "spo2_pct": (20, 100, 60, None),
+        "systolic_bp_mmhg": (20, 300, 50, 250),
+        "diastolic_bp_mmhg": (10, 250, 20, 150),
+        "temperature_c": (13.7, 46.5, 32.0, 42.0),
+    }
+    assert {f: (t[0], t[1]) for f, t in table.items()} == PLAUSIBLE_RANGES
+
+
+def test_the_documented_limits_are_the_code_limits() -> None:
+    """docs/ingest.md's table of limits says what VITAL_LIMITS holds."""
+    text = (Path(__file__).parents[2] / "docs" / "ingest.md").read_text(encoding="utf-8")
+    rows: dict[str, tuple[float | None, ...]] = {}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 6 and cells[0].startswith("`") and cells[0].strip("`") in VITAL_LIMITS:
+            rows[cells[0].strip("`")] = tuple(
+                None if c in ("–", "-", "") else float(c.split()[0]) for c in cells[1:5]
+            )
+    assert rows == {
+        f: (x.possible_low, x.possible_high, x.extreme_low, x.extreme_high)
+        for f, x in VITAL_LIMITS.items()
     }
 
 
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
-        ({"temperature_c": 31.5}, "temperature_extreme"),
-        ({"temperature_c": 32.0}, "temperature_extreme"),
-        ({"temperature_c": 42.0}, "temperature_extreme"),
-        ({"temperature_c": 44.9}, "temperature_extreme"),
-        ({"systolic_bp_mmhg": 85, "diastolic_bp_mmhg": 78}, "pulse_pressure_narrow"),
-        ({"spo2_pct": 69}, "spo2_possible_probe_artifact"),
-        ({"ts": "2024-05-30T11:00:00Z"}, "timestamp_stale"),
+        # an extreme temperature is also a reading to verify (the same limits)
+        ({"temperature_c": 31.5}, ["verify_reading", "temperature_extreme"]),
+        ({"temperature_c": 32.0}, ["verify_reading", "temperature_extreme"]),
+        ({"temperature_c": 42.0}, ["verify_reading", "temperature_extreme"]),
+        ({"temperature_c": 44.9}, ["verify_reading", "temperature_extreme"]),
+        ({"systolic_bp_mmhg": 85, "diastolic_bp_mmhg": 78}, ["pulse_pressure_narrow"]),
+        ({"spo2_pct": 69}, ["spo2_possible_probe_artifact"]),
+        ({"spo2_pct": 55}, ["verify_reading", "spo2_possible_probe_artifact"]),
+        ({"ts": "2024-05-30T11:00:00Z"}, ["timestamp_stale"]),
     ],
 )
-def test_warnings(fields: dict[str, Any], code: str) -> None:
-    assert ok(event(**fields)).warnings == [code]
+def test_warnings(fields: dict[str, Any], code: list[str]) -> None:
+    assert ok(event(**fields)).warnings == code
 
 
 @pytest.mark.parametrize(
@@ -325,13 +430,22 @@ def test_no_warning_just_inside(fields: dict[str, Any]) -> None:
 
 def test_validate_event_directly() -> None:
     ev = VitalsEvent(patient_id=PID, ts=NOW, spo2_pct=65.0)
-    assert validate_event(ev, now=NOW) == ["spo2_possible_probe_artifact"]
+    checked = validate_event(ev, now=NOW)
+    assert isinstance(checked, Checked)
+    assert checked.event == ev and checked.flags == []
+    assert checked.warnings == ["spo2_possible_probe_artifact"]
     bad = VitalsEvent(patient_id=PID, ts=NOW, spo2_pct=120.0)
     out = validate_event(bad, now=NOW)
     assert isinstance(out, Rejection) and out.reason is RejectReason.IMPOSSIBLE_VALUE
     nan = VitalsEvent(patient_id=PID, ts=NOW, heart_rate_bpm=math.nan)
     out = validate_event(nan, now=NOW)
     assert isinstance(out, Rejection) and "heart_rate_bpm" in out.detail
+    # beside a valid vital the impossible one is set aside: the event to score lacks it
+    both = VitalsEvent(patient_id=PID, ts=NOW, spo2_pct=120.0, heart_rate_bpm=math.inf)
+    out = validate_event(both.model_copy(update={"heart_rate_bpm": 70.0}), now=NOW)
+    assert isinstance(out, Checked)
+    assert out.event.vitals() == {"heart_rate_bpm": 70.0}
+    assert [(f.field, f.tier) for f in out.flags] == [("spo2_pct", "impossible")]
 
 
 def test_naive_now_is_a_usage_error() -> None:
@@ -535,9 +649,59 @@ def test_status_skip_inside_bundle() -> None:
     assert out.warnings == ["fhir_status_skipped"]
 
 
-def test_bundle_rejects_whole_message_on_one_impossible_value() -> None:
-    out = rejected(bundle(obs("2708-6", 96, "%"), obs(value=0)), RejectReason.IMPOSSIBLE_VALUE)
-    assert "heart_rate_bpm" in out.detail
+def test_bundle_sets_aside_one_impossible_value_and_keeps_the_others() -> None:
+    out = ok(bundle(obs("2708-6", 96, "%"), obs(value=0)))
+    (ev,) = out.events
+    assert ev.vitals() == {"spo2_pct": 96.0}
+    (flag,) = out.flags
+    assert (flag.field, flag.value, flag.tier, flag.event) == ("heart_rate_bpm", 0, "impossible", 0)
+    assert "no signal" in flag.detail
+    assert out.warnings == ["reading_set_aside"]
+
+
+def test_bundle_is_rejected_whole_when_one_instant_has_nothing_left() -> None:
+    """A Bundle is atomic: an instant whose every reading is set aside has nothing to
+    score; the message is dead-lettered whole (the other instant's events with it)."""
+    later = obs(value=0, effectiveDateTime="2024-06-01T11:58:00Z")
+    out = rejected(bundle(obs("2708-6", 96, "%"), later), RejectReason.IMPOSSIBLE_VALUE)
+    assert "heart_rate_bpm=0" in out.detail
+
+
+def test_bp_panel_with_one_impossible_component_keeps_the_other() -> None:
+    out = ok(bundle(bp_panel(0, 70), obs(value=92)))
+    (ev,) = out.events
+    assert ev.vitals() == {"diastolic_bp_mmhg": 70.0, "heart_rate_bpm": 92.0}
+    assert [(f.field, f.tier) for f in out.flags] == [("systolic_bp_mmhg", "impossible")]
+
+
+def test_inverted_bp_panel_beside_a_heart_rate_sets_both_pressures_aside() -> None:
+    out = ok(bundle(bp_panel(70, 90), obs(value=92)))
+    (ev,) = out.events
+    assert ev.vitals() == {"heart_rate_bpm": 92.0}
+    assert [(f.field, f.value, f.tier) for f in out.flags] == [
+        ("systolic_bp_mmhg", 70.0, "inconsistent"),
+        ("diastolic_bp_mmhg", 90.0, "inconsistent"),
+    ]
+
+
+def test_an_impossible_oxygen_flow_is_set_aside_beside_other_vitals() -> None:
+    out = ok(bundle(obs("3151-8", 500, "L/min"), obs(value=92)))
+    (ev,) = out.events
+    assert ev.vitals() == {"heart_rate_bpm": 92.0}
+    (flag,) = out.flags
+    assert (flag.field, flag.value, flag.tier) == ("on_oxygen", 500.0, "impossible")
+    assert "oxygen flow" in flag.detail
+
+
+def test_an_integer_beyond_any_float_is_set_aside_not_fatal() -> None:
+    huge = enc(bundle(obs(value=92), obs("2708-6", 96, "%"))).replace(b"92", b"9" * 400, 1)
+    out = ok(huge)
+    (ev,) = out.events
+    assert ev.vitals() == {"spo2_pct": 96.0}
+    (flag,) = out.flags
+    assert flag.field == "heart_rate_bpm" and "not a finite number" in flag.detail
+    assert flag.to_dict()["value"] is None  # JSON-safe
+    json.dumps(flag.to_dict(), allow_nan=False)
 
 
 @pytest.mark.parametrize(
@@ -630,6 +794,16 @@ def assert_well_formed(out: object) -> None:
         if ev.systolic_bp_mmhg is not None and ev.diastolic_bp_mmhg is not None:
             assert ev.systolic_bp_mmhg > ev.diastolic_bp_mmhg
         assert ev.ts <= NOW + timedelta(seconds=300)
+    for flag in out.flags:  # a reading set aside is not in its event; a flagged one is
+        assert 0 <= flag.event < len(out.events)
+        value = getattr(out.events[flag.event], flag.field)
+        if flag.set_aside:
+            assert flag.field == "on_oxygen" or value is None
+            assert "reading_set_aside" in out.warnings
+        else:
+            assert value == flag.value and flag.tier == "extreme"
+            assert "verify_reading" in out.warnings
+        json.dumps(flag.to_dict(), allow_nan=False)
 
 
 @FUZZ
@@ -725,3 +899,128 @@ def test_a_spo2_scale_that_is_not_1_or_2_is_rejected_booleans_included(scale: An
 def test_a_spo2_scale_of_1_or_2_is_taken(scale: int) -> None:
     result = ingest.decode_vitals(enc(event(spo2_scale=scale)), now=NOW)
     assert isinstance(result, Decoded) and result.events[0].spo2_scale == scale
+
+
+# ---------------------------------------------------------------------------------------
+# Two tiers of limits: properties (JSON and FHIR alike)
+# ---------------------------------------------------------------------------------------
+
+_FHIR_CODES: dict[str, tuple[str, str]] = {
+    "heart_rate_bpm": ("8867-4", "/min"),
+    "respiratory_rate_per_min": ("9279-1", "/min"),
+    "spo2_pct": ("2708-6", "%"),
+    "systolic_bp_mmhg": ("8480-6", "mm[Hg]"),
+    "diastolic_bp_mmhg": ("8462-4", "mm[Hg]"),
+    "temperature_c": ("8310-5", "Cel"),
+}
+
+
+def _as_fhir(vitals: dict[str, float]) -> dict[str, Any]:
+    """The same vitals as a Bundle of one Observation each (one instant)."""
+    return bundle(*(obs(*_FHIR_CODES[f][:1], v, _FHIR_CODES[f][1]) for f, v in vitals.items()))
+
+
+def _possible(field: str) -> st.SearchStrategy[float]:
+    lo, hi = PLAUSIBLE_RANGES[field]
+    return st.floats(min_value=lo, max_value=hi, allow_nan=False)
+
+
+def _impossible(field: str) -> st.SearchStrategy[float]:
+    lo, hi = PLAUSIBLE_RANGES[field]
+    return st.one_of(
+        st.floats(max_value=lo, exclude_max=True, allow_nan=False, allow_infinity=False),
+        st.floats(min_value=hi, exclude_min=True, allow_nan=False, allow_infinity=False),
+    )
+
+
+@st.composite
+def observation_sets(draw: st.DrawFn) -> tuple[dict[str, float], set[str]]:
+    """Numeric vitals, some of them impossible (which ones: the second item)."""
+    fields = draw(st.lists(st.sampled_from(sorted(PLAUSIBLE_RANGES)), min_size=1, unique=True))
+    values: dict[str, float] = {}
+    bad: set[str] = set()
+    for f in fields:
+        if draw(st.booleans()):
+            values[f] = draw(_impossible(f))
+            bad.add(f)
+        else:
+            values[f] = draw(_possible(f))
+    return values, bad
+
+
+def _check_tiers(out: Decoded | Rejection, values: dict[str, float], bad: set[str]) -> None:
+    sbp, dbp = values.get("systolic_bp_mmhg"), values.get("diastolic_bp_mmhg")
+    pair = (
+        {"systolic_bp_mmhg", "diastolic_bp_mmhg"}
+        if sbp is not None
+        and dbp is not None
+        and not bad & {"systolic_bp_mmhg", "diastolic_bp_mmhg"}
+        and sbp <= dbp
+        else set()
+    )
+    kept = {f: v for f, v in values.items() if f not in bad | pair}
+    if not kept:  # nothing scoreable remains: the whole event, with every reason
+        assert isinstance(out, Rejection)
+        assert out.reason is (
+            RejectReason.IMPOSSIBLE_VALUE if bad else RejectReason.INCONSISTENT
+        ), out
+        for f in bad | pair:
+            assert f in out.detail
+        return
+    # never dead-lettered while a valid vital remains
+    assert isinstance(out, Decoded), out
+    (ev,) = out.events
+    assert ev.vitals() == kept
+    aside = {(f.field, f.tier) for f in out.flags if f.set_aside}
+    assert aside == {(f, "impossible") for f in bad} | {(f, "inconsistent") for f in pair}
+    verify = {f.field for f in out.flags if f.code == "verify_reading"}
+    assert verify == {f for f, v in kept.items() if VITAL_LIMITS[f].tier(v) == "extreme"}
+    assert ("reading_set_aside" in out.warnings) == bool(aside)
+    assert ("verify_reading" in out.warnings) == bool(verify)
+
+
+@FUZZ
+@given(observation_sets())
+def test_a_possible_value_is_scored_an_impossible_one_set_aside(
+    case: tuple[dict[str, float], set[str]],
+) -> None:
+    values, bad = case
+    _check_tiers(decode(event(**{"heart_rate_bpm": ..., **values})), values, bad)
+
+
+@FUZZ
+@given(observation_sets())
+def test_fhir_sets_aside_and_flags_as_json_does(
+    case: tuple[dict[str, float], set[str]],
+) -> None:
+    values, bad = case
+    fhir = decode(_as_fhir(values))
+    _check_tiers(fhir, values, bad)
+    plain = decode(event(**{"heart_rate_bpm": ..., **values}))
+    if isinstance(fhir, Decoded):
+        assert isinstance(plain, Decoded)
+        assert fhir.events[0].vitals() == plain.events[0].vitals()
+        assert sorted((f.field, f.tier, f.value) for f in fhir.flags) == sorted(
+            (f.field, f.tier, f.value) for f in plain.flags
+        )
+    else:
+        assert isinstance(plain, Rejection) and plain.reason is fhir.reason
+
+
+@FUZZ
+@given(st.sampled_from(sorted(PLAUSIBLE_RANGES)), st.data())
+def test_an_impossible_value_never_dead_letters_an_event_with_another_valid_vital(
+    field: str, data: st.DataObject
+) -> None:
+    value = data.draw(_impossible(field) | st.sampled_from([0.0, -1.0, 1e308]))
+    other = "heart_rate_bpm" if field != "heart_rate_bpm" else "spo2_pct"
+    out = decode(
+        {
+            "patient_id": PID,
+            "ts": TS,
+            field: value,
+            other: data.draw(_possible(other)),
+        }
+    )
+    assert isinstance(out, Decoded)
+    assert getattr(out.events[0], field) is None

@@ -8,7 +8,16 @@ from wardwatch.ingest.codes import LOINC_TO_FIELD
 from wardwatch.ingest.decode import decode_vitals
 from wardwatch.ingest.fhir import FHIR_BUNDLE_TYPES
 from wardwatch.ingest.json_events import json_kind
-from wardwatch.ingest.result import Decoded, IngestUsageError, Rejection
+from wardwatch.ingest.limits import VITAL_LIMITS, VitalLimits, extreme_readings
+from wardwatch.ingest.result import (
+    W_READING_SET_ASIDE,
+    W_VERIFY_READING,
+    Checked,
+    Decoded,
+    IngestUsageError,
+    ReadingFlag,
+    Rejection,
+)
 from wardwatch.ingest.validate import (
     OXYGEN_FLOW_RANGE_L_PER_MIN,
     PLAUSIBLE_RANGES,
@@ -22,10 +31,17 @@ __all__ = [
     "OXYGEN_FLOW_RANGE_L_PER_MIN",
     "PLAUSIBLE_RANGES",
     "STALE_AFTER_S",
+    "VITAL_LIMITS",
+    "W_READING_SET_ASIDE",
+    "W_VERIFY_READING",
+    "Checked",
     "Decoded",
     "IngestUsageError",
+    "ReadingFlag",
     "Rejection",
+    "VitalLimits",
     "decode_vitals",
+    "extreme_readings",
     "json_kind",
     "validate_event",
 ]

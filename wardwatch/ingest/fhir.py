@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ from wardwatch.ingest.result import (
     W_FHIR_VALUE_ABSENT_SKIPPED,
     Decoded,
     Format,
+    ReadingFlag,
     Rejection,
     _fail,
     _Reject,
@@ -100,14 +102,20 @@ def _decode_fhir(
         if not mapped:
             _fail(*_nothing_mapped(fmt, len(observations), others, skips))
 
-        events = _group(mapped)
+        events: list[VitalsEvent] = []
         warnings: list[str] = []
-        for event in events:
-            warnings.extend(_validate(event, now, skew))
+        flags: list[ReadingFlag] = []
+        # one VitalsEvent per instant, each checked as a JSON event is; an event with
+        # nothing scoreable left rejects the whole message (a Bundle is atomic)
+        for index, (event, aside) in enumerate(_group(mapped)):
+            checked = _validate(event, now, skew, aside)
+            events.append(checked.event)
+            warnings.extend(checked.warnings)
+            flags.extend(replace(f, event=index) for f in checked.flags)
         if others:
             warnings.append(W_FHIR_NON_OBSERVATION_IGNORED)
         warnings.extend(s.kind for s in skips)
-        return Decoded(events, _dedupe(warnings), fmt)
+        return Decoded(events, _dedupe(warnings), fmt, flags)
     except _Reject as r:
         return _rejection(r.reason, r.detail, pids)
 
@@ -173,15 +181,17 @@ def _bundle_observations(bundle: dict[str, Any]) -> tuple[list[tuple[str, dict[s
     return observations, others
 
 
-def _group(mapped: list[_Mapped]) -> list[VitalsEvent]:
-    """One VitalsEvent per (patient, instant), sorted by time (stable)."""
+def _group(mapped: list[_Mapped]) -> list[tuple[VitalsEvent, list[ReadingFlag]]]:
+    """One VitalsEvent per (patient, instant), sorted by time (stable), each with the
+    readings its Observations' mapping set aside."""
     groups: dict[tuple[str, datetime], list[_Mapped]] = {}
     for m in mapped:
         groups.setdefault((m.patient_id, m.ts), []).append(m)
-    events: list[VitalsEvent] = []
+    events: list[tuple[VitalsEvent, list[ReadingFlag]]] = []
     for (patient_id, _), members in groups.items():
         values: dict[str, Any] = {}
         devices: list[str] = []
+        aside = [f for m in members for f in m.aside]
         for m in members:
             for field, v in m.values.items():
                 if field in values and values[field] != v:
@@ -195,11 +205,12 @@ def _group(mapped: list[_Mapped]) -> list[VitalsEvent]:
                 devices.append(m.device_id)
         device_id = devices[0] if devices and len(set(devices)) == 1 else None
         try:
-            events.append(
-                VitalsEvent(patient_id=patient_id, ts=members[0].ts, device_id=device_id, **values)
+            event = VitalsEvent(
+                patient_id=patient_id, ts=members[0].ts, device_id=device_id, **values
             )
         except ValidationError as exc:
             reason, detail = _classify_schema_errors(exc)
             _fail(reason, detail)
-    events.sort(key=lambda e: e.ts)
+        events.append((event, aside))
+    events.sort(key=lambda pair: pair[0].ts)
     return events

@@ -4,6 +4,7 @@ with one parse, and the JSON type names used in messages."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -20,16 +21,19 @@ def _decode_plain_event(raw: bytes | bytearray, now: datetime, skew: float) -> D
     decides, with exactly the same reasons and details as always. An event the schema
     accepts is a JSON object without ``resourceType`` (extra fields are forbidden), i.e.
     one the full path would also decode as a JSON event; a NaN or infinite value, which
-    the full path rejects as malformed JSON, fails the plausibility checks here."""
+    the full path rejects as malformed JSON (a ``NaN`` token) or sets aside (``1e400``),
+    is left to the full path."""
     try:
         event = VitalsEvent.model_validate_json(raw)
     except ValidationError:
         return None
     try:
-        warnings = _validate(event, now, skew)
+        checked = _validate(event, now, skew)
     except _Reject:
         return None
-    return Decoded([event], warnings, "json")
+    if checked.flags and any(not math.isfinite(f.value) for f in checked.flags):
+        return None
+    return Decoded([checked.event], checked.warnings, "json", checked.flags)
 
 
 def _decode_json_event(
@@ -43,10 +47,10 @@ def _decode_json_event(
         reason, detail = _classify_schema_errors(exc)
         return _rejection(reason, detail, pids)
     try:
-        warnings = _validate(event, now, skew)
+        checked = _validate(event, now, skew)
     except _Reject as r:
         return _rejection(r.reason, r.detail, pids)
-    return Decoded([event], warnings, "json")
+    return Decoded([checked.event], checked.warnings, "json", checked.flags)
 
 
 def json_kind(value: object) -> str:

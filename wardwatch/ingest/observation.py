@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -22,6 +22,8 @@ from wardwatch.ingest.result import (
     W_FHIR_STATUS_SKIPPED,
     W_FHIR_UNSUPPORTED_CODE_IGNORED,
     W_FHIR_VALUE_ABSENT_SKIPPED,
+    W_READING_SET_ASIDE,
+    ReadingFlag,
     _fail,
     _fmt,
     _short,
@@ -73,6 +75,7 @@ class _Mapped:
     values: dict[str, Any]
     device_id: str | None
     where: str
+    aside: list[ReadingFlag] = field(default_factory=list)  # set aside by the mapping
 
 
 _VALUE_KEYS: Final[tuple[str, ...]] = (
@@ -137,10 +140,12 @@ def _map_observation(o: dict[str, Any], where: str) -> _Mapped | _Skip:
             if kind == _O2_FLOW:
                 lo, hi = OXYGEN_FLOW_RANGE_L_PER_MIN
                 if not (math.isfinite(v) and lo <= v <= hi):
-                    _fail(
-                        RejectReason.IMPOSSIBLE_VALUE,
-                        f"{where}: oxygen flow (3151-8) {_fmt(v)} L/min outside [{_fmt(lo)}, {_fmt(hi)}]",
+                    why = (
+                        f"{where}: oxygen flow (3151-8) {_fmt(v)} L/min outside the possible "
+                        f"range [{_fmt(lo)}, {_fmt(hi)}]"
                     )
+                    flag = ReadingFlag(W_READING_SET_ASIDE, "on_oxygen", v, "impossible", why)
+                    return _Mapped(patient_id, ts, {}, _device_id(o, where), where, [flag])
                 values["on_oxygen"] = v > 0.0
             else:
                 values[kind] = v

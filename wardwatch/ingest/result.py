@@ -7,10 +7,11 @@ which the format decoders turn into a :class:`Rejection` with :func:`_rejection`
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Final, Literal, NoReturn
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, NoReturn
 
 from wardwatch.errors import WardwatchError
 from wardwatch.schemas import RejectReason, VitalsEvent
@@ -26,6 +27,39 @@ class Rejection:
     detail: str  # human-readable, never contains the patient id
 
 
+FlagTier = Literal["impossible", "inconsistent", "extreme"]
+"""Why a reading is flagged: ``impossible`` (outside the possible range, non-finite or no
+signal) and ``inconsistent`` (systolic <= diastolic) readings are set aside; ``extreme``
+ones are scored and flagged ``verify_reading``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingFlag:
+    """One reading of a message that was set aside, or scored but is to be verified."""
+
+    code: str  # W_READING_SET_ASIDE or W_VERIFY_READING
+    field: str  # the VitalsEvent field ("on_oxygen" for an inhaled oxygen flow)
+    value: float  # as received (in the field's unit; L/min for an oxygen flow)
+    tier: FlagTier
+    detail: str  # e.g. "respiratory_rate_per_min=0 below the possible range [1, 120]"
+    event: int = 0  # index of the event in Decoded.events (the one it was part of)
+
+    @property
+    def set_aside(self) -> bool:
+        """Whether the reading was removed from the observation set that is scored."""
+        return self.code == W_READING_SET_ASIDE
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (a non-finite value is null; the detail says what it was)."""
+        return {
+            "code": self.code,
+            "field": self.field,
+            "value": self.value if math.isfinite(self.value) else None,
+            "tier": self.tier,
+            "detail": self.detail,
+        }
+
+
 @dataclass(slots=True)
 class Decoded:
     """A successfully decoded message: one or more plausible events."""
@@ -33,6 +67,24 @@ class Decoded:
     events: list[VitalsEvent]  # >= 1
     warnings: list[str]  # machine-readable codes, e.g. "temperature_extreme"
     format: Format
+    # the readings set aside or to verify, each with its event's index
+    flags: list[ReadingFlag] = field(default_factory=list)
+
+    def flags_of(self, index: int) -> tuple[ReadingFlag, ...]:
+        """The flags of ``events[index]``."""
+        if not self.flags:
+            return ()
+        return tuple(f for f in self.flags if f.event == index)
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """An event that passed validation: ``event`` is the one to score (any reading set
+    aside removed from it), with its warning codes and its reading flags."""
+
+    event: VitalsEvent
+    warnings: list[str]
+    flags: list[ReadingFlag]
 
 
 class IngestUsageError(WardwatchError, ValueError):
@@ -49,6 +101,8 @@ W_FHIR_NON_OBSERVATION_IGNORED: Final = "fhir_non_observation_ignored"
 W_FHIR_UNSUPPORTED_CODE_IGNORED: Final = "fhir_unsupported_code_ignored"
 W_FHIR_STATUS_SKIPPED: Final = "fhir_status_skipped"
 W_FHIR_VALUE_ABSENT_SKIPPED: Final = "fhir_value_absent_skipped"
+W_READING_SET_ASIDE: Final = "reading_set_aside"  # impossible or inconsistent: not scored
+W_VERIFY_READING: Final = "verify_reading"  # clinically extreme but possible: scored
 
 
 _MAX_DETAIL: Final = 400

@@ -3,6 +3,7 @@ field's unit (°F and K to °C, mL/min to L/min), applied to a FHIR ``Quantity``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Final
 
@@ -66,10 +67,8 @@ def _quantity(q: object, field: str, where: str) -> float:
     elif type(raw_value) is int:
         try:
             value = float(raw_value)
-        except OverflowError:
-            _fail(
-                RejectReason.IMPOSSIBLE_VALUE, f"{where}.value: {_field_label(field)} out of range"
-            )
+        except OverflowError:  # beyond any float: an impossible reading, set aside as such
+            value = math.inf if raw_value > 0 else -math.inf
     else:
         _fail(RejectReason.FHIR_INVALID, f"{where}.value: must be a number")
     code = q.get("code")

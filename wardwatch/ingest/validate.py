@@ -1,21 +1,28 @@
-"""Validation: the plausible ranges and timestamp limits of a vitals event, the warnings
-on accepted but suspicious values, the checks on the caller's ``now``, and the mapping of
-:class:`~wardwatch.schemas.VitalsEvent` schema errors to reject reasons."""
+"""Validation: the tiers of limits (:mod:`wardwatch.ingest.limits`) and timestamp limits
+of a vitals event, the readings set aside (impossible, inconsistent) and flagged (extreme),
+the warnings on accepted but suspicious values, the checks on the caller's ``now``, and
+the mapping of :class:`~wardwatch.schemas.VitalsEvent` schema errors to reject reasons."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 
 from pydantic import ValidationError
 
+from wardwatch.ingest.limits import VITAL_LIMITS
 from wardwatch.ingest.result import (
     W_PULSE_PRESSURE_NARROW,
+    W_READING_SET_ASIDE,
     W_SPO2_PROBE_ARTIFACT,
     W_TEMPERATURE_EXTREME,
     W_TIMESTAMP_STALE,
+    W_VERIFY_READING,
+    Checked,
     IngestUsageError,
+    ReadingFlag,
     Rejection,
     _fail,
     _fmt,
@@ -27,14 +34,10 @@ from wardwatch.ingest.units import _f_to_c, _k_to_c
 from wardwatch.schemas import RejectReason, VitalsEvent
 
 PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
-    "heart_rate_bpm": (20.0, 300.0),
-    "respiratory_rate_per_min": (2.0, 80.0),
-    "spo2_pct": (40.0, 100.0),
-    "systolic_bp_mmhg": (40.0, 300.0),
-    "diastolic_bp_mmhg": (15.0, 200.0),
-    "temperature_c": (25.0, 45.0),
+    field: (limits.possible_low, limits.possible_high) for field, limits in VITAL_LIMITS.items()
 }
-"""Inclusive hard limits per numeric VitalsEvent field; outside -> IMPOSSIBLE_VALUE."""
+"""Inclusive possible range per numeric VitalsEvent field (the outer tier of
+:data:`~wardwatch.ingest.limits.VITAL_LIMITS`); a value outside it is set aside."""
 
 OXYGEN_FLOW_RANGE_L_PER_MIN: Final[tuple[float, float]] = (0.0, 100.0)
 """Inclusive limits for FHIR inhaled oxygen flow (3151-8), which maps to ``on_oxygen``."""
@@ -59,8 +62,8 @@ def _range_hint(field: str, v: float) -> str:
             return f"; looks like kelvin ({_fmt(v)} K = {_k_to_c(v):.1f} °C)"
     elif field == "spo2_pct" and 0.0 < v <= 1.0:
         return "; looks like a fraction, expected percent (0.97 -> 97)"
-    elif field == "heart_rate_bpm" and v == 0.0:
-        return "; 0 usually means no signal (leads or probe off)"
+    if v == 0.0:
+        return "; 0 usually means no signal (leads, probe or cuff off)"
     return ""
 
 
@@ -82,11 +85,13 @@ def _check_now(now: datetime, max_future_skew_s: float) -> None:
 
 def validate_event(
     event: VitalsEvent, *, now: datetime, max_future_skew_s: float = 300.0
-) -> Rejection | list[str]:
+) -> Rejection | Checked:
     """Plausibility checks on an already-typed event.
 
-    Returns the (possibly empty) list of warning codes when the event is accepted, else a
-    :class:`Rejection`. Raises :class:`IngestUsageError` only for a naive ``now``.
+    Returns a :class:`Checked` when the event is accepted: ``Checked.event`` is the event
+    to score (a reading set aside is removed from it), with the warning codes and the
+    reading flags; else a :class:`Rejection`. Raises :class:`IngestUsageError` only for a
+    naive ``now``.
     """
     _check_now(now, max_future_skew_s)
     pid = event.patient_id if isinstance(event.patient_id, str) else ""
@@ -96,7 +101,20 @@ def validate_event(
         return _rejection(r.reason, r.detail, (pid,))
 
 
-def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> list[str]:
+def _set_aside(
+    field: str, v: float, tier: Literal["impossible", "inconsistent"], why: str
+) -> ReadingFlag:
+    return ReadingFlag(W_READING_SET_ASIDE, field, v, tier, why)
+
+
+def _validate(
+    event: VitalsEvent,
+    now: datetime,
+    max_future_skew_s: float,
+    aside: Sequence[ReadingFlag] = (),
+) -> Checked:
+    """``event`` checked; ``aside`` are readings the FHIR mapping already set aside (an
+    impossible oxygen flow), which count for the decision when nothing else remains."""
     pid = event.patient_id
     if not isinstance(pid, str) or not pid.strip():
         _fail(RejectReason.MISSING_PATIENT_ID, "patient_id: missing or blank")
@@ -118,41 +136,76 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
             f"ts: {-age_s:.0f} s after now (allowed clock skew {max_future_skew_s:g} s)",
         )
 
-    problems: list[str] = []
+    flags: list[ReadingFlag] = list(aside)
     values: dict[str, float] = {}
     fields = event.__dict__  # pydantic keeps the field values here
-    for field, (lo, hi) in PLAUSIBLE_RANGES.items():
+    for field, limits in VITAL_LIMITS.items():
         v = fields[field]
         if v is None:
             continue
+        lo, hi = limits.possible_low, limits.possible_high
         if type(v) is float and lo <= v <= hi:  # the usual case (NaN and inf fail the range)
             values[field] = v
             continue
         if type(v) is not float and (isinstance(v, bool) or not isinstance(v, int | float)):
             _fail(RejectReason.SCHEMA, f"{field}: must be a number")
+        v = float(v)
         if not math.isfinite(v):
-            problems.append(f"{field}: not a finite number")
+            flags.append(_set_aside(field, v, "impossible", f"{field}: not a finite number"))
         elif not lo <= v <= hi:
-            problems.append(
-                f"{field}={_fmt(v)} outside plausible range [{_fmt(lo)}, {_fmt(hi)}]"
-                + _range_hint(field, v)
+            side = "below" if v < lo else "above"
+            flags.append(
+                _set_aside(
+                    field,
+                    v,
+                    "impossible",
+                    f"{field}={_fmt(v)} {side} the possible range [{_fmt(lo)}, {_fmt(hi)}]"
+                    + _range_hint(field, v),
+                )
             )
         else:
-            values[field] = float(v)
-    if problems:
-        _fail(RejectReason.IMPOSSIBLE_VALUE, "; ".join(problems))
-    if not values and event.on_oxygen is None and event.consciousness is None:
-        _fail(RejectReason.NO_VITALS, "no vital sign present (need at least one vitals field)")
+            values[field] = v
 
     sbp = values.get("systolic_bp_mmhg")
     dbp = values.get("diastolic_bp_mmhg")
     if sbp is not None and dbp is not None and sbp <= dbp:
-        _fail(
-            RejectReason.INCONSISTENT,
-            f"systolic_bp_mmhg={_fmt(sbp)} <= diastolic_bp_mmhg={_fmt(dbp)}",
-        )
+        why = f"systolic_bp_mmhg={_fmt(sbp)} <= diastolic_bp_mmhg={_fmt(dbp)}"
+        for field, v in (("systolic_bp_mmhg", sbp), ("diastolic_bp_mmhg", dbp)):
+            flags.append(_set_aside(field, v, "inconsistent", why))
+            del values[field]
+        sbp = dbp = None
+
+    others = event.on_oxygen is not None or event.consciousness is not None
+    if not values and not others:
+        if not flags:
+            _fail(RejectReason.NO_VITALS, "no vital sign present (need at least one vitals field)")
+        # nothing scoreable remains: the whole event, with every reading's reason
+        impossible = any(f.tier == "impossible" for f in flags)
+        details = list(dict.fromkeys(f.detail for f in flags))
+        reason = RejectReason.IMPOSSIBLE_VALUE if impossible else RejectReason.INCONSISTENT
+        _fail(reason, "; ".join(details))
 
     warnings: list[str] = []
+    for field, v in values.items():
+        if VITAL_LIMITS[field].tier(v) == "extreme":
+            flags.append(
+                ReadingFlag(
+                    W_VERIFY_READING,
+                    field,
+                    v,
+                    "extreme",
+                    f"{field}={_fmt(v)} is clinically extreme: scored; verify the reading",
+                )
+            )
+    if flags:
+        if any(f.set_aside for f in flags):
+            warnings.append(W_READING_SET_ASIDE)
+            removed = {f.field: None for f in flags if f.set_aside and f.field in fields}
+            removed.pop("on_oxygen", None)  # set aside by the mapping: never in the event
+            if removed:
+                event = event.model_copy(update=removed)
+        if any(not f.set_aside for f in flags):
+            warnings.append(W_VERIFY_READING)
     temp = values.get("temperature_c")
     if temp is not None and (
         temp <= TEMPERATURE_EXTREME_LOW_C or temp >= TEMPERATURE_EXTREME_HIGH_C
@@ -165,7 +218,7 @@ def _validate(event: VitalsEvent, now: datetime, max_future_skew_s: float) -> li
         warnings.append(W_SPO2_PROBE_ARTIFACT)
     if age_s > STALE_AFTER_S:
         warnings.append(W_TIMESTAMP_STALE)
-    return warnings
+    return Checked(event, warnings, flags)
 
 
 def _classify_schema_errors(exc: ValidationError) -> tuple[RejectReason, str]:
