@@ -44,6 +44,13 @@ class Metrics:
             ["code"],
             registry=r,
         )
+        self.flagged_readings = Counter(
+            "wardwatch_ingest_readings_flagged_total",
+            "Readings set aside (tier impossible or inconsistent: not scored) or scored and "
+            "flagged verify_reading (tier extreme), by vital",
+            ["field", "tier"],
+            registry=r,
+        )
         self.alerts = Counter(
             "wardwatch_alert_transitions_total",
             "Alert transitions emitted",

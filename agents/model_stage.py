@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from models.runtime import DeteriorationModel
+from wardwatch.ingest import ReadingFlag
 from wardwatch.patient import Applied, PatientState
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import StateStore
@@ -33,6 +34,8 @@ class Incoming:
     event_id: str = ""  # "topic:partition:offset" or a replay line number
     source_ts_ms: int | None = None  # when the source message was produced (latency)
     partition: int | None = None  # the vitals partition it came from (None: the pipeline's)
+    # readings set aside from the event or to verify (ingest), kept with its score
+    flags: tuple[ReadingFlag, ...] = ()
 
 
 @dataclass

@@ -30,6 +30,7 @@ from alerts import tick as policy_tick
 from models.fusion import fuse
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
+from wardwatch.ingest import ReadingFlag
 from wardwatch.patient import PatientState, apply_event, history_entry
 from wardwatch.store import CommitResult, Emit, StateStore, Update
 from wardwatch.topics import partition_for
@@ -49,6 +50,7 @@ class Scored:
     model_reason: str | None = None  # why model_risk is None
     event_id: str = ""
     late: bool = False  # merged for the record: scored on its own values, never paged
+    flags: tuple[ReadingFlag, ...] = ()  # readings set aside or to verify (from ingest)
 
 
 _NO_CONTEXT: dict[str, Any] = {}  # shared, never changed
@@ -360,7 +362,11 @@ class ScoringPipeline:
                     imaging_prior=imaging_prior,
                 )
                 version = model.version
-            scored.append(Scored(pid, ts, n2, q, risk, version, fused, reason, item.event_id))
+            scored.append(
+                Scored(
+                    pid, ts, n2, q, risk, version, fused, reason, item.event_id, flags=item.flags
+                )
+            )
             if self.keep_history:
                 history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
             if not self.alerts:
@@ -376,6 +382,7 @@ class ScoringPipeline:
                 model_version=version,
                 model_contributions=contrib,
                 event_id=item.event_id,
+                flags=item.flags,
             )
             # parsed once per patient and batch, written back once after the loop
             before = alert_states.get(pid) or AlertState.from_json(state.alert)
@@ -423,6 +430,7 @@ class ScoringPipeline:
         n2 = news2_from_vitals(own, spo2_scale=scale)
         score = Scored(ev.patient_id, ev.ts_ms(), n2, qsofa_from_vitals(own))
         score.model_reason, score.event_id, score.late = "late", item.event_id, True
+        score.flags = item.flags
         if self.keep_history:
             history.setdefault(ev.patient_id, []).append(history_entry(ev, n2.total, None, True))
         return score

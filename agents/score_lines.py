@@ -8,7 +8,9 @@ One output line per input line, in input order:
      "model_version"}  (+ "model_reason" when model_risk is null)
 
 or ``{"error": reason, "detail": ...}`` for a line the worker would dead-letter, or
-``{"patient_id", "ts", "skipped": "duplicate"}`` for an event already applied; a late
+``{"patient_id", "ts", "skipped": "duplicate"}`` for an event already applied; an event
+with a reading set aside (impossible, inconsistent) or to verify (clinically extreme) adds
+``"flags"``: ``[{"code", "field", "value", "tier", "detail"}]``; a late
 event (older than its patient's newest, within ``late_window_s``) is scored on its own
 values with ``"late": true`` and ``"model_reason": "late"``; one older than that is
 ``{"error": "too_late", ...}`` (the worker dead-letters it), or ``"skipped": "too_late"``
@@ -93,7 +95,9 @@ async def score_stream(
         for decoded in pending:
             if decoded.__class__ is int:
                 if decoded == 1 and k not in skipped:  # the usual line: one event, scored
-                    write(_scored_json(next(scored), items[k].event.ts.isoformat()))
+                    one = next(scored)
+                    ts = items[k].event.ts.isoformat()
+                    write(_dumps(_row(one, ts)) + "\n" if one.flags else _scored_json(one, ts))
                     k += 1
                     continue
                 if decoded == 1 and skipped[k] == "too_late":
@@ -135,8 +139,8 @@ async def score_stream(
         decoded = decode_vitals(line, now=now, max_future_skew_s=skew)
         if isinstance(decoded, Decoded):
             events = decoded.events
-            for ev in events:
-                items.append(Incoming(ev))
+            for i, ev in enumerate(events):
+                items.append(Incoming(ev, flags=decoded.flags_of(i)))
             pending.append(len(events))
         else:
             pending.append(decoded)
@@ -181,6 +185,8 @@ def _row(s: Scored, ts: str) -> dict[str, Any]:
         row["model_reason"] = s.model_reason
     if s.late:
         row["late"] = True
+    if s.flags:  # readings set aside from the event, or scored but to verify
+        row["flags"] = [f.to_dict() for f in s.flags]
     return row
 
 

@@ -243,11 +243,16 @@ class Worker:
             source_ms = int(msg.timestamp * 1000) if msg.timestamp else None
             msg_key = msg.key.decode("utf-8", "replace") if isinstance(msg.key, bytes) else msg.key
             for i, vitals in enumerate(decoded.events):
-                if vitals.patient_id != msg_key:  # not this partition's patient: to theirs
+                flags = decoded.flags_of(i)
+                here = vitals.patient_id == msg_key
+                for flag in flags:  # a re-keyed event's extreme readings count where scored
+                    if here or flag.set_aside:
+                        self.metrics.flagged_readings.labels(flag.field, flag.tier).inc()
+                if not here:  # not this partition's patient: to theirs
                     misrouted.append(vitals)
                     continue
                 event_id = f"{origin.key}:{i}"
-                batch.append(Incoming(vitals, event_id, source_ms, msg.partition))
+                batch.append(Incoming(vitals, event_id, source_ms, msg.partition, flags))
         if misrouted:
             await self.retrying("re-key", lambda: self.rekey(misrouted))
         t1 = time.perf_counter()

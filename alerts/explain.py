@@ -3,7 +3,9 @@
 :func:`explain` turns one scored observation into a JSON-ready dict: a one-sentence
 summary, the NEWS2 breakdown, the parameters that drove it (with units, NEWS2 points and
 the distance from this patient's own baseline), the NEWS2 trend, the model's risk and
-feature contributions, and the NEWS2 guideline response for the risk tier.
+feature contributions, the NEWS2 guideline response for the risk tier, and the readings
+to check: a clinically extreme value the score used ("verify reading: systolic BP 36
+mmHg", limits of :mod:`wardwatch.ingest.limits`) and a reading ingest set aside.
 
 Rules kept here on purpose:
 
@@ -24,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from alerts.state import RANK, TRIGGERS
+from wardwatch.ingest import extreme_readings
 
 if TYPE_CHECKING:  # pragma: no cover
     from alerts.state import AlertState, Observation
@@ -36,6 +39,7 @@ __all__ = [
     "format_value",
     "lower_first",
     "news2_rise",
+    "reading_flags",
     "trend_window_min",
 ]
 
@@ -227,6 +231,62 @@ def _drivers(
     return [r[1] for r in rows], [r[2] for r in rows]
 
 
+# ---------------------------------------------------------------------------------------
+# Readings to verify, readings set aside
+# ---------------------------------------------------------------------------------------
+
+_ASIDE_WHY: Final[Mapping[str, str]] = {
+    "impossible": "outside the possible range",
+    "inconsistent": "systolic not above diastolic",
+}
+
+
+def _reading_text(name: str, value: float) -> str:
+    if name == "on_oxygen":  # set aside by its oxygen flow
+        return f"oxygen flow {_with_unit(format_value(value, 1), 'L/min')}"
+    label, unit, decimals, _ = VITAL_INFO.get(name, (name, None, 1, None))
+    return (
+        f"{_SHORT_LABEL.get(name, label.lower())} {_with_unit(format_value(value, decimals), unit)}"
+    )
+
+
+def reading_flags(obs: Observation) -> list[dict[str, Any]]:
+    """The readings of ``obs`` a nurse must know about: every clinically extreme value the
+    score used (``verify reading: systolic BP 36 mmHg``), then every reading ingest set
+    aside from this observation (impossible or inconsistent: not scored)."""
+    out: list[dict[str, Any]] = []
+    for name, value in extreme_readings(obs.vitals):
+        out.append(
+            {
+                "parameter": name,
+                "value": value,
+                "tier": "extreme",
+                "set_aside": False,
+                "text": f"verify reading: {_reading_text(name, value)}",
+            }
+        )
+    for flag in obs.flags:
+        if not flag.set_aside:
+            continue  # an extreme one is listed above when the score uses it
+        finite = math.isfinite(flag.value)
+        what = (
+            _reading_text(flag.field, flag.value)
+            if finite
+            else _SHORT_LABEL.get(flag.field, flag.field)
+        )
+        why = _ASIDE_WHY.get(flag.tier, flag.tier) if finite else "not a finite number"
+        out.append(
+            {
+                "parameter": flag.field,
+                "value": flag.value if finite else None,
+                "tier": flag.tier,
+                "set_aside": True,
+                "text": f"set aside, not scored: {what} ({why})",
+            }
+        )
+    return out
+
+
 def _join(items: Sequence[str]) -> str:
     if len(items) <= 1:
         return "".join(items)
@@ -321,6 +381,8 @@ def explain(
         if top:
             text += f", mostly from {_join(top)}"
         parts.append(text)
+    readings = reading_flags(obs)
+    parts.extend(r["text"] for r in readings)
     summary = f"{_PRIORITY_WORDS.get(priority, priority)}: " + "; ".join(parts) + "."
 
     response: dict[str, Any] = {
@@ -356,6 +418,7 @@ def explain(
         "model": model,
         "response": response,
         "personal": personal,
+        "reading_flags": readings,
         "observation_ts_ms": int(obs.ts_ms),
     }
 
@@ -383,6 +446,7 @@ def action_explanation(
             },
             "triggers": [],
             "personal": None,
+            "reading_flags": [],
             "observation_ts_ms": None,
         }
     out = dict(previous)

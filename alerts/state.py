@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal, cast, get_args
 
 from models.news2 import News2Result
+from wardwatch.ingest import ReadingFlag
 
 __all__ = [
     "PRIORITIES",
@@ -83,6 +84,8 @@ class Observation:
     model_contributions: dict[str, float] | None = None
     event_id: str = ""  # idempotency: source of the observation (e.g. "vitals:3:1042")
     baseline_mean: dict[str, float] = field(default_factory=dict)  # optional, for texts
+    # the event's readings set aside at ingest or to verify, shown in the explanation
+    flags: tuple[ReadingFlag, ...] = ()
 
 
 @dataclass

@@ -50,6 +50,8 @@ def score_line(raw: bytes, settings: Settings, now: datetime | None = None) -> d
     out = dict(results[-1])
     if decoded.warnings:
         out["warnings"] = decoded.warnings
+    if decoded.flags:  # readings set aside (not scored) or to verify, with their reasons
+        out["flags"] = [{**f.to_dict(), "event": f.event} for f in decoded.flags]
     if len(results) > 1:  # a FHIR Bundle with several observation times
         out["events"] = results
     return out

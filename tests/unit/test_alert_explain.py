@@ -24,6 +24,7 @@ from alerts.explain import action_explanation, explain, news2_rise
 from alerts.fhir import NEWS2_SNOMED, detected_issue, fhir_datetime
 from models.news2 import news2_from_vitals
 from tests.unit.observations import MIN, NORMAL, T0
+from wardwatch.ingest import ReadingFlag
 
 PID = "pt-SECRET-9137"
 N5 = {"heart_rate_bpm": 95, "respiratory_rate_per_min": 22, "temperature_c": 38.3, "spo2_pct": 95}
@@ -297,3 +298,79 @@ def test_model_driven_summary_names_the_vitals_the_model_weighed_most() -> None:
         "deterioration model risk 45%, mostly from respiratory rate and pulse."
     )
     assert list(out["model"]["contributions"]) == ["respiratory_rate_per_min", "heart_rate_bpm"]
+
+
+def _aside(field: str, value: float, tier: str = "impossible") -> ReadingFlag:
+    return ReadingFlag("reading_set_aside", field, value, tier, f"{field}={value} set aside")  # type: ignore[arg-type]
+
+
+def test_an_extreme_reading_the_score_used_is_to_verify() -> None:
+    """SBP 36 mmHg scores its 3 points and the explanation asks to verify it."""
+    o = obs(0, systolic_bp_mmhg=36)
+    x = explain(PID, o, AlertState(), "medium", ["single_parameter_3"])
+    assert x["news2"]["components"]["systolic_bp"] == 3
+    assert x["reading_flags"] == [
+        {
+            "parameter": "systolic_bp_mmhg",
+            "value": 36.0,
+            "tier": "extreme",
+            "set_aside": False,
+            "text": "verify reading: systolic BP 36 mmHg",
+        }
+    ]
+    assert "; verify reading: systolic BP 36 mmHg." in x["summary"]
+    assert x["summary"].count(". ") == 0
+    # an extreme value carried forward from an earlier event is still to verify
+    x2 = explain(PID, obs(5, heart_rate_bpm=25, temperature_c=31.5), AlertState(), "high", [])
+    assert [r["text"] for r in x2["reading_flags"]] == [
+        "verify reading: pulse 25 /min",
+        "verify reading: temperature 31.5 °C",
+    ]
+
+
+def test_an_ordinary_observation_has_no_reading_flags() -> None:
+    x = explain(PID, obs(0, N7), AlertState(), "medium", ["news2_threshold"])
+    assert x["reading_flags"] == [] and "verify" not in x["summary"]
+    assert "set aside" not in x["summary"]
+
+
+def test_a_reading_set_aside_at_ingest_is_shown() -> None:
+    o = obs(
+        0,
+        N7,
+        flags=(
+            _aside("respiratory_rate_per_min", 0.0),
+            _aside("systolic_bp_mmhg", 80.0, "inconsistent"),
+            _aside("diastolic_bp_mmhg", 95.0, "inconsistent"),
+            _aside("heart_rate_bpm", float("inf")),
+            _aside("on_oxygen", 500.0),
+        ),
+    )
+    x = explain(PID, o, AlertState(), "medium", ["news2_threshold"])
+    texts = [r["text"] for r in x["reading_flags"]]
+    assert texts == [
+        "set aside, not scored: respiratory rate 0 /min (outside the possible range)",
+        "set aside, not scored: systolic BP 80 mmHg (systolic not above diastolic)",
+        "set aside, not scored: diastolic BP 95 mmHg (systolic not above diastolic)",
+        "set aside, not scored: pulse (not a finite number)",
+        "set aside, not scored: oxygen flow 500.0 L/min (outside the possible range)",
+    ]
+    assert all(t in x["summary"] for t in texts)
+    json.dumps(x, allow_nan=False)  # the infinite value is not in it
+
+
+def test_an_alert_on_an_extreme_reading_says_verify_in_its_page_and_fhir_text() -> None:
+    """An SBP of 36 (single parameter 3) is held, confirmed by the next reading and
+    opened: the OPEN transition's explanation, its FHIR DetectedIssue and the page text
+    (the summary) carry "verify reading"."""
+    cfg = PolicyConfig()
+    st, out = AlertState(), []
+    for t, sbp in ((0, 125), (10, 36), (11, 38)):
+        st, ev = evaluate(PID, st, obs(t, systolic_bp_mmhg=sbp), cfg)
+        out += ev
+    (opened,) = out
+    assert opened.transition == "OPEN"
+    assert "verify reading: systolic BP 38 mmHg" in opened.explanation["summary"]
+    issue = detected_issue(opened)
+    assert "verify reading: systolic BP 38 mmHg" in issue["detail"]
+    DetectedIssue.model_validate(issue)

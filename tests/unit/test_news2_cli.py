@@ -102,3 +102,13 @@ def test_console_script_end_to_end() -> None:
     )
     first, second = (json.loads(x) for x in proc.stdout.splitlines())
     assert first["news2"] == 3 and second["error"] == "malformed_json"
+
+
+def test_a_reading_set_aside_is_listed_and_the_rest_scored() -> None:
+    (out,) = run([line(heart_rate_bpm=0, systolic_bp_mmhg=36, respiratory_rate_per_min=18)])
+    assert out["components"] == {"respiration_rate": 0, "systolic_bp": 3}
+    assert out["warnings"][:2] == ["reading_set_aside", "verify_reading"]
+    assert [(f["code"], f["field"], f["tier"], f["event"]) for f in out["flags"]] == [
+        ("reading_set_aside", "heart_rate_bpm", "impossible", 0),
+        ("verify_reading", "systolic_bp_mmhg", "extreme", 0),
+    ]

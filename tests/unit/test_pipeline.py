@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from agents.model_stage import Incoming
 from agents.pipeline import ScoringPipeline
+from wardwatch.ingest import Decoded, decode_vitals
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore
 
@@ -90,3 +92,39 @@ async def test_a_conflict_that_persists_is_reported_with_nothing_of_the_patient_
     result = await pipe.process(batch)
     assert result.conflicts == ["p"] and result.conflict_retries == 3
     assert result.scored == [] and result.skipped == [] and result.duplicates == 0
+
+
+async def test_a_reading_set_aside_at_ingest_travels_with_the_score_and_the_alert() -> None:
+    """Decoded flags ride on Incoming: the scored record keeps them (late ones too), and an
+    alert raised on that observation names the reading set aside and the one to verify."""
+    raw = [
+        {"heart_rate_bpm": 80, "respiratory_rate_per_min": 16, "spo2_pct": 97},
+        # respiratory rate 0 (no signal): set aside; SBP 36 (extreme): scored, 3 points
+        {"heart_rate_bpm": 82, "respiratory_rate_per_min": 0, "systolic_bp_mmhg": 36},
+        {"heart_rate_bpm": 84, "systolic_bp_mmhg": 38},
+    ]
+    now = T0 + timedelta(hours=1)
+    items: list[Incoming] = []
+    for i, values in enumerate(raw):
+        msg = {"patient_id": "p", "ts": (T0 + timedelta(minutes=10 * i)).isoformat(), **values}
+        decoded = decode_vitals(json.dumps(msg).encode(), now=now)
+        assert isinstance(decoded, Decoded)
+        items.append(Incoming(decoded.events[0], str(i), flags=decoded.flags_of(0)))
+    pipe = ScoringPipeline(MemoryStateStore())
+    result = await pipe.process(items)
+    flags = [[(f.field, f.tier) for f in s.flags] for s in result.scored]
+    assert flags == [
+        [],
+        [("respiratory_rate_per_min", "impossible"), ("systolic_bp_mmhg", "extreme")],
+        [("systolic_bp_mmhg", "extreme")],
+    ]
+    # the respiratory rate of 0 never reached the patient's state: the 16 is still current
+    assert result.scored[1].news2.components["respiration_rate"] == 0
+    (opened,) = result.emitted
+    summary = opened["explanation"]["summary"]
+    assert "verify reading: systolic BP 36 mmHg" in summary
+    assert "set aside, not scored: respiratory rate 0 /min (outside the possible range)" in summary
+    late = Incoming(items[1].event.model_copy(update={"ts": T0 + timedelta(minutes=5)}), "late")
+    late.flags = items[1].flags
+    (scored_late,) = (await pipe.process([late])).scored
+    assert scored_late.late and scored_late.flags == items[1].flags

@@ -389,7 +389,7 @@ async def test_error_detail_is_readable_for_a_short_patient_id(
     """The patient id is scrubbed from details as a whole token, not inside numbers."""
     (row,) = await score([event("0", T0, heart_rate_bpm=400)], no_model_settings)
     assert row["error"] == RejectReason.IMPOSSIBLE_VALUE.value
-    assert "heart_rate_bpm=400" in row["detail"] and "[20, 300]" in row["detail"]
+    assert "heart_rate_bpm=400" in row["detail"] and "[15, 300]" in row["detail"]
 
 
 # ---- 4. duplicates and stale events ---------------------------------------------------------
@@ -636,3 +636,36 @@ def test_output_line_is_the_row_as_json_dumps_writes_it(
     s = Scored(pid, 0, n2, qsofa_from_vitals({}), risk, version, fused, reason)
     ts = "2025-06-01T00:00:00+02:00"
     assert _scored_json(s, ts) == json.dumps(_row(s, ts), separators=(",", ":")) + "\n"
+
+
+async def test_a_reading_set_aside_or_to_verify_is_in_the_scored_row(
+    no_model_settings: Settings,
+) -> None:
+    """The row keeps what ingest set aside or flagged; the other vitals are scored."""
+    lines = [
+        event("fl", timedelta(hours=0), heart_rate_bpm=80, respiratory_rate_per_min=16),
+        # a respiratory rate of 0: set aside, the heart rate scored (the 16 still current)
+        event("fl", timedelta(hours=1), heart_rate_bpm=82, respiratory_rate_per_min=0),
+        # SBP 36 in shock: scored with its 3 points, to verify
+        event("fl", timedelta(hours=2), systolic_bp_mmhg=36, diastolic_bp_mmhg=20),
+        event("fl", timedelta(hours=3), heart_rate_bpm=81),
+    ]
+    rows = await score(lines, no_model_settings)
+    assert "flags" not in rows[0] and "flags" not in rows[3]
+    assert rows[1]["news2"] == rows[0]["news2"] == 0
+    assert rows[1]["flags"] == [
+        {
+            "code": "reading_set_aside",
+            "field": "respiratory_rate_per_min",
+            "value": 0.0,
+            "tier": "impossible",
+            "detail": "respiratory_rate_per_min=0 below the possible range [1, 120]; "
+            "0 usually means no signal (leads, probe or cuff off)",
+        }
+    ]
+    assert rows[2]["news2"] == 3
+    assert [(f["code"], f["field"], f["value"]) for f in rows[2]["flags"]] == [
+        ("verify_reading", "systolic_bp_mmhg", 36.0),
+        ("verify_reading", "diastolic_bp_mmhg", 20.0),
+    ]
+    assert set(rows[2]) == ROW_KEYS | {"model_reason", "flags"}
