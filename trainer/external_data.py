@@ -41,7 +41,7 @@ event field                source
 =========================  ===========================================================
 
 A value outside :data:`wardwatch.ingest.PLAUSIBLE_RANGES` (e.g. a recorded heart rate of
-0, which the ingest stage would dead-letter) is treated as missing and counted.
+0, which the ingest stage sets aside) is treated as missing and counted.
 
 Label: death within ``horizon_days`` (default 30) of study entry (SUPPORT) / admission
 (RHC): ``event == 1 and time <= horizon``. Rows censored alive before the horizon

@@ -12,8 +12,10 @@ off-by-one offset; on Apache Kafka both agree).
 * ``vitals``: JSON :class:`~wardwatch.schemas.VitalsEvent` messages only. Anything
   else is skipped and counted by reason: ``not_json`` (not UTF-8 JSON / not an object),
   ``fhir`` (FHIR resources: the ingest stage maps those, the trainer does not),
-  ``schema`` (fails ``VitalsEvent`` validation), ``implausible`` (a value outside
-  :data:`wardwatch.ingest.PLAUSIBLE_RANGES`: the worker dead-letters those) and
+  ``schema`` (fails ``VitalsEvent`` validation), ``implausible`` (every vital outside
+  :data:`wardwatch.ingest.PLAUSIBLE_RANGES`: the worker dead-letters those; a single
+  reading outside it is set aside, as the worker does, and counted in
+  ``readings_set_aside``) and
   ``duplicate`` (same patient, time and content as an earlier message: at-least-once
   delivery; the worker ignores them too).
 * ``outcomes``: :class:`~wardwatch.schemas.Outcome` JSON; invalid ones are skipped and
@@ -38,7 +40,7 @@ from pydantic import ValidationError
 
 from trainer.dataset import Dataset, from_events
 from wardwatch.ingest import PLAUSIBLE_RANGES
-from wardwatch.schemas import Outcome, VitalsEvent
+from wardwatch.schemas import VITAL_FIELDS, Outcome, VitalsEvent
 
 __all__ = [
     "KafkaRead",
@@ -90,7 +92,12 @@ def _partitions(consumer: Any, topic: str, deadline: float) -> list[int]:
         time.sleep(0.2)
 
 
-def _vitals(raw: bytes | None, seen: set[tuple[str, str]], skipped: dict[str, int]) -> Any:
+def _vitals(
+    raw: bytes | None,
+    seen: set[tuple[str, str]],
+    skipped: dict[str, int],
+    readings: dict[str, int],
+) -> Any:
     """The event dict of one vitals message, or None (and a count in ``skipped``)."""
     if raw is None:
         skipped["not_json"] += 1
@@ -111,11 +118,17 @@ def _vitals(raw: bytes | None, seen: set[tuple[str, str]], skipped: dict[str, in
         skipped["schema"] += 1
         return None
     values = ev.model_dump()
+    aside = 0
     for name, (lo, hi) in PLAUSIBLE_RANGES.items():
         v = values.get(name)
-        if v is not None and not lo <= v <= hi:
+        if v is not None and not lo <= v <= hi:  # NaN fails too
+            values[name] = None  # set aside, as the worker does
+            aside += 1
+    if aside:
+        if all(values.get(name) is None for name in VITAL_FIELDS):
             skipped["implausible"] += 1
             return None
+        readings["set_aside"] += aside
     key = (ev.patient_id, ev.model_dump_json())
     if key in seen:
         skipped["duplicate"] += 1
@@ -158,6 +171,7 @@ def read_topics_full(
         seen: set[tuple[str, str]] = set()
         skipped_v = dict.fromkeys(("not_json", "fhir", "schema", "implausible", "duplicate"), 0)
         skipped_o = {"invalid": 0}
+        readings = {"set_aside": 0}  # single readings set aside from events kept
         messages = dict.fromkeys(topics, 0)
         while pending:
             if time.monotonic() > deadline:
@@ -178,7 +192,7 @@ def read_topics_full(
                         break
                     messages[tp.topic] += 1
                     if tp.topic == settings.topics.vitals:
-                        ev = _vitals(rec.value, seen, skipped_v)
+                        ev = _vitals(rec.value, seen, skipped_v, readings)
                         if ev is not None:
                             events.append(ev)
                     else:
@@ -203,6 +217,7 @@ def read_topics_full(
             "messages": messages[settings.topics.vitals],
             "events": len(events),
             "skipped": skipped_v,
+            "readings_set_aside": readings["set_aside"],
         },
         "outcomes": {
             "topic": settings.topics.outcomes,
