@@ -166,7 +166,10 @@ class _Gen:
         return self.dead("not_an_object", self.rng.choice(options)())
 
     def fields(self) -> Hostile:
-        """Missing, extra and wrong-typed fields: dead-lettered."""
+        """Missing, extra and wrong-typed fields: dead-lettered. A number out of its
+        vital's possible range, or systolic <= diastolic, beside the other (normal) vitals
+        is set aside and the rest scored: such a message is a valid event of a patient of
+        its own."""
         pid = self.dead_pid()
         num = self.rng.choice(
             ["heart_rate_bpm", "respiratory_rate_per_min", "spo2_pct", "systolic_bp_mmhg"]
@@ -189,6 +192,7 @@ class _Gen:
         bad_number.append(-self.rng.uniform(0.1, 500))
         r = self.rng.randrange(14)
         literal: bytes | None = None
+        aside = False  # a reading set aside, the rest of the event scored
         if r == 0:
             e = self.event(pid, patient_id=_DROP)
         elif r == 1:
@@ -196,7 +200,9 @@ class _Gen:
         elif r == 2:
             e = self.event(pid, **{f"extra_{self.rng.randrange(99)}": 1})
         elif r == 3:
-            e = self.event(pid, **{num: self.rng.choice(bad_number)})
+            bad = self.rng.choice(bad_number)
+            e = self.event(pid, **{num: bad})
+            aside = isinstance(bad, int | float) and not isinstance(bad, bool)
         elif r == 4:
             e = self.event(pid, patient_id=self.rng.choice([None, 7, [pid], {"id": pid}, True]))
         elif r == 5:
@@ -215,12 +221,17 @@ class _Gen:
                 e["device_id"] = "bedside-1"
         elif r == 10:  # a vital far out of range
             e = self.event(pid, **{num: self.rng.choice([0.0, 1000.0, 1e308, -40.0, 5e6])})
+            aside = True
         elif r == 11:  # inconsistent blood pressure
             e = self.event(pid, systolic_bp_mmhg=80.0, diastolic_bp_mmhg=95.0)
+            aside = True
         elif r == 12:  # blank or whitespace patient ids
             e = self.event(pid, patient_id=self.rng.choice(["", " ", "\t", "\n", "   "]))
         else:  # device id too long, or wrong-typed
             e = self.event(pid, device_id=self.rng.choice(["d" * 129, 5, {"x": 1}]))
+        if aside:  # scored without the reading: never a scenario patient's event
+            own = self.fresh("hs")
+            return self.valid("set_aside", own, _dumps({**e, "patient_id": own}))
         return self.dead("fields", literal if literal is not None else _dumps(e))
 
     def timestamps(self) -> Hostile:
