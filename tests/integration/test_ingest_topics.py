@@ -60,6 +60,14 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
             {"resource": fhir_obs("f-1", t + timedelta(minutes=15), "9279-1", 18, "/min")},
         ],
     }
+    aside_bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {"resource": fhir_obs("f-4", t, "8867-4", 0, "/min")},
+            {"resource": fhir_obs("f-4", t, "2708-6", 95, "%")},
+        ],
+    }
     cases: list[tuple[bytes, str | None]] = [
         (b"{not json", "malformed_json"),
         (b"[1, 2]", "not_an_object"),
@@ -73,6 +81,13 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
         (vitals("x", future, heart_rate_bpm=80), "future_timestamp"),
         (json.dumps(fhir_obs("f-2", t, "2345-7", 5.5, "mmol/L")).encode(), "fhir_unsupported"),
         (json.dumps(fhir_obs("f-2", t, "8867-4", 88, "furlongs")).encode(), "unit_unsupported"),
+        # one reading set aside (no signal, inverted pressures), the rest scored
+        (vitals("s-1", t, heart_rate_bpm=80, respiratory_rate_per_min=0), None),
+        (vitals("s-2", t, heart_rate_bpm=80, systolic_bp_mmhg=80, diastolic_bp_mmhg=95), None),
+        # SBP 36 in shock: scored, to verify
+        (vitals("s-3", t, systolic_bp_mmhg=36, diastolic_bp_mmhg=20), None),
+        # FHIR alike: the impossible heart rate set aside, the SpO2 of the instant scored
+        (json.dumps(aside_bundle).encode(), None),
         (vitals("j-1", t, heart_rate_bpm=80, spo2_pct=97), None),
         (json.dumps(fhir_obs("f-3", t, "2708-6", 95, "%")).encode(), None),
         (json.dumps(bundle).encode(), None),  # two observation times → two scored events
@@ -80,7 +95,8 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
     worker = start_worker(settings, tmp_path)
     try:
         # keyed by patient as producers must (the bad ones by anything: they go nowhere)
-        keys = ["k"] * (len(cases) - 3) + ["j-1", "f-3", "f-1"]
+        good = ["s-1", "s-2", "s-3", "f-4", "j-1", "f-3", "f-1"]
+        keys = ["k"] * (len(cases) - len(good)) + good
         publish(
             settings,
             settings.topics.vitals,
@@ -93,7 +109,8 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
             until=lambda m: len(m) >= expected_dead,
             timeout_s=40,
         )
-        m = _scored(worker, 4, timeout_s=20)
+        m = _scored(worker, 8, timeout_s=20)
+        states = {pid: stored_state(settings, pid) for pid in ("s-1", "s-2", "s-3", "f-4")}
     finally:
         worker.stop()
     assert sorted(d["reason"] for d in letters) == sorted(r for _, r in cases if r)
@@ -106,8 +123,18 @@ def test_bad_input_is_dead_lettered_with_reasons_and_good_input_scored(
     scored = metric_sum(m, "wardwatch_events_scored_total")
     assert consumed == len(cases)
     assert dead == expected_dead
-    assert scored == 4  # j-1, f-3 and the bundle's two observation sets
-    assert consumed - dead == 3  # the three good messages
+    assert scored == 8  # s-1..3, f-4, j-1, f-3 and the bundle's two observation sets
+    assert consumed - dead == 7  # the seven good messages
+    assert set(states["s-1"].latest) == {"heart_rate_bpm"}
+    assert set(states["s-2"].latest) == {"heart_rate_bpm"}
+    assert states["s-3"].latest["systolic_bp_mmhg"][0] == 36.0
+    assert set(states["f-4"].latest) == {"spo2_pct"}
+    flagged = "wardwatch_ingest_readings_flagged_total"
+    assert metric_sum(m, f'{flagged}{{field="respiratory_rate_per_min",tier="impossible"}}') == 1
+    assert metric_sum(m, f'{flagged}{{field="heart_rate_bpm",tier="impossible"}}') == 1
+    assert metric_sum(m, f'{flagged}{{field="systolic_bp_mmhg",tier="inconsistent"}}') == 1
+    assert metric_sum(m, f'{flagged}{{field="systolic_bp_mmhg",tier="extreme"}}') == 1
+    assert metric_sum(m, 'wardwatch_ingest_warnings_total{code="reading_set_aside"}') == 3
 
 
 async def test_patient_context_switches_the_spo2_scale(settings: Settings, tmp_path: Path) -> None:
