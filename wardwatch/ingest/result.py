@@ -11,7 +11,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, Literal, NamedTuple, NoReturn
 
 from wardwatch.errors import WardwatchError
 from wardwatch.schemas import RejectReason, VitalsEvent
@@ -77,8 +77,7 @@ class Decoded:
         return tuple(f for f in self.flags if f.event == index)
 
 
-@dataclass(frozen=True, slots=True)
-class Checked:
+class Checked(NamedTuple):
     """An event that passed validation: ``event`` is the one to score (any reading set
     aside removed from it), with its warning codes and its reading flags."""
 

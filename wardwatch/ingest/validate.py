@@ -39,6 +39,18 @@ PLAUSIBLE_RANGES: dict[str, tuple[float, float]] = {
 """Inclusive possible range per numeric VitalsEvent field (the outer tier of
 :data:`~wardwatch.ingest.limits.VITAL_LIMITS`); a value outside it is set aside."""
 
+_BOUNDS: Final[tuple[tuple[str, float, float, float, float], ...]] = tuple(
+    (
+        field,
+        limits.possible_low,
+        limits.possible_high,
+        -math.inf if limits.extreme_low is None else limits.extreme_low,
+        math.inf if limits.extreme_high is None else limits.extreme_high,
+    )
+    for field, limits in VITAL_LIMITS.items()
+)
+"""Per field: possible low and high, extreme low and high (the hot loop's form)."""
+
 OXYGEN_FLOW_RANGE_L_PER_MIN: Final[tuple[float, float]] = (0.0, 100.0)
 """Inclusive limits for FHIR inhaled oxygen flow (3151-8), which maps to ``on_oxygen``."""
 
@@ -139,13 +151,15 @@ def _validate(
     flags: list[ReadingFlag] = list(aside)
     values: dict[str, float] = {}
     fields = event.__dict__  # pydantic keeps the field values here
-    for field, limits in VITAL_LIMITS.items():
+    extreme = False
+    for field, lo, hi, elo, ehi in _BOUNDS:
         v = fields[field]
         if v is None:
             continue
-        lo, hi = limits.possible_low, limits.possible_high
         if type(v) is float and lo <= v <= hi:  # the usual case (NaN and inf fail the range)
             values[field] = v
+            if v <= elo or v >= ehi:
+                extreme = True
             continue
         if type(v) is not float and (isinstance(v, bool) or not isinstance(v, int | float)):
             _fail(RejectReason.SCHEMA, f"{field}: must be a number")
@@ -165,6 +179,7 @@ def _validate(
             )
         else:
             values[field] = v
+            extreme = extreme or v <= elo or v >= ehi
 
     sbp = values.get("systolic_bp_mmhg")
     dbp = values.get("diastolic_bp_mmhg")
@@ -186,7 +201,7 @@ def _validate(
         _fail(reason, "; ".join(details))
 
     warnings: list[str] = []
-    for field, v in values.items():
+    for field, v in values.items() if extreme else ():
         if VITAL_LIMITS[field].tier(v) == "extreme":
             flags.append(
                 ReadingFlag(
