@@ -162,6 +162,13 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self.pages_withheld = Counter(
+            "wardwatch_pages_withheld_total",
+            "Paging transitions not sent, by reason (stale_data: the data behind it older "
+            "than page_max_data_age_s); the alert stays on the care-team page",
+            ["reason"],
+            registry=r,
+        )
         self.page_delay = Histogram(
             "wardwatch_page_delay_seconds",
             "From an alert transition's commit to its page's delivery",

@@ -16,7 +16,9 @@ jitter (1 s doubling, capped at 30 s) while the receiver is unreachable or answe
 delivered ``page_max_age_s`` after the transition was committed is given up:
 dead-lettered as ``page_expired`` (the alert is on the page and in Redis; an unacknowledged
 alert pages again by escalation). Either way the ``WardwatchPagingWebhookFailing`` alert
-fires for operations.
+fires for operations. A transition about data older than ``page_max_data_age_s`` when it
+was emitted (a backlog, backfilled history) is not paged at all: it is on the care-team
+page with its data's age, counted in ``wardwatch_pages_withheld_total``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 from agents.kafka_clients import aiokafka_security
 from agents.metrics import Metrics
 from agents.retry import keep_running
-from alerts.webhook import WebhookSender, should_page
+from alerts.webhook import WebhookSender, should_page, withheld_because
 from wardwatch.schemas import FailureReason, RejectReason
 from wardwatch.settings import Settings
 
@@ -138,6 +140,12 @@ class Pager:
             )
             return
         if not should_page(msg, self.settings.webhook_min_priority):
+            return
+        why = withheld_because(msg, self.settings.page_max_data_age_s)
+        if why is not None:
+            # on the care-team page with its data's age; a page about old news helps nobody
+            self.metrics.pages_withheld.labels(why).inc()
+            log.info("page %s withheld: %s", msg.get("transition_id"), why)
             return
         emitted_s = float(msg.get("emitted_ms") or msg.get("ts_ms") or 0) / 1000
         attempt = 0

@@ -25,6 +25,7 @@ from typing import Any
 from agents.model_stage import Incoming, ModelHolder, ModelStage, Staged
 from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
 from alerts import acknowledge as policy_acknowledge
+from alerts import discharge as policy_discharge
 from alerts import resolve as policy_resolve
 from alerts import tick as policy_tick
 from models.fusion import fuse
@@ -89,20 +90,37 @@ class BatchResult:
         self.conflict_retries += part.conflict_retries
 
 
-def alert_message(ev: AlertEvent, source_ts_ms: int | None, now_ms: int) -> dict[str, Any]:
-    """The JSON published on the alerts topic: the transition plus delivery timing."""
+def alert_message(
+    ev: AlertEvent, source_ts_ms: int | None, now_ms: int, clock_ms: int | None = None
+) -> dict[str, Any]:
+    """The JSON published on the alerts topic: the transition plus delivery timing, and
+    ``data_age_s``: how old the observation behind it is on the policy's clock
+    (``clock_ms``; wall-clock time in production), so that paging can leave alone what
+    only old or backfilled data raised (see ``Settings.page_max_data_age_s``)."""
     msg = ev.to_dict()
     msg["emitted_ms"] = now_ms
     if source_ts_ms is not None:
         msg["source_ts_ms"] = source_ts_ms
+    observed = ev.explanation.get("observation_ts_ms")
+    observed_ms = int(observed) if isinstance(observed, int | float) else ev.ts_ms
+    msg["data_age_s"] = round(
+        max(0, (now_ms if clock_ms is None else clock_ms) - observed_ms) / 1000, 3
+    )
     return msg
 
 
-def _emit(pid: str, state: AlertState, ev: AlertEvent, source_ts_ms: int | None, now: int) -> Emit:
+def _emit(
+    pid: str,
+    state: AlertState,
+    ev: AlertEvent,
+    source_ts_ms: int | None,
+    now: int,
+    clock_ms: int | None = None,
+) -> Emit:
     return Emit(
         pid=pid,
         transition_id=ev.transition_id,
-        event=alert_message(ev, source_ts_ms, now),
+        event=alert_message(ev, source_ts_ms, now, clock_ms),
         open=state.status in ("open", "acknowledged"),
         opened_ms=state.opened_ts_ms or ev.ts_ms,
     )
@@ -286,6 +304,7 @@ class ScoringPipeline:
         emits: list[Emit] = []
         suppressed: dict[str, int] = {}  # artifacts held per patient
         now = self.now_ms()
+        clock = self.policy_now_ms()  # for the data's age
 
         # 1. apply each event to its patient's state (duplicates change nothing, late ones
         # are merged for the record, too late ones are left to the caller)
@@ -369,8 +388,8 @@ class ScoringPipeline:
             )
             if self.keep_history:
                 history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
-            if not self.alerts:
-                continue
+            if not self.alerts or ctx.get("discharged"):
+                continue  # scores only: a replay of history, or a patient who has left
             obs = Observation(
                 ts_ms=ts,
                 news2=n2,
@@ -392,7 +411,7 @@ class ScoringPipeline:
                 result.suppressed_artifacts += held
                 suppressed[pid] = suppressed.get(pid, 0) + held
             alert_states[pid] = alert_state
-            emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now) for e in events)
+            emits.extend(_emit(pid, alert_state, e, item.source_ts_ms, now, clock) for e in events)
         for pid, alert_state in alert_states.items():
             touched[pid].alert = alert_state.to_json()
         if late_scored:  # scores in event order, the late ones where they came
@@ -473,15 +492,21 @@ class ScoringPipeline:
 
         return await self._act(pids, timers, now_ms=now_ms)
 
-    async def acknowledge(self, pid: str, actor: str) -> BatchResult:
+    async def acknowledge(self, pid: str, actor: str, now_ms: int | None = None) -> BatchResult:
         return await self._act(
-            [pid], lambda p, st, now: policy_acknowledge(p, st, actor, now), retries=3
+            [pid], lambda p, st, now: policy_acknowledge(p, st, actor, now), 3, now_ms
         )
 
     async def resolve(self, pid: str, actor: str) -> BatchResult:
         return await self._act(
             [pid], lambda p, st, now: policy_resolve(p, st, actor, now), retries=3
         )
+
+    async def discharge(self, pid: str) -> BatchResult:
+        """The patient was discharged or transferred out: close the alert (RESOLVED,
+        ``discharged``); until a new admission's context, their vitals are scored for the
+        record without the alert policy."""
+        return await self._act([pid], lambda p, st, now: policy_discharge(p, st, now), retries=3)
 
     async def _act(
         self,

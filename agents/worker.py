@@ -384,7 +384,15 @@ class Worker:
         if ctx is None:
             return
         context = ctx.model_dump(mode="json")
-        await self.retrying("context", lambda: self.store.set_context(ctx.patient_id, context))
+        pid = ctx.patient_id
+        await self.retrying("context", lambda: self.store.set_context(pid, context))
+        if ctx.discharged:
+            # the context partition is the patient's partition: this worker owns them
+            result = await self.retrying("context", lambda: self.pipeline.discharge(pid))
+            self.batches.check_conflicts(result)
+            await self.retrying(
+                "publish", lambda: self.outbox.publish_alerts(result.emitted, result.outbox_ids)
+            )
 
     async def _dead_letter_page(
         self,

@@ -10,7 +10,7 @@ rendering in :mod:`alerts.fhir`, paging by webhook in :mod:`alerts.webhook`.
 from alerts.burden import count_alerts
 from alerts.config import PolicyConfig
 from alerts.lifecycle import make_alert_id, make_transition_id
-from alerts.policy import acknowledge, evaluate, resolve
+from alerts.policy import acknowledge, discharge, evaluate, resolve
 from alerts.state import (
     REASONS,
     AlertEvent,
@@ -33,6 +33,7 @@ __all__ = [
     "Transition",
     "acknowledge",
     "count_alerts",
+    "discharge",
     "evaluate",
     "make_alert_id",
     "make_transition_id",

@@ -19,8 +19,10 @@ def count_alerts(
 ) -> dict[str, Any]:
     """Alert burden of a set of transitions (each ``transition_id`` counted once).
 
-    ``pages`` are the transitions that interrupt someone: OPEN and ESCALATED at medium or
-    high priority. With ``patient_days``, per-patient-day rates are added (the Kaiser
+    ``pages`` are the transitions that interrupt someone (the policy's ``page`` flag:
+    OPEN and ESCALATED at high priority, and at medium once confirmed);
+    ``opened_without_page`` the medium or high alerts opened on the care-team page without
+    a page. With ``patient_days``, per-patient-day rates are added (the Kaiser
     AAM reference point is about 1 alert per 35 patients per day, 0.029/patient-day).
     """
     seen: set[str] = set()
@@ -28,6 +30,7 @@ def count_alerts(
     by_priority = dict.fromkeys(PRIORITIES, 0)
     opened_by_priority = dict.fromkeys(PRIORITIES, 0)
     pages = 0
+    unpaged_opened = 0
     alerts: set[str] = set()
     patients: set[str] = set()
     for raw in events:
@@ -41,8 +44,10 @@ def count_alerts(
         patients.add(ev.patient_id)
         if ev.transition == "OPEN":
             opened_by_priority[ev.priority] += 1
-        if ev.transition in ("OPEN", "ESCALATED") and ev.priority in ("medium", "high"):
+        if ev.pages:
             pages += 1
+        elif ev.transition == "OPEN" and ev.priority in ("medium", "high"):
+            unpaged_opened += 1
     out: dict[str, Any] = {
         "transitions": len(seen),
         "by_transition": by_transition,
@@ -50,6 +55,7 @@ def count_alerts(
         "opened": by_transition["OPEN"],
         "opened_by_priority": opened_by_priority,
         "pages": pages,
+        "opened_without_page": unpaged_opened,
         "alerts": len(alerts),
         "patients": len(patients),
     }

@@ -48,6 +48,11 @@ class PolicyConfig:
     trend_medium_rise: int = 4  # a rise this steep (and NEWS2 >= 3) is medium, not low
     artifact_max_wait_s: float = 300.0  # an unconfirmed candidate is raised after this long
     downgrade_hold_s: float = 3600.0  # priority lowered (UPDATED) after this long lower
+    # paging of medium alerts: on the board at once, paged when the model supports them,
+    # or this many consecutive medium+ sets confirm them (1: paged at once) ...
+    medium_confirm_obs: int = 2
+    # ... or no repeat set comes within this long (NEWS2 5-6: at least hourly observations)
+    medium_confirm_wait_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.open_min_priority not in PRIORITIES:
@@ -61,6 +66,7 @@ class PolicyConfig:
             "trend_window_s",
             "artifact_max_wait_s",
             "downgrade_hold_s",
+            "medium_confirm_wait_s",
         ):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
@@ -71,14 +77,19 @@ class PolicyConfig:
             raise ConfigError("need 1 <= trend_min_rise <= trend_medium_rise")
         if self.baseline_sustain < 1 or self.baseline_min_obs < 1 or self.baseline_z <= 0:
             raise ConfigError("baseline_z, baseline_min_obs and baseline_sustain must be > 0")
+        if self.medium_confirm_obs < 1:
+            raise ConfigError("medium_confirm_obs must be >= 1 (1: medium alerts page at once)")
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> PolicyConfig:
-        """The policy with the cooldown, escalation interval and artifact hold from the settings."""
+        """The policy with the cooldown, escalation interval, artifact hold and the paging
+        of medium alerts from the settings."""
         values: dict[str, Any] = {
             "cooldown_s": float(settings.alert_cooldown_s),
             "escalate_unacked_s": float(settings.escalate_after_s),
             "artifact_max_wait_s": float(settings.artifact_confirm_s),
+            "medium_confirm_obs": int(settings.medium_confirm_obs),
+            "medium_confirm_wait_s": float(settings.medium_confirm_wait_s),
         }
         values.update(overrides)
         return cls(**values)

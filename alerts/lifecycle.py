@@ -14,6 +14,7 @@ work on a copy of the state.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any, cast
 
 from alerts.config import PolicyConfig, ms
@@ -34,7 +35,12 @@ __all__ = [
     "make_alert_id",
     "make_event",
     "make_transition_id",
+    "model_supports",
     "open_or_escalate",
+    "page_waiting",
+    "pages_at_once",
+    "clear_unpaged",
+    "confirm_or_wait",
     "resolved",
     "track_recovery",
     "would_transition",
@@ -115,6 +121,7 @@ def make_event(
     explanation: dict[str, Any],
     key: tuple[object, ...],
     actor: str | None = None,
+    page: bool = False,
 ) -> AlertEvent:
     """The event of ``transition`` of the current episode; ``key`` makes its id distinct
     from the episode's other transitions (see ``docs/alerts.md``, ids)."""
@@ -132,7 +139,46 @@ def make_event(
         news2_total=news2_total,
         explanation=explanation,
         actor=actor,
+        page=page,
     )
+
+
+def model_supports(risk: float | None, config: PolicyConfig) -> bool:
+    """Whether the model's fused risk is at or above its medium operating point."""
+    if risk is None or isinstance(risk, bool):
+        return False
+    r = float(risk)
+    return math.isfinite(r) and r >= config.model_risk_medium
+
+
+def pages_at_once(priority: str, supported: bool, config: PolicyConfig) -> bool:
+    """Whether an alert raised to ``priority`` pages now: high always; medium when
+    ``supported`` (the model's risk is at its operating point, or a repeat reading already
+    bore it out) or no confirmation is asked for; low never (it is on the page)."""
+    if priority == "high":
+        return True
+    if priority == "medium":
+        return supported or config.medium_confirm_obs <= 1
+    return False
+
+
+def clear_unpaged(st: AlertState) -> None:
+    st.unpaged_since_ts_ms = None
+    st.unpaged_obs = 0
+    st.unpaged_last_ts_ms = None
+
+
+def _paging_note(page: bool, priority: str, ts_ms: int, config: PolicyConfig) -> dict[str, Any]:
+    if page:
+        return {"paged": True}
+    if priority != "medium":
+        return {"paged": False, "why": "low priority: shown on the page, not paged"}
+    return {
+        "paged": False,
+        "why": "awaiting a repeat observation set",
+        "confirm_obs": config.medium_confirm_obs,
+        "page_by_ts_ms": ts_ms + ms(config.medium_confirm_wait_s),
+    }
 
 
 def _clear_tracking(st: AlertState) -> None:
@@ -157,6 +203,7 @@ def resolved(
     st.last_page_ts_ms = None
     st.last_explanation = None
     _clear_tracking(st)
+    clear_unpaged(st)
     return make_event(pid, st, "RESOLVED", ts_ms, reasons, news2_total, explanation, (), actor)
 
 
@@ -170,8 +217,12 @@ def open_or_escalate(
     news2_total: int | None,
     explanation: dict[str, Any],
     page_ts_ms: int,
+    config: PolicyConfig,
+    supported: bool = False,
 ) -> AlertEvent:
-    """OPEN a new episode or ESCALATE the open one: either way the care team is paged."""
+    """OPEN a new episode or ESCALATE the open one, at ``priority``: it pages when
+    :func:`pages_at_once` says so, else (medium) it waits on the page for a repeat
+    observation set (:func:`confirm_or_wait`)."""
     if kind == "OPEN":
         st.episode += 1
         st.alert_id = make_alert_id(pid, st.episode, ts_ms)
@@ -185,11 +236,95 @@ def open_or_escalate(
     st.priority = cast(Priority, priority)
     st.acked_by = None
     st.acked_ts_ms = None
-    st.last_page_ts_ms = page_ts_ms
+    page = pages_at_once(priority, supported, config)
+    clear_unpaged(st)
+    if page:
+        st.last_page_ts_ms = page_ts_ms
+    else:
+        st.last_page_ts_ms = None  # nothing to re-page until it has paged
+        if priority == "medium":
+            st.unpaged_since_ts_ms = st.unpaged_last_ts_ms = ts_ms
+            st.unpaged_obs = 1
+    explanation["paging"] = _paging_note(page, priority, ts_ms, config)
     st.last_explanation = explanation
     _clear_tracking(st)
     detail = () if kind == "OPEN" else (st.priority, st.escalated_count)
-    return make_event(pid, st, kind, ts_ms, reasons, news2_total, explanation, detail)
+    return make_event(pid, st, kind, ts_ms, reasons, news2_total, explanation, detail, page=page)
+
+
+def page_waiting(
+    pid: str,
+    st: AlertState,
+    ts_ms: int,
+    reasons: list[str],
+    news2_total: int | None,
+    explanation: dict[str, Any],
+    summary_prefix: str,
+) -> AlertEvent:
+    """Page the medium alert that was waiting on the page (ESCALATED at the same
+    priority, ``page`` set): confirmed, or no repeat observation came in time."""
+    clear_unpaged(st)
+    st.status = "open"
+    st.last_page_ts_ms = ts_ms
+    explanation["summary"] = summary_prefix + lower_first(str(explanation.get("summary", "")))
+    explanation["paging"] = {"paged": True, "why": reasons[0]}
+    st.last_explanation = explanation
+    return make_event(
+        pid,
+        st,
+        "ESCALATED",
+        ts_ms,
+        reasons,
+        news2_total,
+        explanation,
+        ("page", st.priority, st.escalated_count, st.update_count),
+        page=True,
+    )
+
+
+def confirm_or_wait(
+    pid: str, st: AlertState, obs: Observation, a: Assessment, config: PolicyConfig
+) -> list[AlertEvent]:
+    """A medium alert waiting on the page, and the next observation set at medium or
+    above: with a model, it pages when the model's risk reaches its operating point (the
+    thresholds chosen for the alert budget, see ``docs/alerts.md``); without one (none
+    deployed, or an outage: rules only), when ``medium_confirm_obs`` consecutive sets
+    confirm it. A complete set below medium means the repeat did not bear it out: the
+    count starts again and no repeat is due (it stays on the page until it resolves or
+    rises). Either way a repeat that does not come within ``medium_confirm_wait_s`` pages
+    (:func:`alerts.timers.page_overdue_repeat`)."""
+    if st.unpaged_since_ts_ms is None or st.status != "open":
+        return []
+    ts = int(obs.ts_ms)
+    if RANK[a.priority] >= RANK["medium"]:
+        st.unpaged_obs += 1
+        st.unpaged_last_ts_ms = ts
+        if not model_supports(obs.model_risk, config) and (
+            obs.model_risk is not None or st.unpaged_obs < config.medium_confirm_obs
+        ):
+            return []
+        reasons = ["confirmed", *a.reasons]
+        explanation = explain_observation(pid, obs, st, cast(str, st.priority), reasons, config)
+        explanation["confirmation"] = {
+            "status": "confirmed",
+            "first_ts_ms": st.unpaged_since_ts_ms,
+            "observation_sets": st.unpaged_obs,
+        }
+        return [
+            page_waiting(
+                pid,
+                st,
+                ts,
+                reasons,
+                obs.news2.total,
+                explanation,
+                "Confirmed by repeat observations; ",
+            )
+        ]
+    if a.complete:
+        st.unpaged_obs = 0
+        st.unpaged_last_ts_ms = None
+    return []
 
 
 def track_recovery(
@@ -227,6 +362,8 @@ def track_recovery(
     if ts - st.downgrade_since_ts_ms < ms(config.downgrade_hold_s) or RANK[lower] >= current:
         return []
     st.priority = cast(Priority, lower)
+    if lower == "low":
+        clear_unpaged(st)  # a low alert is shown, never paged
     st.update_count += 1
     st.downgrade_since_ts_ms = None
     st.downgrade_priority = None

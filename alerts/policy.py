@@ -35,18 +35,21 @@ from typing import Any, Final
 from alerts.config import PolicyConfig
 from alerts.explain import action_explanation, lower_first, news2_rise
 from alerts.lifecycle import (
+    clear_unpaged,
+    confirm_or_wait,
     explain_observation,
     make_event,
+    model_supports,
     open_or_escalate,
     resolved,
     track_recovery,
     would_transition,
 )
 from alerts.state import AlertEvent, AlertState, Observation, Priority
-from alerts.timers import promote_expired_candidate
+from alerts.timers import page_overdue_repeat, promote_expired_candidate
 from alerts.triggers import artifact_parameter, assess, push_news2, update_streaks
 
-__all__ = ["acknowledge", "evaluate", "resolve"]
+__all__ = ["acknowledge", "discharge", "evaluate", "resolve"]
 
 _MAX_IDS_AT_TS: Final = 8
 
@@ -97,6 +100,7 @@ def evaluate(
     # event time as of this observation: never behind the observation itself
     now = ts if stream_ms is None or stream_ms < ts else stream_ms
     events = promote_expired_candidate(patient_id, st, now, config, ts)
+    events += page_overdue_repeat(patient_id, st, now, config, ts)
 
     n2 = obs.news2
     complete_total = n2.total if (n2.complete and n2.total is not None) else None
@@ -132,6 +136,7 @@ def evaluate(
                 "complete": a.complete,
                 "points": dict(n2.components),
                 "event_id": obs.event_id,
+                "model_support": model_supports(obs.model_risk, config),
                 "explanation": explain_observation(
                     patient_id, obs, st, a.priority, a.reasons, config
                 ),
@@ -146,10 +151,22 @@ def evaluate(
             explanation["confirmation"] = confirmation
         events.append(
             open_or_escalate(
-                kind, patient_id, st, a.priority, ts, a.reasons, n2.total, explanation, ts
+                kind,
+                patient_id,
+                st,
+                a.priority,
+                ts,
+                a.reasons,
+                n2.total,
+                explanation,
+                ts,
+                config,
+                # a held reading the next one bore out is a repeat already: it pages now
+                confirmation is not None or model_supports(obs.model_risk, config),
             )
         )
     elif st.status in ("open", "acknowledged"):
+        events.extend(confirm_or_wait(patient_id, st, obs, a, config))
         events.extend(track_recovery(patient_id, st, obs, a, config))
 
     st.last_points = dict(n2.components)
@@ -175,6 +192,7 @@ def acknowledge(
     priority: Priority = state.priority
     st = state.copy()
     st.status = "acknowledged"
+    clear_unpaged(st)  # someone attends: no page is due any more
     st.acked_by = actor
     st.acked_ts_ms = now_ms
     explanation = action_explanation(
@@ -213,4 +231,28 @@ def resolve(
     event = resolved(
         patient_id, st, now_ms, ["manual_resolve"], st.last_news2_total, explanation, actor
     )
+    return st, [event]
+
+
+def discharge(
+    patient_id: str, state: AlertState, now_ms: int
+) -> tuple[AlertState, list[AlertEvent]]:
+    """The patient left the ward (discharged, transferred out): the alert, open or
+    acknowledged, is RESOLVED with reason ``discharged`` and nothing is held for
+    confirmation any more. No-op (state unchanged) when nothing is open or held."""
+    if state.status not in ("open", "acknowledged") or state.alert_id is None:
+        if state.pending_candidate is None:
+            return state, []
+        st = state.copy()
+        st.pending_candidate = None
+        return st, []
+    st = state.copy()
+    assert st.priority is not None
+    explanation = action_explanation(
+        st.last_explanation,
+        st.priority,
+        ["discharged"],
+        "Closed: the patient was discharged or transferred out.",
+    )
+    event = resolved(patient_id, st, now_ms, ["discharged"], st.last_news2_total, explanation, None)
     return st, [event]

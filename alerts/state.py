@@ -32,6 +32,7 @@ __all__ = [
     "Status",
     "Transition",
     "max_priority",
+    "pages_by_default",
 ]
 
 Priority = Literal["low", "medium", "high"]
@@ -54,6 +55,9 @@ REASONS: Final[tuple[str, ...]] = (
     "recovered",  # RESOLVED: NEWS2 low with nothing firing for resolve_hold_s
     "acknowledged",  # ACKNOWLEDGED by a person
     "manual_resolve",  # RESOLVED by a person
+    "confirmed",  # ESCALATED: a repeat observation set confirmed a medium alert (paged now)
+    "no_repeat_observation",  # ESCALATED: no repeat set within medium_confirm_wait_s (paged)
+    "discharged",  # RESOLVED: the patient was discharged or transferred out
 )
 """Machine-readable reasons an :class:`AlertEvent` can carry (first = strongest)."""
 
@@ -63,6 +67,12 @@ TRIGGERS: Final[tuple[str, ...]] = REASONS[:5]
 RANK: Final[Mapping[str | None, int]] = {None: 0, "none": 0, "low": 1, "medium": 2, "high": 3}
 """Order of priorities; ``"none"`` (and ``None``) is below every alarm priority."""
 _BY_RANK: Final[tuple[str, ...]] = ("none", "low", "medium", "high")
+
+
+def pages_by_default(transition: str | None, priority: str | None) -> bool:
+    """The paging rule of a transition without a ``page`` flag: OPEN and ESCALATED at
+    medium or high priority."""
+    return transition in ("OPEN", "ESCALATED") and priority in ("medium", "high")
 
 
 def max_priority(*levels: str | None) -> str:
@@ -119,6 +129,10 @@ class AlertState:
     update_count: int = 0  # UPDATED transitions in this episode
     last_news2_total: int | None = None
     last_explanation: dict[str, Any] | None = None  # latest explanation while an alert is open
+    # a medium alert on the board, not paged yet (waiting for a repeat observation set)
+    unpaged_since_ts_ms: int | None = None  # when it began waiting (None: paged, or no wait)
+    unpaged_obs: int = 0  # consecutive medium+ sets since (the opening one included)
+    unpaged_last_ts_ms: int | None = None  # the latest of them: the repeat is due from here
 
     def copy(self) -> AlertState:
         """A deep copy (what ``copy.deepcopy`` gives), built field by field: the scalars
@@ -184,6 +198,16 @@ class AlertEvent:
     news2_total: int | None
     explanation: dict[str, Any]
     actor: str | None = None  # ACKNOWLEDGED / RESOLVED by a person
+    # whether it interrupts someone (the pager sends it); None: the rule of events that
+    # predate the flag (OPEN and ESCALATED at medium or high priority)
+    page: bool | None = None
+
+    @property
+    def pages(self) -> bool:
+        """Whether this transition is a page (see :func:`pages_by_default`)."""
+        if self.page is not None:
+            return self.page
+        return pages_by_default(self.transition, self.priority)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -198,6 +222,7 @@ class AlertEvent:
             "news2_total": self.news2_total,
             "explanation": copy.deepcopy(self.explanation),
             "actor": self.actor,
+            "page": self.pages,
         }
 
     @classmethod
@@ -221,4 +246,5 @@ class AlertEvent:
             news2_total=None if total is None else int(total),
             explanation=dict(d.get("explanation") or {}),
             actor=d.get("actor"),
+            page=None if d.get("page") is None else bool(d["page"]),
         )

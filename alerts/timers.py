@@ -19,11 +19,54 @@ from typing import cast
 
 from alerts.config import PolicyConfig, ms
 from alerts.explain import action_explanation, lower_first
-from alerts.lifecycle import make_event, open_or_escalate
+from alerts.lifecycle import make_event, open_or_escalate, page_waiting
 from alerts.state import RANK, AlertEvent, AlertState, Transition
 from alerts.triggers import push_news2
 
-__all__ = ["promote_expired_candidate", "tick"]
+__all__ = ["page_overdue_repeat", "promote_expired_candidate", "tick"]
+
+
+def _repeat_overdue(
+    st: AlertState, now_ms: int, config: PolicyConfig, obs_ts_ms: int | None = None
+) -> bool:
+    last = st.unpaged_last_ts_ms
+    if last is None or st.status != "open":
+        return False
+    wait = ms(config.medium_confirm_wait_s)
+    if obs_ts_ms is not None and obs_ts_ms - last > wait:
+        return True
+    return now_ms - last > wait
+
+
+def page_overdue_repeat(
+    pid: str, st: AlertState, now_ms: int, config: PolicyConfig, obs_ts_ms: int | None = None
+) -> list[AlertEvent]:
+    """Page a medium alert waiting for a repeat observation set that did not come within
+    ``medium_confirm_wait_s``: silence is not evidence of recovery. Event time, like the
+    held readings (``obs_ts_ms``: the patient's next reading, if one is being applied);
+    dated at the end of the wait, whenever this runs."""
+    if not _repeat_overdue(st, now_ms, config, obs_ts_ms):
+        return []
+    assert st.unpaged_last_ts_ms is not None and st.priority is not None
+    due = st.unpaged_last_ts_ms + ms(config.medium_confirm_wait_s)
+    wait_min = config.medium_confirm_wait_s / 60
+    explanation = action_explanation(
+        st.last_explanation,
+        st.priority,
+        ["no_repeat_observation"],
+        str((st.last_explanation or {}).get("summary", "alert open.")),
+    )
+    return [
+        page_waiting(
+            pid,
+            st,
+            due,
+            ["no_repeat_observation"],
+            st.last_news2_total,
+            explanation,
+            f"No repeat observations within {wait_min:g} min; ",
+        )
+    ]
 
 
 def promote_expired_candidate(
@@ -76,6 +119,8 @@ def promote_expired_candidate(
             total,
             explanation,
             ts + ms(config.artifact_max_wait_s),
+            config,
+            bool(cand.get("model_support")),
         )
     ]
 
@@ -133,12 +178,15 @@ def tick(
     event_now = now_ms if stream_ms is None else stream_ms
     cand = state.pending_candidate
     candidate_due = cand is not None and _hold_over(cand, event_now, config)
+    repeat_due = _repeat_overdue(state, event_now, config)
     # the common case: nothing to do, no copy
-    if not candidate_due and not _repage_due(state, now_ms, config):
+    if not candidate_due and not repeat_due and not _repage_due(state, now_ms, config):
         return state, []
     st = state.copy()
     events = promote_expired_candidate(patient_id, st, event_now, config)
-    if _repage_due(st, now_ms, config):
+    events += page_overdue_repeat(patient_id, st, event_now, config)
+    # a page that just went out is not re-paged by the same late timer run
+    if not any(e.pages for e in events) and _repage_due(st, now_ms, config):
         assert st.last_page_ts_ms is not None
         # a new priority level gets its own re-pages (counted only when one is sent, so
         # the state does not depend on whether a timer or the data raised a held reading)
@@ -167,6 +215,7 @@ def tick(
                 # its own key: the data's escalation and update counts say which level
                 # of the episode this is, the re-page count which page at that level
                 ("repage", st.priority, st.escalated_count, st.update_count, st.repage_count),
+                page=True,
             )
         )
     if not events:

@@ -21,10 +21,26 @@ Outcome = Literal["delivered", "retry", "rejected"]
 
 
 def should_page(msg: dict[str, Any], min_priority: str = "medium") -> bool:
+    """Whether a transition on the ``alerts`` topic is a page at ``min_priority``: the
+    policy's ``page`` flag (a medium alert waiting for a repeat observation is on the
+    care-team page but does not page), else OPEN and ESCALATED."""
     order = {"low": 0, "medium": 1, "high": 2}
+    if msg.get("page") is False:
+        return False
     return msg.get("transition") in PAGED and order.get(msg.get("priority", ""), -1) >= order.get(
         min_priority, 1
     )
+
+
+def withheld_because(msg: dict[str, Any], max_data_age_s: float) -> str | None:
+    """Why a page is not sent, or None: ``stale_data`` when the observation behind it was
+    older than ``max_data_age_s`` when the transition was emitted (``data_age_s``, see
+    ``agents.pipeline.alert_message``): old or backfilled data is scored and shown, never
+    paged."""
+    age = msg.get("data_age_s")
+    if isinstance(age, int | float) and not isinstance(age, bool) and age > max_data_age_s:
+        return "stale_data"
+    return None
 
 
 class WebhookSender:

@@ -59,7 +59,10 @@ def run_demo(
     procs: list[WorkerProcess] = []
     retired: list[dict[str, float]] = []  # the last metrics of workers that stopped
     restarts = 0
-    settings = settings.model_copy(update={"time_scale": speed})
+    # time runs `speed` times faster: the data-age horizon for pages is on that clock, with
+    # room for a few seconds of wall-clock delay (a batch, a pause) between data and page
+    horizon = max(settings.page_max_data_age_s, 10.0 * speed)
+    settings = settings.model_copy(update={"time_scale": speed, "page_max_data_age_s": horizon})
     with embedded_stack(settings) as s:
         print(f"  kafka {s.kafka_url}   redis {s.redis_url}", file=out, flush=True)
         ensure_topics(s)

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from kafka import KafkaConsumer, TopicPartition
 
+from alerts.webhook import should_page, withheld_because
 from simulator.publish import PublishStats
 from wardwatch.settings import Settings
 
@@ -43,9 +44,14 @@ class AlertWatcher:
     seen: set[str] = field(default_factory=set)
     duplicates: int = 0
     pages: int = 0
+    pages_withheld: int = 0  # paging transitions about data older than the horizon
     alerts: list[dict[str, Any]] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     on_page: Callable[[dict[str, Any]], None] | None = None  # each page, once
+
+    @property
+    def max_data_age_s(self) -> float:
+        return float(self.settings.page_max_data_age_s)
 
     def run(self) -> None:
         t = self.settings.topics
@@ -85,13 +91,18 @@ class AlertWatcher:
         transition, priority = msg.get("transition", "?"), msg.get("priority", "?")
         self.transitions[transition] += 1
         self.by_priority[priority] += 1
-        if transition in ("OPEN", "ESCALATED") and priority in ("medium", "high"):
-            self.pages += 1
-            if self.on_page is not None:
-                self.on_page(msg)
+        if should_page(msg):
+            if withheld_because(msg, self.max_data_age_s) is not None:
+                self.pages_withheld += 1
+            else:
+                self.pages += 1
+                if self.on_page is not None:
+                    self.on_page(msg)
         if msg.get("source_ts_ms") and transition in ("OPEN", "ESCALATED"):
             self.latencies_ms.append(max(0.0, time.time() * 1000 - msg["source_ts_ms"]))
         summary = (msg.get("explanation") or {}).get("summary", "")
+        if transition in ("OPEN", "ESCALATED") and not should_page(msg):
+            summary = "[on the page, not paged] " + summary
         color = COLORS.get(priority, "") if self.color else ""
         reset = RESET if self.color else ""
         stamp = time.strftime("%H:%M:%S")
@@ -165,6 +176,15 @@ def demo_summary(
         "pages_per_patient_day": round((watcher.pages if watcher else 0) / patient_days, 3)
         if patient_days
         else None,
+        "pages": watcher.pages if watcher else 0,
+        "pages_withheld_stale_data": watcher.pages_withheld if watcher else 0,
+        "alerts_opened_without_page": sum(
+            1
+            for a in (watcher.alerts if watcher else [])
+            if a.get("transition") == "OPEN"
+            and a.get("priority") in ("medium", "high")
+            and not should_page(a)
+        ),
         "duplicate_transitions_seen": watcher.duplicates if watcher else 0,
         "commands": {
             "applied": int(scored.get("commands_applied", 0)),

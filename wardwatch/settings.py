@@ -198,6 +198,19 @@ class Settings(BaseSettings):
         description="an isolated single-parameter extreme reading waits this long for a "
         "confirming observation before it alerts; set just above the devices' interval",
     )
+    medium_confirm_obs: int = Field(
+        2,
+        ge=1,
+        description="a medium alert is on the page at once but pages only when the model's "
+        "risk supports it or this many consecutive medium+ observation sets confirm it "
+        "(1: every medium alert pages at once); high alerts always page",
+    )
+    medium_confirm_wait_s: float = Field(
+        3600.0,
+        ge=0,
+        description="a medium alert with no repeat observation set within this long pages "
+        "anyway (NEWS2 5-6 asks for at least hourly observations)",
+    )
 
     webhook_url: str | None = Field(None, description="POST paging transitions here (optional)")
     webhook_secret: SecretStr | None = Field(
@@ -212,6 +225,13 @@ class Settings(BaseSettings):
         description="a page not delivered this long after its transition is given up and "
         "dead-lettered as `page_expired` (the alert stays on the page and re-pages by "
         "escalation)",
+    )
+    page_max_data_age_s: float = Field(
+        3600.0,
+        gt=0,
+        description="a transition about data older than this when it is emitted (backfill, "
+        "a monitor's backlog) is scored and shown but never paged; counted in "
+        "`wardwatch_pages_withheld_total`",
     )
 
     # --- web / metrics -------------------------------------------------------------------

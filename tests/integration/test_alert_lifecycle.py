@@ -3,8 +3,9 @@ patient worsens and resolves when they recover, no duplicates; an artifact pages
 
 from __future__ import annotations
 
+import json
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,51 @@ def test_one_episode_escalates_and_resolves_and_an_artifact_pages_nobody(
     assert len({a["alert_id"] for a in alerts}) == 1  # one episode
     assert len({a["transition_id"] for a in alerts}) == len(alerts)  # no duplicates
     assert [k for k, _ in kinds].count("OPEN") == 1
+
+
+def test_a_discharge_on_patient_context_closes_the_patient_s_alert(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Through the broker and the worker: a patient with an open alert is discharged (ADT
+    on ``patient-context``): the alert is RESOLVED with reason ``discharged`` by the worker
+    that owns the patient, and their later vitals raise nothing."""
+    ensure_topics(settings)
+    start = hours_ago(2)
+    sick = dict(STABLE, respiratory_rate_per_min=26, spo2_pct=90, heart_rate_bpm=125)
+    worker = start_worker(settings, tmp_path)
+    try:
+        publish(
+            settings,
+            settings.topics.vitals,
+            [
+                ("bed-7", vitals("bed-7", start + timedelta(minutes=15 * i), **sick))
+                for i in range(2)
+            ],
+        )
+        consume(
+            settings,
+            settings.topics.alerts,
+            until=lambda m: any(a["transition"] == "OPEN" for a in m),
+            timeout_s=30,
+        )
+        ctx = {"patient_id": "bed-7", "ts": datetime.now(UTC).isoformat(), "discharged": True}
+        publish(settings, settings.topics.patient_context, [("bed-7", json.dumps(ctx).encode())])
+        alerts = consume(
+            settings,
+            settings.topics.alerts,
+            until=lambda m: any(a["transition"] == "RESOLVED" for a in m),
+            timeout_s=30,
+        )
+        publish(
+            settings,
+            settings.topics.vitals,
+            [("bed-7", vitals("bed-7", start + timedelta(minutes=15 * i), **sick)) for i in (4, 5)],
+        )
+        time.sleep(3)
+        after = consume(settings, settings.topics.alerts, until=lambda m: False, timeout_s=3)
+    finally:
+        worker.stop()
+    resolved = [a for a in alerts if a["transition"] == "RESOLVED"]
+    assert [a["reason"] for a in resolved] == [["discharged"]]
+    assert len({a["alert_id"] for a in alerts}) == 1
+    assert len(after) == len(alerts)  # nothing new after the discharge

@@ -45,7 +45,10 @@ N7 = {
 N8 = {**N7, "respiratory_rate_per_min": 25}
 BY_TOTAL = {0: N0, 1: N1, 2: N2, 3: N3, 4: N4, 5: N5, 7: N7, 8: N8}
 
-CFG = PolicyConfig()
+# The lifecycle tests here page a medium alert at once; paging medium alerts only once
+# confirmed (the default) is tested in test_alert_paging.py.
+PAGE_AT_ONCE = 1
+CFG = PolicyConfig(medium_confirm_obs=PAGE_AT_ONCE)
 
 
 def obs(
@@ -111,7 +114,7 @@ DETERIORATION = [0, 1, 3, 5, 5, 7, 8, 8, 7]
 
 
 def test_deteriorating_sequence_rules_only_opens_medium_once_then_escalates_once() -> None:
-    cfg = PolicyConfig(personal_triggers_open=False)
+    cfg = PolicyConfig(personal_triggers_open=False, medium_confirm_obs=PAGE_AT_ONCE)
     st, events = run(series(DETERIORATION), config=cfg)
     assert kinds(events) == [("OPEN", "medium"), ("ESCALATED", "high")]
     opened, escalated = events
@@ -329,7 +332,9 @@ def test_held_reading_runs_on_event_time_not_the_wall_clock() -> None:
     has passed it finds it raised, exactly as if the timer had run first."""
     st, _ = run([obs(0), obs(10, spo2_pct=72)])
     wall = T0 + 10 * 24 * 60 * MIN  # days later: a replay, a backlog
-    cfg = PolicyConfig(escalate_unacked_s=10**9)  # re-pages (wall clock) out of the way
+    cfg = PolicyConfig(
+        escalate_unacked_s=10**9, medium_confirm_obs=PAGE_AT_ONCE
+    )  # re-pages (wall clock) out of the way
     same, events = tick(PID, st, wall, cfg, stream_ms=T0 + 12 * MIN)
     assert events == [] and same is st  # event time: 2 min into the hold
     raised, by_timer = tick(PID, st, wall, cfg, stream_ms=T0 + 15 * MIN + 1)
@@ -361,7 +366,9 @@ def test_a_backlog_s_held_reading_waits_from_its_arrival_and_its_next_reading_de
     refuted, none = evaluate(PID, st, obs(11), CFG, stream_ms=ahead)
     assert none == [] and refuted.suppressed_artifacts == 1
     # a timer running while the backlog arrives does not raise it before its next reading
-    cfg = PolicyConfig(escalate_unacked_s=10**9)  # re-pages (wall clock) out of the way
+    cfg = PolicyConfig(
+        escalate_unacked_s=10**9, medium_confirm_obs=PAGE_AT_ONCE
+    )  # re-pages (wall clock) out of the way
     same, nothing = tick(PID, st, ahead, cfg, stream_ms=ahead + 4 * MIN)
     assert nothing == [] and same is st
     _, raised = tick(PID, st, ahead, cfg, stream_ms=ahead + 5 * MIN + 1)
@@ -398,7 +405,7 @@ def test_first_observation_of_a_patient_is_not_held() -> None:
 
 
 def test_artifact_confirmation_can_be_disabled() -> None:
-    cfg = PolicyConfig(artifact_confirm=False)
+    cfg = PolicyConfig(artifact_confirm=False, medium_confirm_obs=PAGE_AT_ONCE)
     _, events = run([obs(0), obs(10, spo2_pct=72), obs(11)], config=cfg)
     assert kinds(events) == [("OPEN", "medium")]
 
@@ -580,7 +587,7 @@ def test_trend_needs_the_rise_within_the_window() -> None:
 
 
 def test_trend_trigger_disabled() -> None:
-    cfg = PolicyConfig(personal_triggers_open=False)
+    cfg = PolicyConfig(personal_triggers_open=False, medium_confirm_obs=PAGE_AT_ONCE)
     _, events = run(series([0, 1, 3, 4]), config=cfg)
     assert events == []
     _, events = run(series([0, 1, 3, 5]), config=cfg)
@@ -613,7 +620,7 @@ def test_baseline_trigger_does_not_fire(zs: tuple[float, ...], n: int, vital: st
 
 
 def test_baseline_trigger_disabled_and_blocks_resolution_when_enabled() -> None:
-    cfg = PolicyConfig(personal_triggers_open=False)
+    cfg = PolicyConfig(personal_triggers_open=False, medium_confirm_obs=PAGE_AT_ONCE)
     _, events = run([_baseline_obs(10 * i, 3.5) for i in range(5)], config=cfg)
     assert events == []
     st, _ = run(series([0, 5]))
@@ -656,7 +663,9 @@ def test_model_risk_keeps_an_alert_open() -> None:
 
 
 def test_open_min_priority_low_opens_on_any_news2() -> None:
-    cfg = PolicyConfig(open_min_priority="low", personal_triggers_open=False)
+    cfg = PolicyConfig(
+        open_min_priority="low", personal_triggers_open=False, medium_confirm_obs=PAGE_AT_ONCE
+    )
     _, events = run([obs(0), obs(10, N1)], config=cfg)
     assert kinds(events) == [("OPEN", "low")] and events[0].reason == ["news2_threshold"]
 

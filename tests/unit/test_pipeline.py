@@ -120,7 +120,11 @@ async def test_a_reading_set_aside_at_ingest_travels_with_the_score_and_the_aler
     ]
     # the respiratory rate of 0 never reached the patient's state: the 16 is still current
     assert result.scored[1].news2.components["respiration_rate"] == 0
-    (opened,) = result.emitted
+    # a medium alert: on the page at once, paged when the next set bears it out
+    opened, confirmed = result.emitted
+    assert (opened["transition"], opened["page"]) == ("OPEN", False)
+    assert (confirmed["transition"], confirmed["page"]) == ("ESCALATED", True)
+    assert confirmed["reason"][0] == "confirmed"
     summary = opened["explanation"]["summary"]
     assert "verify reading: systolic BP 36 mmHg" in summary
     assert "set aside, not scored: respiratory rate 0 /min (outside the possible range)" in summary
@@ -128,3 +132,31 @@ async def test_a_reading_set_aside_at_ingest_travels_with_the_score_and_the_aler
     late.flags = items[1].flags
     (scored_late,) = (await pipe.process([late])).scored
     assert scored_late.late and scored_late.flags == items[1].flags
+
+
+async def test_discharge_closes_the_alert_and_later_vitals_are_scored_without_alerts() -> None:
+    """A discharge (or transfer out) on the patient's context resolves the open alert with
+    reason ``discharged``; the patient's later vitals are scored for the record, no alert
+    policy; a new admission's context brings the policy back."""
+    store = MemoryStateStore()
+    pipe = ScoringPipeline(store)
+    sick = {"respiratory_rate_per_min": 26, "spo2_pct": 90, "heart_rate_bpm": 125}
+    first = await pipe.process([Incoming(ev(0, **sick), "0")])
+    assert [m["transition"] for m in first.emitted] == ["OPEN"]
+    alert_id = first.emitted[0]["alert_id"]
+    await store.set_context("p", {"patient_id": "p", "discharged": True})
+    closed = await pipe.discharge("p")
+    (resolved,) = closed.emitted
+    assert (resolved["transition"], resolved["reason"], resolved["alert_id"]) == (
+        "RESOLVED",
+        ["discharged"],
+        alert_id,
+    )
+    assert resolved["page"] is False
+    assert (await pipe.discharge("p")).emitted == []  # once only
+    later = await pipe.process([Incoming(ev(m, **sick), str(m)) for m in (30, 45, 60)])
+    assert len(later.scored) == 3 and all(s.news2.total for s in later.scored)
+    assert later.emitted == []
+    await store.set_context("p", {"patient_id": "p", "discharged": False})
+    readmitted = await pipe.process([Incoming(ev(600, **sick), "600")])
+    assert [m["transition"] for m in readmitted.emitted] == ["OPEN"]

@@ -118,3 +118,21 @@ def test_only_medium_and_high_opens_and_escalations_page() -> None:
     assert not should_page({"transition": "RESOLVED", "priority": "high"})
     assert not should_page({"transition": "ACKNOWLEDGED", "priority": "high"})
     assert not should_page({"transition": "OPEN", "priority": "medium"}, "high")
+
+
+async def test_a_page_waiting_for_confirmation_or_about_old_data_is_not_sent() -> None:
+    """``page: false`` (a medium alert waiting for a repeat set) is on the care-team page
+    only; a page about data older than ``page_max_data_age_s`` is withheld and counted;
+    a fresh one goes out."""
+    runner, url, received = await _server([])
+    pager, outcomes, letters = _pager(url, Settings(page_max_data_age_s=3600))
+    async with pager.sender.session() as session:
+        await pager.page(session, _page("w1", priority="medium", page=False), 0, 1)
+        await pager.page(session, _page("w2", page=True, data_age_s=5400.0), 0, 2)
+        await pager.page(session, _page("w3", page=True, data_age_s=12.5), 0, 3)
+    await runner.cleanup()
+    assert [r["key"] for r in received] == ["w3"] and letters == []
+    withheld = pager.metrics.registry.get_sample_value(
+        "wardwatch_pages_withheld_total", {"reason": "stale_data"}
+    )
+    assert withheld == 1.0
