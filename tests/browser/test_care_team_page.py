@@ -93,6 +93,8 @@ def test_alert_appears_live_and_acknowledge_updates_redis_and_kafka(
             page.wait_for_selector("article.card.high .spark svg", timeout=10_000)
             text = page.inner_text("article.card.high")
             assert "bed-7" in text and "Guideline response" in text and "NEWS2" in text
+            # the age of the data behind the alert (this history is hours old)
+            assert "Data from" in text and "min old when raised" in text
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "care-team-page.png"), full_page=True)
 
