@@ -161,8 +161,10 @@ def evaluate(
                 explanation,
                 ts,
                 config,
-                # a held reading the next one bore out is a repeat already: it pages now
-                confirmation is not None or model_supports(obs.model_risk, config),
+                # the model's operating point decides; without a model, a held reading
+                # the next one bore out is a repeat already: it pages now
+                model_supports(obs.model_risk, config)
+                or (confirmation is not None and obs.model_risk is None),
             )
         )
     elif st.status in ("open", "acknowledged"):

@@ -22,7 +22,14 @@ def test_every_benchmark_runs_quick_and_reports_json(capsys: pytest.CaptureFixtu
     assert replay["target_events_per_s"] == 20_000 and isinstance(replay["meets_target"], bool)
     assert res["state"]["redis_used_memory_per_patient_bytes"] > 0
     burden = res["alert_burden"]["ward_prevalence_5pct"]["variants"]
-    assert set(burden) == {"default", "no_personal_triggers", "without_fatigue_controls"}
+    assert set(burden) == {
+        "default",
+        "with_model",
+        "unacknowledged",
+        "medium_pages_at_once",
+        "no_personal_triggers",
+        "without_fatigue_controls",
+    }
     json.dumps(result)  # JSON-able
     assert main(["ingest", "--quick"]) == 0
     assert json.loads(capsys.readouterr().out)["results"]["ingest"]
