@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.model_stage import Incoming
+from agents.model_stage import Incoming, ModelHolder
 from agents.pipeline import Scored, ScoringPipeline
-from alerts import PolicyConfig
+from alerts import AlertEvent, AlertState, PolicyConfig
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore
 
@@ -50,10 +50,14 @@ async def replay(
     partitions: int = 1,
     late_window_s: float = 3600.0,
     stream_lateness_s: float = 60.0,
+    models: ModelHolder | None = None,
+    ack_after_s: float | None = None,
 ) -> ReplayResult:
     """Score ``events`` (in log order per partition; ``partitions`` as the workers' vitals
     topic has, so that held readings run on the same event-time clocks) and collect the
-    alert transitions."""
+    alert transitions. ``models``: the deep model beside the rules (none: rules only).
+    ``ack_after_s``: a care team that acknowledges every page this long after it (event
+    time), as a ward does; None: nobody acknowledges (re-pages up to their cap)."""
     store = store or MemoryStateStore()
     pipe = ScoringPipeline(
         store,
@@ -61,10 +65,29 @@ async def replay(
         partitions=partitions,
         late_window_s=late_window_s,
         stream_lateness_s=stream_lateness_s,
+        models=models,
     )
     out = ReplayResult()
     next_tick: int | None = None
     tick_ms = int(tick_every_s * 1000)
+    acks: list[tuple[int, str, str]] = []  # (due ms, patient, alert id), in page order
+    ack_ms = None if ack_after_s is None else int(ack_after_s * 1000)
+
+    async def acknowledge_due(until_ms: int) -> None:
+        while acks and acks[0][0] <= until_ms:
+            due, pid, alert_id = acks.pop(0)
+            current = AlertState.from_json((await store.load([pid]))[pid].state.alert)
+            if current.alert_id == alert_id and current.status == "open":
+                out.alerts += (await pipe.acknowledge(pid, "care-team", now_ms=due)).emitted
+
+    def collect(emitted: list[dict[str, Any]]) -> None:
+        out.alerts += emitted
+        if ack_ms is not None:
+            for m in emitted:
+                if AlertEvent.from_dict(m).pages:
+                    acks.append((int(m["ts_ms"]) + ack_ms, m["patient_id"], m["alert_id"]))
+            acks.sort()
+
     incoming = (Incoming(e, f"replay:{i}") for i, e in enumerate(events))
     for batch in batches(incoming, batch_size):
         # timers first, up to the time of this batch (event time is the clock here)
@@ -72,14 +95,16 @@ async def replay(
         if next_tick is None:
             next_tick = first + tick_ms
         while next_tick <= first:
+            await acknowledge_due(next_tick)
             if store.watch:
                 res = await pipe.tick(sorted(store.watch), now_ms=next_tick)
-                out.alerts += res.emitted
+                collect(res.emitted)
             next_tick += tick_ms
+        await acknowledge_due(first)
         res = await pipe.process(batch)
         if keep_scored:
             out.scored += res.scored
-        out.alerts += res.emitted
+        collect(res.emitted)
         out.duplicates += res.duplicates
         out.late += res.late
         out.too_late += res.too_late
