@@ -2,12 +2,14 @@
 
 No Kafka, no Redis: an in-process store behind the same interface. Timers (escalation,
 held readings) run on event time, ticking every ``tick_every_s`` of simulated time, so a
-day of data replays in seconds with the same alerts the live system would raise.
+day of data replays in seconds with the same alerts the live system would raise. With
+``tick_aligned``, a batch never spans a tick: the timers run between the events they
+fall between, as they do live, however many patients share the timeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,9 +30,24 @@ class ReplayResult:
     suppressed_artifacts: int = 0
 
 
-def batches(events: Iterable[Incoming], size: int) -> Iterator[list[Incoming]]:
+def batches(
+    events: Iterable[Incoming], size: int, *, tick_ms: int | None = None
+) -> Iterator[list[Incoming]]:
+    """``events`` in batches of at most ``size``; with ``tick_ms``, a new batch also starts
+    at the first event at or after each multiple of ``tick_ms`` from the first event's time
+    (the replay's timer ticks), so that no batch spans one."""
     batch: list[Incoming] = []
+    boundary: int | None = None
     for item in events:
+        if tick_ms is not None:
+            ts = item.event.ts_ms()
+            if boundary is None:
+                boundary = ts + tick_ms
+            elif ts >= boundary:
+                if batch:
+                    yield batch
+                    batch = []
+                boundary += (ts - boundary) // tick_ms * tick_ms + tick_ms
         batch.append(item)
         if len(batch) >= size:
             yield batch
@@ -40,7 +57,7 @@ def batches(events: Iterable[Incoming], size: int) -> Iterator[list[Incoming]]:
 
 
 async def replay(
-    events: Iterable[VitalsEvent],
+    events: Iterable[VitalsEvent | Incoming],
     *,
     policy: PolicyConfig | None = None,
     store: MemoryStateStore | None = None,
@@ -51,11 +68,16 @@ async def replay(
     late_window_s: float = 3600.0,
     stream_lateness_s: float = 60.0,
     models: ModelHolder | None = None,
+    tick_aligned: bool = False,
+    ends: Mapping[str, int] | None = None,
     ack_after_s: float | None = None,
 ) -> ReplayResult:
     """Score ``events`` (in log order per partition; ``partitions`` as the workers' vitals
     topic has, so that held readings run on the same event-time clocks) and collect the
-    alert transitions. ``models``: the deep model beside the rules (none: rules only).
+    alert transitions. An event given as :class:`Incoming` keeps its id and reading flags
+    (a plain event's id is its position); ``models`` is the deterioration model, as the
+    worker holds it (None: the rules only). ``ends``: per patient, the event time (epoch
+    ms) after which their timers stop (the data end the stay there, as a discharge does).
     ``ack_after_s``: a care team that acknowledges every page this long after it (event
     time), as a ward does; None: nobody acknowledges (re-pages up to their cap)."""
     store = store or MemoryStateStore()
@@ -88,16 +110,21 @@ async def replay(
                     acks.append((int(m["ts_ms"]) + ack_ms, m["patient_id"], m["alert_id"]))
             acks.sort()
 
-    incoming = (Incoming(e, f"replay:{i}") for i, e in enumerate(events))
-    for batch in batches(incoming, batch_size):
+    incoming = (
+        e if isinstance(e, Incoming) else Incoming(e, f"replay:{i}") for i, e in enumerate(events)
+    )
+    for batch in batches(incoming, batch_size, tick_ms=tick_ms if tick_aligned else None):
         # timers first, up to the time of this batch (event time is the clock here)
         first = batch[0].event.ts_ms()
         if next_tick is None:
             next_tick = first + tick_ms
         while next_tick <= first:
             await acknowledge_due(next_tick)
-            if store.watch:
-                res = await pipe.tick(sorted(store.watch), now_ms=next_tick)
+            watched = store.watch
+            if ends is not None:
+                watched = {p for p in watched if ends.get(p, next_tick) >= next_tick}
+            if watched:
+                res = await pipe.tick(sorted(watched), now_ms=next_tick)
                 collect(res.emitted)
             next_tick += tick_ms
         await acknowledge_due(first)

@@ -209,6 +209,23 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     return run_score(sys.stdin.buffer, sys.stdout, settings, args.model)
 
 
+# ---- validate -------------------------------------------------------------------------
+def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.validate import run_validate
+
+    return run_validate(
+        settings,
+        args.export,
+        version=args.model,
+        out_dir=args.out,
+        json_path=args.json,
+        html_path=args.html,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        horizon_h=args.horizon_h,
+    )
+
+
 # ---- bench ----------------------------------------------------------------------------
 def cmd_bench(args: argparse.Namespace, settings: Settings) -> int:
     from benchmarks.run import main as bench_main
@@ -303,6 +320,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="replay vitals JSON lines through the worker's scoring")
     sc.add_argument("--model", default=None, help="registry version (default: promoted)")
     sc.set_defaults(fn=cmd_score)
+
+    va = sub.add_parser("validate", help="silent mode: replay an export, report vs outcomes")
+    va.add_argument("--export", required=True, help="export folder (YAIB task(s) or generic)")
+    va.add_argument("--model", default=None, help="registry version (default: promoted)")
+    va.add_argument("--out", default=None, help="write report.json and report.html here")
+    va.add_argument("--json", default=None, help="write the report JSON here")
+    va.add_argument("--html", default=None, help="write the report page here")
+    va.add_argument("--bootstrap", type=int, default=1000, help="resamples of patients")
+    va.add_argument("--seed", type=int, default=0)
+    va.add_argument("--horizon-h", type=float, default=12.0, help="generic format's horizon")
+    va.set_defaults(fn=cmd_validate)
 
     bench = sub.add_parser("bench", help="run benchmarks, print JSON", add_help=False)
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
