@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from alerts import count_alerts
+from alerts import AlertEvent, count_alerts
 from models.news2 import PARAMETERS
 from trainer.validation.metrics import bootstrap, calibration, roc_points
 from trainer.validation.scoring import Replayed
@@ -23,8 +23,6 @@ LOOKBACK_H = 24.0
 FEW_POSITIVES = 10  # below: the report warns that the intervals say little
 _H_MS = 3_600_000
 _MIN_SPAN_MS = _H_MS  # a patient observed once counts for an hour
-_PAGE = ("OPEN", "ESCALATED")
-_PAGED = ("medium", "high")
 
 
 @dataclass
@@ -125,7 +123,7 @@ def _burden(
         seen.add(a["transition_id"])
         if a["transition"] == "ESCALATED":
             escalated[a["priority"]] += 1
-        if a["transition"] in _PAGE and a["priority"] in _PAGED:
+        if AlertEvent.from_dict(a).pages:
             pages.setdefault(a["patient_id"], []).append(int(a["ts_ms"]))
     counts["escalated_by_priority"] = escalated
     counts["patients_paged"] = len(pages)

@@ -126,8 +126,9 @@ def _burden(a: dict[str, Any]) -> str:
     return (
         _table(["transitions", *pri, "all"], rows)
         + f"<p>{_f(a['patient_days'], 1)} patient-days: <b>{_f(a.get('alerts_per_patient_day'), 2)}</b> "
-        f"alerts and <b>{_f(a.get('pages_per_patient_day'), 2)}</b> pages (OPEN or ESCALATED at "
-        f"medium or high) per patient-day; {_f(a['patients_paged'])} patients paged; "
+        f"alerts and <b>{_f(a.get('pages_per_patient_day'), 2)}</b> pages (transitions that page: "
+        f"high at once, medium once the model or a repeat set bears it out; a care team "
+        f"acknowledging within 10 min) per patient-day; {_f(a['patients_paged'])} patients paged; "
         f"{_f(a['after_last_observation'])} transitions after a patient's last observation "
         "not counted.</p>"
     )

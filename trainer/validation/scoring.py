@@ -32,6 +32,10 @@ from wardwatch.store import MemoryStateStore
 __all__ = ["TICK_S", "PatientScores", "Replayed", "score_messages"]
 
 TICK_S = 300.0
+ACK_AFTER_S = 600.0
+"""The replay's care team acknowledges every page this long after it (before a re-page),
+as a ward does; the alert burden then counts what the policy pages, not re-pages of
+alerts nobody in a silent run could answer."""
 """Timers (re-pages, held readings) run every 5 minutes of event time, and for each
 patient only until their last event (after it, the export has ended the stay)."""
 BATCH = 512
@@ -142,6 +146,7 @@ async def score_messages(
         models=ModelHolder(model),
         tick_aligned=True,
         ends=ends,
+        ack_after_s=ACK_AFTER_S,
     )
     if res.too_late:  # the worker dead-letters them
         rej = ingest["rejected"]
