@@ -28,6 +28,10 @@ from wardwatch.topics import ensure_topics
 __all__ = ["run_demo"]
 
 
+COMMAND_ROUND_TRIP_S = 2.0
+"""Wall-clock seconds a care-team acknowledgement needs to reach the owning worker."""
+
+
 def run_demo(
     settings: Settings,
     *,
@@ -59,10 +63,27 @@ def run_demo(
     procs: list[WorkerProcess] = []
     retired: list[dict[str, float]] = []  # the last metrics of workers that stopped
     restarts = 0
-    # time runs `speed` times faster: the data-age horizon for pages is on that clock, with
-    # room for a few seconds of wall-clock delay (a batch, a pause) between data and page
+    # Time runs `speed` times faster, but a care team's acknowledgement still takes its
+    # wall-clock round trip (page -> nurse -> API -> command topic -> owning worker: about a
+    # second, half an hour simulated at 1800x). So on this clock the re-page interval is
+    # at least that round trip (else every page would re-page before its acknowledgement
+    # could land) and the data-age horizon leaves room for a few seconds of delay.
+    repage_s = max(settings.escalate_after_s, COMMAND_ROUND_TRIP_S * speed)
     horizon = max(settings.page_max_data_age_s, 10.0 * speed)
-    settings = settings.model_copy(update={"time_scale": speed, "page_max_data_age_s": horizon})
+    settings = settings.model_copy(
+        update={
+            "time_scale": speed,
+            "page_max_data_age_s": horizon,
+            "escalate_after_s": repage_s,
+        }
+    )
+    if repage_s > 15 * 60:
+        print(
+            f"  re-pages of unacknowledged alerts after {repage_s / 60:.0f} simulated min "
+            f"(a command's round trip, {COMMAND_ROUND_TRIP_S:g} s, at {speed:g}x)",
+            file=out,
+            flush=True,
+        )
     with embedded_stack(settings) as s:
         print(f"  kafka {s.kafka_url}   redis {s.redis_url}", file=out, flush=True)
         ensure_topics(s)

@@ -178,6 +178,12 @@ def demo_summary(
         else None,
         "pages": watcher.pages if watcher else 0,
         "pages_withheld_stale_data": watcher.pages_withheld if watcher else 0,
+        "re_pages_unacknowledged": sum(
+            1
+            for a in (watcher.alerts if watcher else [])
+            if should_page(a) and "unacknowledged" in (a.get("reason") or [])
+        ),
+        "re_page_interval_s": watcher.settings.escalate_after_s if watcher else None,
         "alerts_opened_without_page": sum(
             1
             for a in (watcher.alerts if watcher else [])

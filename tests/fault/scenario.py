@@ -94,6 +94,8 @@ def fault_settings(settings: Settings, receiver: Receiver) -> Settings:
             "webhook_url": receiver.url,
             "escalate_after_s": 1e9,
             "stream_idle_s": 1e9,
+            # the scenario replays hours of history on purpose: every page is due
+            "page_max_data_age_s": 1e9,
             "redis_socket_timeout_s": 2.0,
         }
     )
