@@ -153,8 +153,9 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
         "",
         f"{metrics['patients']} patients, {metrics['observations']} observations, "
         f"{metrics['positive_observations']} positive (prevalence {_fmt(metrics['prevalence'])}). "
-        f"The model threshold matches the alert rate of NEWS2 >= {NEWS2_THRESHOLD}. "
-        f"Lead time counts the first crossing within {_fmt(metrics['lookback_h'])} h "
+        f"The model threshold matches the alert rate of NEWS2 >= {NEWS2_THRESHOLD}"
+        + ("; the fused risk's is its medium operating point" if "fused" in metrics else "")
+        + f". Lead time counts the first crossing within {_fmt(metrics['lookback_h'])} h "
         "before the outcome.",
         "",
         *_table(metrics),
@@ -164,8 +165,14 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
         *operating_lines(meta.get("operating_points"), metrics.get("operating")),
         "## Calibration (10 bins of predicted risk)",
         "",
-        f"ECE {_fmt(metrics['calibration']['ece'])}, "
-        f"Brier {_fmt(metrics['calibration']['brier'])}.",
+        f"Model: ECE {_fmt(metrics['calibration']['ece'])}, "
+        f"Brier {_fmt(metrics['calibration']['brier'])}."
+        + (
+            f" Fused risk: ECE {_fmt(metrics['fused_calibration']['ece'])}, "
+            f"Brier {_fmt(metrics['fused_calibration']['brier'])}."
+            if metrics.get("fused_calibration")
+            else ""
+        ),
         "",
         "| bin | n | mean predicted | observed rate |",
         "|---|---|---|---|",
@@ -194,12 +201,6 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
             f"max |risk| difference: random {parity['max_abs_diff_risk_random']:.2e}, "
             f"real {parity['max_abs_diff_risk_real']:.2e} (tolerance {parity['tolerance']:.0e}; "
             f"{parity['random_sequences']} random and {parity['real_sequences']} real sequences).",
-        ]
-    fcal = metrics.get("fused_calibration")
-    if fcal:
-        lines += [
-            "",
-            f"Fused risk: ECE {_fmt(fcal['ece'])}, Brier {_fmt(fcal['brier'])}.",
         ]
     lines += [
         "",
