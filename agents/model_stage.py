@@ -65,8 +65,9 @@ def version_policy(base: PolicyConfig, model: DeteriorationModel | None) -> Poli
 def explain_floor(model: DeteriorationModel, medium: float) -> float | None:
     """The model risk from which its contributions are computed: the medium threshold
     (the version's own, else ``medium``) for a version whose fused risk is its risk; for
-    one stacked on NEWS2, the lowest model risk with which the fused risk reaches it while
-    NEWS2 alone would not alert (None: the model's risk does not enter the fused risk)."""
+    one stacked on NEWS2, the lowest model risk with which the fused risk reaches it at a
+    NEWS2 total that would not alert by itself (None: the model's risk does not enter the
+    fused risk)."""
     if model.thresholds is not None:
         medium = model.thresholds.medium
     stacking = model.fusion.stacking

@@ -89,18 +89,13 @@ class Stacking:
         return {"a": self.a, "b": self.b, "c": self.c, "tag": self.tag}
 
     def model_risk_floor(self, threshold: float, news2_alerts_at: int = 5) -> float | None:
-        """The lowest model risk at which the stacked risk reaches ``threshold`` with a NEWS2
-        total that would not alert by itself (the highest total below ``news2_alerts_at``
-        whose term alone stays under the threshold); None when ``c`` = 0 (the model's risk
-        does not enter the stacked risk). Where the model's part is needed for the stacked
-        risk to reach the threshold, the model's risk is at least this."""
+        """The lowest model risk with which the stacked risk reaches ``threshold`` while the
+        NEWS2 total is below ``news2_alerts_at`` (where NEWS2 would not alert by itself):
+        the risk at which it is reached with a total of ``news2_alerts_at - 1``. None when
+        ``c`` = 0 (the model's risk does not enter the stacked risk)."""
         if not self.c:
             return None
-        target = logit(threshold)
-        below = [t for t in range(news2_alerts_at) if self.a + self.b * t < target]
-        if not below:
-            return None
-        z = (target - self.a - self.b * max(below)) / self.c
+        z = (logit(threshold) - self.a - self.b * (news2_alerts_at - 1)) / self.c
         return _sigmoid(z)
 
     def risk(self, model_risk: float, news2_total: int | None) -> float:

@@ -22,7 +22,7 @@ totals = st.lists(st.integers(0, 20), min_size=2, max_size=60)
 @given(
     totals,
     st.floats(-5, 5),
-    st.floats(0.001, 2.0),
+    st.floats(0.001, 1.0),  # |a + 20 b| < 36: below where float64 rounds sigmoid to 1
     st.lists(st.floats(0.0, 1.0), min_size=60, max_size=60),
 )
 def test_with_c_zero_the_fused_risk_ranks_exactly_as_news2(
