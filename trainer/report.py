@@ -370,18 +370,38 @@ def report_html(
     )
     ext_html = ""
     if external and external.get("datasets"):
+
+        def fused_cells(d: dict[str, Any]) -> str:
+            f = d.get("fused") or {}
+            cells = []
+            for form in ("transported", "recalibrated"):
+                b = f.get(form) or {}
+                cells.append(
+                    f"<td>{_fmt(b.get('auroc'))}</td>"
+                    f"<td>{_fmt(b.get('difference'))} {html.escape(_ci(b.get('difference_ci')))}</td>"
+                    if b.get("auroc") is not None
+                    else "<td>n/a</td><td>n/a</td>"
+                )
+            return "".join(cells)
+
         rows = "".join(
             f"<tr><td>{html.escape(str(name))}</td><td>{d.get('n')}</td>"
             f"<td>{_fmt(d.get('prevalence'))}</td><td>{_fmt((d.get('model') or {}).get('auroc'))}</td>"
-            f"<td>{_fmt((d.get('news2') or {}).get('auroc'))}</td></tr>"
+            f"<td>{_fmt((d.get('news2') or {}).get('auroc'))}</td>{fused_cells(d)}</tr>"
             for name, d in external["datasets"].items()
             if isinstance(d, dict)
         )
         ext_html = (
             "<h2>External check on real ICU data</h2><table><tr><th>dataset</th><th>n</th>"
-            f"<th>prevalence</th><th>model AUROC</th><th>NEWS2 AUROC</th></tr>{rows}</table>"
+            "<th>prevalence</th><th>model AUROC</th><th>NEWS2 AUROC</th>"
+            "<th>fused AUROC, transported</th><th>fused &minus; NEWS2 (95 % CI)</th>"
+            "<th>fused AUROC, recalibrated</th><th>fused &minus; NEWS2 (95 % CI)</th>"
+            f"</tr>{rows}</table>"
             "<p>Snapshot form of the model (one observation, fresh state) against a partial "
-            "NEWS2 from the parameters the data set has; see <code>docs/trainer.md</code>.</p>"
+            "NEWS2 from the parameters the data set has. Fused: the version's stacking on "
+            "NEWS2 as trained (transported), and refitted on the data set by 5-fold "
+            "cross-fitting with the model's term dropped unless it helps there "
+            "(recalibrated); paired bootstrap intervals. See <code>docs/trainer.md</code>.</p>"
         )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{title}: evaluation</title>
