@@ -11,9 +11,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any, NamedTuple
 
+from alerts import PolicyConfig
+from models.fusion import Thresholds
 from models.runtime import DeteriorationModel
 from wardwatch.ingest import ReadingFlag
 from wardwatch.patient import Applied, PatientState
@@ -43,6 +46,32 @@ class ModelHolder:
     """The model the pipeline uses; replaced atomically between batches on promotion."""
 
     current: DeteriorationModel | None = None
+
+
+@lru_cache(maxsize=16)
+def _with_thresholds(base: PolicyConfig, thresholds: Thresholds) -> PolicyConfig:
+    return replace(base, model_risk_medium=thresholds.medium, model_risk_high=thresholds.high)
+
+
+def version_policy(base: PolicyConfig, model: DeteriorationModel | None) -> PolicyConfig:
+    """The alert policy for the scores of ``model``: ``base`` with the version's operating
+    points (``metadata.json`` ``operating_points``) as its model-risk thresholds; ``base``
+    itself for a version without them, or with no model."""
+    if model is None or model.thresholds is None:
+        return base
+    return _with_thresholds(base, model.thresholds)
+
+
+def explain_floor(model: DeteriorationModel, medium: float) -> float | None:
+    """The model risk from which its contributions are computed: the medium threshold
+    (the version's own, else ``medium``) for a version whose fused risk is its risk; for
+    one stacked on NEWS2, the lowest model risk with which the fused risk reaches it at a
+    NEWS2 total that would not alert by itself (None: the model's risk does not enter the
+    fused risk)."""
+    if model.thresholds is not None:
+        medium = model.thresholds.medium
+    stacking = model.fusion.stacking
+    return medium if stacking is None else stacking.model_risk_floor(medium)
 
 
 def model_event(event: VitalsEvent, spo2_scale: int) -> dict[str, Any]:
@@ -104,7 +133,9 @@ class ModelStage:
                     for it in items
                 ],
                 # contributions explain alerts: none to explain when replaying scores only
-                explain_above=self.explain_above,
+                explain_above=(
+                    None if self.explain_above is None else explain_floor(model, self.explain_above)
+                ),
                 live=True,  # serialized only when the store writes the patient's state
                 baseline_steps=[it.applied.baseline_steps for it in items],
                 baseline_alpha=self.baseline_alpha,

@@ -22,13 +22,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.model_stage import Incoming, ModelHolder, ModelStage, Staged
+from agents.model_stage import Incoming, ModelHolder, ModelStage, Staged, version_policy
 from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
 from alerts import acknowledge as policy_acknowledge
 from alerts import discharge as policy_discharge
 from alerts import resolve as policy_resolve
 from alerts import tick as policy_tick
-from models.fusion import fuse
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
 from wardwatch.ingest import ReadingFlag
@@ -356,9 +355,8 @@ class ScoringPipeline:
         # 2. the deep model: one version for the whole batch, one ONNX call per wave
         model = self.models.current if self.models is not None else None
         risks = await self.model_stage.scores(model, applied_items)
-        fusion = (model.meta.get("fusion") or {}) if model is not None else {}
-        imaging_weight = float(fusion.get("imaging_weight", 0.5))
-        imaging_prior = float(fusion.get("imaging_prior", 0.1))
+        # the version's operating points as the model-risk thresholds (if it has them)
+        policy = version_policy(self.policy, model)
 
         # 3. rules (always) and the alert policy, in event order
         scored = result.scored
@@ -374,11 +372,8 @@ class ScoringPipeline:
                 fused = version = None
             else:
                 imaging = ctx.get("imaging")
-                fused = fuse(
-                    risk,
-                    imaging.get("probability") if imaging else None,
-                    imaging_weight=imaging_weight,
-                    imaging_prior=imaging_prior,
+                fused = model.fusion.fuse(
+                    risk, n2.total, imaging.get("probability") if imaging else None
                 )
                 version = model.version
             scored.append(
@@ -405,7 +400,7 @@ class ScoringPipeline:
             )
             # parsed once per patient and batch, written back once after the loop
             before = alert_states.get(pid) or AlertState.from_json(state.alert)
-            alert_state, events = evaluate(pid, before, obs, self.policy, stream_ms)
+            alert_state, events = evaluate(pid, before, obs, policy, stream_ms)
             held = alert_state.suppressed_artifacts - before.suppressed_artifacts
             if held:
                 result.suppressed_artifacts += held

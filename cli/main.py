@@ -158,7 +158,11 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.workflows import train
 
     result = train(
-        args.quick, settings.resolved_model_registry(), args.seed, name=settings.model_name
+        args.quick,
+        settings.resolved_model_registry(),
+        args.seed,
+        name=settings.model_name,
+        settings=settings,  # the alert budget and sensitivity floor of the operating points
     )
     print(json.dumps(result, indent=2, default=str))
     return 0
@@ -189,6 +193,9 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
         args.version,
         name=settings.model_name,
         alert_budget=args.alert_budget,
+        pages_budget=settings.alert_budget_pages_per_patient_day,
+        high_fraction=settings.alert_budget_high_fraction,
+        sensitivity_floor=settings.sensitivity_floor,
         settings=settings if settings.kafka_url else None,
     )
     print(json.dumps(result, indent=2, default=str))
@@ -311,7 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("promote", help="promote a version if it passes the gate")
     pr.add_argument("version")
-    pr.add_argument("--alert-budget", type=float, default=1.0, help="alerts per patient-day")
+    pr.add_argument(
+        "--alert-budget",
+        type=float,
+        default=1.0,
+        help="alerts per patient-day, for a version without operating points",
+    )
     pr.set_defaults(fn=cmd_promote)
 
     ms = sub.add_parser("models", help="list registered model versions")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.features import norm_constants
+from models.fusion import FusionParams, Thresholds
 from wardwatch.errors import ModelError
 from wardwatch.ingest import json_kind
 
@@ -135,6 +136,14 @@ def check_metadata(meta: object, name: str, version: str) -> dict[str, Any]:
             except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
                 detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
                 raise RegistryError(f"{where}: unusable {key!r} ({detail})") from None
+    for key, parse in (
+        ("fusion", FusionParams.from_meta),
+        ("operating_points", Thresholds.from_meta),
+    ):
+        try:
+            parse(meta)
+        except ValueError as exc:
+            raise RegistryError(f"{where}: unusable {key!r} ({exc})") from None
     smoke = meta.get("smoke")
     if smoke is not None:
         if not isinstance(smoke, dict):

@@ -35,6 +35,7 @@ from models.features import (
     norm_constants,
 )
 from models.features import NORM as DEFAULT_NORM
+from models.fusion import FusionParams, Thresholds
 from models.registry import load_metadata, promoted_version, verify, version_dir
 from models.session import OnnxSession
 from wardwatch.errors import ModelError
@@ -78,6 +79,10 @@ class DeteriorationModel:
     hidden: int
     norm: dict[str, Any]
     loaded_at: float = field(default_factory=time.time)
+    # how its risk is fused with NEWS2 and imaging, and the alert thresholds on the fused
+    # risk (None: the policy's own), both from the metadata (checked when it is loaded)
+    fusion: FusionParams = field(default_factory=FusionParams)
+    thresholds: Thresholds | None = None
 
     @classmethod
     def from_registry(
@@ -116,7 +121,17 @@ class DeteriorationModel:
         ]:
             raise ModelError(f"{name} {version}: unexpected inputs/outputs {session.input_names}")
         norm = dict(meta.get("normalization") or meta.get("norm") or {})
-        model = cls(name, version, sha, meta, session, hidden, norm)
+        model = cls(
+            name,
+            version,
+            sha,
+            meta,
+            session,
+            hidden,
+            norm,
+            fusion=FusionParams.from_meta(meta),
+            thresholds=Thresholds.from_meta(meta),
+        )
         try:
             model.smoke_check()
         except ModelError:

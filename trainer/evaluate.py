@@ -15,6 +15,14 @@ Definitions (also in ``docs/trainer.md``):
   that had such a crossing (``detected`` is their fraction).
 * **Calibration**: 10 equal-width bins of predicted risk: count, mean predicted, observed
   rate; plus the expected calibration error and the Brier score.
+* **Fused risk** (with ``fused``): the model stacked on NEWS2 (:mod:`models.fusion`), the
+  number the alert policy pages on: the same figures at its medium operating point (else
+  at the NEWS2 >= 5 alert rate), and ``fused_vs_news2`` / ``model_vs_news2``: AUROC with
+  95 % intervals and the paired bootstrap interval of the difference, resampling patients
+  (:func:`trainer.stats.paired_bootstrap_auroc`, 1,000 replicates).
+* **Operating points** (with ``thresholds``): pages per patient-day of the model-risk
+  trigger and patient-level sensitivity at the version's thresholds, with their bounds,
+  beside NEWS2 >= 5 (:func:`trainer.operating.operating_summary`).
 
 The readable reports of these figures (Markdown, HTML with plots) are in
 :mod:`trainer.report`.
@@ -29,9 +37,12 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score, roc_curve
 
+from alerts import PolicyConfig
 from trainer.dataset import PatientSeq
+from trainer.operating import operating_summary
+from trainer.stats import paired_bootstrap_auroc
 
-__all__ = ["NEWS2_THRESHOLD", "evaluate"]
+__all__ = ["NEWS2_THRESHOLD", "compare_auroc", "evaluate"]
 
 NEWS2_THRESHOLD = 5
 Array = npt.NDArray[Any]
@@ -99,20 +110,43 @@ def _calibration(y: Array, p: Array, bins: int = 10) -> dict[str, Any]:
     }
 
 
+def _scored(
+    patients: Sequence[PatientSeq],
+    risks: Sequence[Array],
+    y: Array,
+    threshold: float | None,
+    news2_rate: float,
+    lookback_h: float,
+) -> dict[str, Any]:
+    """A risk's figures at ``threshold`` (None: at the NEWS2 >= 5 alert rate)."""
+    r = np.concatenate(list(risks))
+    if threshold is None:
+        # the risk at or above which the same fraction of observations lies
+        threshold = float(np.quantile(r, 1.0 - news2_rate)) if news2_rate > 0 else 1.0
+    alert = r >= threshold
+    pos = y == 1
+    return {
+        "auroc": _safe(roc_auc_score, y, r),
+        "auprc": _safe(average_precision_score, y, r),
+        "threshold": round(threshold, 6),
+        "alert_rate": round(float(alert.mean()), 4),
+        "sensitivity": round(float(alert[pos].mean()), 4) if pos.any() else None,
+        "ppv": round(float(y[alert].mean()), 4) if alert.any() else None,
+        **_alerts(patients, risks, threshold, lookback_h),
+    }
+
+
 def _block(
     patients: Sequence[PatientSeq],
     risks: Sequence[Array],
     lookback_h: float,
     model_threshold: float | None = None,
+    fused: Sequence[Array] | None = None,
+    fused_threshold: float | None = None,
 ) -> dict[str, Any]:
     y = np.concatenate([p.y for p in patients]).astype(np.int64)
-    r = np.concatenate(list(risks))
     n2 = np.concatenate([p.news2 for p in patients]).astype(np.float64)
     news2_rate = float((n2 >= NEWS2_THRESHOLD).mean())
-    if model_threshold is None:
-        # the risk at or above which the same fraction of observations lies
-        model_threshold = float(np.quantile(r, 1.0 - news2_rate)) if news2_rate > 0 else 1.0
-    model_alert = r >= model_threshold
     news2_alert = n2 >= NEWS2_THRESHOLD
     pos = y == 1
     out: dict[str, Any] = {
@@ -120,15 +154,7 @@ def _block(
         "observations": int(len(y)),
         "positive_observations": int(pos.sum()),
         "prevalence": round(float(y.mean()), 4) if len(y) else None,
-        "model": {
-            "auroc": _safe(roc_auc_score, y, r),
-            "auprc": _safe(average_precision_score, y, r),
-            "threshold": round(model_threshold, 6),
-            "alert_rate": round(float(model_alert.mean()), 4),
-            "sensitivity": round(float(model_alert[pos].mean()), 4) if pos.any() else None,
-            "ppv": round(float(y[model_alert].mean()), 4) if model_alert.any() else None,
-            **_alerts(patients, risks, model_threshold, lookback_h),
-        },
+        "model": _scored(patients, risks, y, model_threshold, news2_rate, lookback_h),
         "news2": {
             "auroc": _safe(roc_auc_score, y, n2),
             "auprc": _safe(average_precision_score, y, n2),
@@ -144,7 +170,35 @@ def _block(
             ),
         },
     }
+    if fused is not None:
+        out["fused"] = _scored(patients, fused, y, fused_threshold, news2_rate, lookback_h)
     return out
+
+
+def compare_auroc(
+    patients: Sequence[PatientSeq],
+    scores: Sequence[Array],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """AUROC of ``scores`` (one array per patient) vs NEWS2 with 95 % intervals and the
+    patient-level paired bootstrap interval of the difference."""
+    y = np.concatenate([p.y for p in patients]).astype(np.float64)
+    n2 = np.concatenate([p.news2 for p in patients]).astype(np.float64)
+    pid = np.concatenate([np.full(len(p.y), i) for i, p in enumerate(patients)])
+    b = paired_bootstrap_auroc(y, [np.concatenate(list(scores)), n2], pid, n_boot=n_boot, seed=seed)
+    return {
+        "auroc": b["auroc"][0],
+        "ci": b["ci"][0],
+        "news2_auroc": b["auroc"][1],
+        "news2_ci": b["ci"][1],
+        "difference": b["difference"],
+        "difference_ci": b["difference_ci"],
+        "n_boot": b["n_boot"],
+        "resampled": b["resampled"],
+        "patients": b["patients"],
+    }
 
 
 def evaluate(
@@ -153,26 +207,47 @@ def evaluate(
     *,
     horizon_h: float,
     lookback_h: float = 24.0,
+    fused: Sequence[Array] | None = None,
+    thresholds: tuple[float, float] | None = None,
+    policy: PolicyConfig | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
 ) -> dict[str, Any]:
-    """Metrics of ``risks`` (one array per patient, calibrated) vs NEWS2 on ``patients``."""
+    """Metrics of ``risks`` (one array per patient, calibrated) vs NEWS2 on ``patients``;
+    with ``fused`` (the fused risk per patient) also its figures and both AUROC
+    comparisons with NEWS2, with ``thresholds`` (medium, high) the operating points'."""
     if not patients:
         raise ValueError("nothing to evaluate")
-    overall = _block(patients, risks, lookback_h)
+    medium = thresholds[0] if thresholds else None
+    overall = _block(patients, risks, lookback_h, fused=fused, fused_threshold=medium)
+    if fused is not None:
+        overall["fused_vs_news2"] = compare_auroc(patients, fused, n_boot=n_boot, seed=seed)
+        overall["model_vs_news2"] = compare_auroc(patients, risks, n_boot=n_boot, seed=seed)
+        if thresholds is not None:
+            overall["operating"] = operating_summary(
+                patients, fused, thresholds[0], thresholds[1], policy, window_h=horizon_h
+            )
     y = np.concatenate([p.y for p in patients]).astype(np.int64)
     r = np.concatenate(list(risks))
     overall["calibration"] = _calibration(y, r)
     n2 = np.concatenate([p.news2 for p in patients]).astype(np.float64)
     overall["roc"] = {"model": _roc_points(y, r), "news2": _roc_points(y, n2)}
-    sub = [(p, s) for p, s in zip(patients, risks, strict=True) if p.spo2_scale == 2]
+    if fused is not None:
+        fr = np.concatenate(list(fused))
+        overall["roc"]["fused"] = _roc_points(y, fr)
+        overall["fused_calibration"] = _calibration(y, fr)
+    keep = [i for i, p in enumerate(patients) if p.spo2_scale == 2]
     overall["subgroups"] = {
         "spo2_scale2": (
             _block(
-                [p for p, _ in sub],
-                [s for _, s in sub],
+                [patients[i] for i in keep],
+                [risks[i] for i in keep],
                 lookback_h,
                 model_threshold=overall["model"]["threshold"],
+                fused=None if fused is None else [fused[i] for i in keep],
+                fused_threshold=overall["fused"]["threshold"] if fused is not None else None,
             )
-            if sub
+            if keep
             else {"patients": 0}
         )
     }

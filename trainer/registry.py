@@ -12,9 +12,20 @@ needs to reproduce it: sha256 of ``model.onnx``, input/output names and shapes, 
 size, feature names, normalization constants, label horizon, training data fingerprint,
 metrics of the model and of NEWS2, ONNX parity figures and the code version.
 
-Promotion is gated (:func:`promote`): the candidate's held-out AUROC must beat the
-currently promoted model's and NEWS2's, and its alerts per patient-day must be within a
-budget. :func:`publish_promotion` announces a promotion on the Kafka ``control`` topic.
+Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that refuses:
+
+* ONNX parity passed;
+* the fused risk is not worse than NEWS2: refused when the whole 95 % paired-bootstrap
+  interval of (fused − NEWS2) test AUROC is below 0 (a version without a fused risk, v1:
+  its model's test AUROC must beat NEWS2's);
+* its operating points hold the alert budget: refused when the 95 % upper bound of pages
+  per patient-day on the calibration split exceeds the budget (or that of the high pages
+  exceeds its share), or when the 95 % lower bound of the patient-level sensitivity is
+  under the floor (NEWS2 >= 5's on the same patients, or a set floor); a version without
+  operating points: its alerts per patient-day must be within ``alert_budget``;
+* it beats the promoted version's test AUROC (fused where both have one).
+
+:func:`publish_promotion` announces a promotion on the Kafka ``control`` topic.
 """
 
 from __future__ import annotations
@@ -42,6 +53,8 @@ from models.registry import (
 
 __all__ = [
     "DEFAULT_ALERT_BUDGET",
+    "DEFAULT_HIGH_FRACTION",
+    "DEFAULT_PAGES_BUDGET",
     "GateResult",
     "RegistryError",
     "code_version",
@@ -58,7 +71,11 @@ __all__ = [
 ]
 
 DEFAULT_ALERT_BUDGET = 1.0
-"""Alerts per patient-day a promoted model may produce at its operating point."""
+"""Alerts per patient-day a version without operating points may produce."""
+DEFAULT_PAGES_BUDGET = 0.3
+"""Pages per patient-day (upper bound) a version's operating points may produce."""
+DEFAULT_HIGH_FRACTION = 0.2
+"""The share of that budget its high-priority pages may use."""
 
 
 def code_version() -> dict[str, str]:
@@ -129,48 +146,123 @@ class GateResult:
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
     m = meta.get("metrics", {})
+    fused = m.get("fused") or {}
     return {
         "version": meta.get("version"),
         "auroc": m.get("model", {}).get("auroc"),
+        "fused_auroc": fused.get("auroc"),
         "news2_auroc": m.get("news2", {}).get("auroc"),
+        "fused_vs_news2": m.get("fused_vs_news2"),
         "alerts_per_patient_day": m.get("model", {}).get("alerts_per_patient_day"),
+        "operating_points": meta.get("operating_points"),
     }
 
 
+def _primary(summary: dict[str, Any]) -> float | None:
+    """The AUROC a version is ranked by: its fused risk's, else its model's (v1)."""
+    fused = summary.get("fused_auroc")
+    return summary["auroc"] if fused is None else fused
+
+
+def _auroc_rules(cand: dict[str, Any]) -> list[tuple[str, bool, str]]:
+    cmp_ = cand.get("fused_vs_news2")
+    if cmp_ is None:  # no fused risk (v1): the model against NEWS2 as before
+        auroc, news2 = cand["auroc"], cand["news2_auroc"]
+        ok = news2 is None or auroc > news2
+        return [("auroc_vs_news2", ok, f"AUROC {auroc} does not beat NEWS2's {news2}")]
+    ci = cmp_.get("difference_ci")
+    ok = ci is not None and ci[1] >= 0
+    return [
+        (
+            "fused_vs_news2",
+            ok,
+            f"fused AUROC {cmp_.get('auroc')} is below NEWS2's {cmp_.get('news2_auroc')} "
+            f"beyond its interval: difference {cmp_.get('difference')}, 95 % CI {ci}",
+        )
+    ]
+
+
+def _budget_rules(
+    cand: dict[str, Any],
+    alert_budget: float,
+    pages_budget: float,
+    high_fraction: float,
+    sensitivity_floor: float | None,
+) -> list[tuple[str, bool, str]]:
+    op = cand.get("operating_points")
+    if op is None:  # no operating points (v1): alerts at its rate-matched threshold
+        apd = cand["alerts_per_patient_day"]
+        ok = apd is not None and apd <= alert_budget
+        return [
+            ("alert_budget", ok, f"alerts per patient-day {apd} over the budget {alert_budget}")
+        ]
+    ub, high_ub = op.get("upper_bound"), op.get("high_upper_bound")
+    high_budget = pages_budget * high_fraction
+    floor = op.get("news2_ge5_sensitivity") if sensitivity_floor is None else sensitivity_floor
+    source = "NEWS2 >= 5's" if sensitivity_floor is None else "the set floor"
+    lb = op.get("sensitivity_lower_bound")
+    return [
+        (
+            "pages_budget",
+            ub is not None and ub <= pages_budget,
+            f"pages per patient-day {op.get('pages_per_patient_day')}: upper bound {ub} over "
+            f"the budget {pages_budget}",
+        ),
+        (
+            "high_pages_budget",
+            high_ub is not None and high_ub <= high_budget + 1e-12,
+            f"high pages per patient-day {op.get('high_pages_per_patient_day')}: upper bound "
+            f"{high_ub} over {high_fraction:g} of the budget ({high_budget:g})",
+        ),
+        (
+            "sensitivity_floor",
+            lb is not None and floor is not None and lb >= floor,
+            f"sensitivity {op.get('sensitivity')}: lower bound {lb} under {source} {floor}",
+        ),
+    ]
+
+
 def gate(
-    root: Path, name: str, version: str, *, alert_budget: float = DEFAULT_ALERT_BUDGET
+    root: Path,
+    name: str,
+    version: str,
+    *,
+    alert_budget: float = DEFAULT_ALERT_BUDGET,
+    pages_budget: float = DEFAULT_PAGES_BUDGET,
+    high_fraction: float = DEFAULT_HIGH_FRACTION,
+    sensitivity_floor: float | None = None,
 ) -> GateResult:
-    """Decide whether ``version`` may be promoted (see module docstring)."""
-    cand = _summary(load_metadata(root, name, version))
-    reasons: list[str] = []
-    ok = True
-    auroc = cand["auroc"]
-    if auroc is None:
+    """Decide whether ``version`` may be promoted (see module docstring): one reason per
+    rule that refuses, or "all gates passed"; ``rules`` has every rule's verdict."""
+    meta = load_metadata(root, name, version)
+    cand = _summary(meta)
+    if cand["auroc"] is None:
         return GateResult(False, ["candidate has no test AUROC"], cand, None)
-    if not (meta_parity := load_metadata(root, name, version).get("parity", {})).get("passed"):
-        ok = False
-        reasons.append(f"ONNX parity not passed: {meta_parity}")
-    news2 = cand["news2_auroc"]
-    if news2 is not None and not auroc > news2:
-        ok = False
-        reasons.append(f"AUROC {auroc} does not beat NEWS2's {news2}")
-    apd = cand["alerts_per_patient_day"]
-    if apd is None or apd > alert_budget:
-        ok = False
-        reasons.append(f"alerts per patient-day {apd} over the budget {alert_budget}")
+    parity = meta.get("parity", {})
+    rules: list[tuple[str, bool, str]] = [
+        ("onnx_parity", bool(parity.get("passed")), f"ONNX parity not passed: {parity}"),
+        *_auroc_rules(cand),
+        *_budget_rules(cand, alert_budget, pages_budget, high_fraction, sensitivity_floor),
+    ]
     current: dict[str, Any] | None = None
     cur_v = promoted_version(root, name)
     if cur_v is not None:
         current = _summary(load_metadata(root, name, cur_v))
         if cur_v == version:
-            ok = False
-            reasons.append(f"{version} is already promoted")
-        elif current["auroc"] is not None and not auroc > current["auroc"]:
-            ok = False
-            reasons.append(f"AUROC {auroc} does not beat promoted {cur_v}'s {current['auroc']}")
-    if ok:
-        reasons.append("all gates passed")
-    return GateResult(ok, reasons, cand, current)
+            rules.append(("not_promoted", False, f"{version} is already promoted"))
+        else:
+            mine, theirs = _primary(cand), _primary(current)
+            rules.append(
+                (
+                    "beats_promoted",
+                    theirs is None or (mine is not None and mine > theirs),
+                    f"AUROC {mine} does not beat promoted {cur_v}'s {theirs}",
+                )
+            )
+    reasons = [why for _, ok, why in rules if not ok]
+    passed = not reasons
+    cand["rules"] = {rule: ok for rule, ok, _ in rules}
+    return GateResult(passed, reasons or ["all gates passed"], cand, current)
 
 
 def promote(
@@ -179,12 +271,23 @@ def promote(
     version: str,
     *,
     alert_budget: float = DEFAULT_ALERT_BUDGET,
+    pages_budget: float = DEFAULT_PAGES_BUDGET,
+    high_fraction: float = DEFAULT_HIGH_FRACTION,
+    sensitivity_floor: float | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """Verify ``version``, apply the gate and, if it passes (or ``force``), point
     ``PROMOTED`` at it. Returns the gate decision plus ``promoted`` and ``sha256``."""
     digest = verify(root, name, version)
-    result = gate(root, name, version, alert_budget=alert_budget)
+    result = gate(
+        root,
+        name,
+        version,
+        alert_budget=alert_budget,
+        pages_budget=pages_budget,
+        high_fraction=high_fraction,
+        sensitivity_floor=sensitivity_floor,
+    )
     out = result.to_dict()
     out.update({"name": name, "version": version, "sha256": digest, "promoted": False})
     if result.passed or force:

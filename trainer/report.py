@@ -36,17 +36,104 @@ def _table(block: dict[str, Any]) -> list[str]:
         ("median lead time (h)", "median_lead_time_h"),
         ("outcomes detected / with outcome", None),
     ]
-    out = ["| metric | model | NEWS2 |", "|---|---|---|"]
+    cols = [c for c in ("model", "fused", "news2") if c in block]
+    names = {"model": "model", "fused": "fused (stacked on NEWS2)", "news2": "NEWS2"}
+    out = [
+        "| metric | " + " | ".join(names[c] for c in cols) + " |",
+        "|---" * (len(cols) + 1) + "|",
+    ]
     for label, key in rows:
         if key is None:
-            m, n = block["model"], block["news2"]
-            out.append(
-                f"| {label} | {m['detected_outcomes']}/{m['patients_with_outcome']} "
-                f"| {n['detected_outcomes']}/{n['patients_with_outcome']} |"
-            )
+            cells = [
+                f"{block[c]['detected_outcomes']}/{block[c]['patients_with_outcome']}" for c in cols
+            ]
         else:
-            out.append(f"| {label} | {_fmt(block['model'][key])} | {_fmt(block['news2'][key])} |")
+            cells = [_fmt(block[c][key]) for c in cols]
+        out.append(f"| {label} | " + " | ".join(cells) + " |")
     return out
+
+
+def _ci(ci: Any) -> str:
+    return "n/a" if not ci else f"[{_fmt(ci[0])}, {_fmt(ci[1])}]"
+
+
+def comparison_lines(metrics: dict[str, Any]) -> list[str]:
+    """The AUROC comparisons with NEWS2 (paired bootstrap by patient), as Markdown."""
+    rows = [
+        (label, metrics[key])
+        for label, key in (("fused", "fused_vs_news2"), ("model", "model_vs_news2"))
+        if metrics.get(key)
+    ]
+    if not rows:
+        return []
+    first = rows[0][1]
+    lines = [
+        "## AUROC vs NEWS2 (95 % intervals, paired bootstrap resampling patients)",
+        "",
+        f"{first['n_boot']} replicates over {first['patients']} patients.",
+        "",
+        "| score | AUROC | 95 % CI | NEWS2 AUROC | 95 % CI | difference | 95 % CI |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, c in rows:
+        lines.append(
+            f"| {label} | {_fmt(c['auroc'])} | {_ci(c['ci'])} | {_fmt(c['news2_auroc'])} "
+            f"| {_ci(c['news2_ci'])} | {_fmt(c['difference'])} | {_ci(c['difference_ci'])} |"
+        )
+    return [*lines, ""]
+
+
+def operating_lines(points: dict[str, Any] | None, test: dict[str, Any] | None) -> list[str]:
+    """The operating points (calibration split) and the same thresholds on the test split."""
+    if not points:
+        return []
+    lines = [
+        "## Operating points (the alert policy's model-risk thresholds)",
+        "",
+        f"Chosen on the {points['split']} split: medium {points['medium']:.4f}, high "
+        f"{points['high']:.4f} on the fused risk; budget {_fmt(points['budget'])} pages per "
+        f"patient-day (high: {_fmt(points['high_fraction'])} of it), one-sided 95 % bounds "
+        f"(Garwood for pages, Clopper-Pearson for sensitivity); sensitivity floor "
+        f"{_fmt(points['sensitivity_floor'])} ({points['sensitivity_floor_source']}); a patient "
+        f"is detected when the fused risk reaches medium within {_fmt(points['window_h'])} h "
+        "before the outcome.",
+        "",
+        "| split | patients | patient-days | pages/patient-day | upper bound | high pages/patient-day "
+        "| upper bound | sensitivity | lower bound | NEWS2 >= 5 sensitivity | NEWS2 >= 5 pages/patient-day |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, b in ((points["split"], points), ("test", test)):
+        if not b:
+            continue
+        lines.append(
+            f"| {name} | {b['patients']} | {_fmt(b['patient_days'])} "
+            f"| {_fmt(b['pages_per_patient_day'])} | {_fmt(b['upper_bound'])} "
+            f"| {_fmt(b['high_pages_per_patient_day'])} | {_fmt(b['high_upper_bound'])} "
+            f"| {_fmt(b['sensitivity'])} ({b['detected']}/{b['patients_with_outcome']}) "
+            f"| {_fmt(b['sensitivity_lower_bound'])} | {_fmt(b['news2_ge5_sensitivity'])} "
+            f"| {_fmt(b['news2_ge5_pages_per_patient_day'])} |"
+        )
+    return [*lines, ""]
+
+
+def stacking_lines(fusion: dict[str, Any] | None) -> list[str]:
+    st = (fusion or {}).get("stacking")
+    if not st:
+        return []
+    sel = st.get("selection", {})
+    n2, both = sel.get("news2_only", {}), sel.get("with_model", {})
+    return [
+        "## Fused risk: stacked on NEWS2",
+        "",
+        f"`logit(fused) = {st['a']:.4f} + {st['b']:.4f} · NEWS2 + {st['c']:.4f} · logit(p_model)` "
+        f"(`{st['tag']}`), fitted on the calibration split "
+        f"({(st.get('fit_on') or {}).get('patients', 'n/a')} patients). The model's term is "
+        f"{'kept' if st.get('uses_model') else 'dropped (c = 0: the fused risk ranks as NEWS2)'}: "
+        f"{sel.get('folds', 'n/a')}-fold cross-validation by patient, out-of-fold log-loss "
+        f"{_fmt(both.get('log_loss'))} with the model vs {_fmt(n2.get('log_loss'))} NEWS2 "
+        f"alone, AUROC {_fmt(both.get('auroc'))} vs NEWS2's {_fmt(n2.get('auroc'))}.",
+        "",
+    ]
 
 
 def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None) -> str:
@@ -66,16 +153,26 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
         "",
         f"{metrics['patients']} patients, {metrics['observations']} observations, "
         f"{metrics['positive_observations']} positive (prevalence {_fmt(metrics['prevalence'])}). "
-        f"The model threshold matches the alert rate of NEWS2 >= {NEWS2_THRESHOLD}. "
-        f"Lead time counts the first crossing within {_fmt(metrics['lookback_h'])} h "
+        f"The model threshold matches the alert rate of NEWS2 >= {NEWS2_THRESHOLD}"
+        + ("; the fused risk's is its medium operating point" if "fused" in metrics else "")
+        + f". Lead time counts the first crossing within {_fmt(metrics['lookback_h'])} h "
         "before the outcome.",
         "",
         *_table(metrics),
         "",
+        *stacking_lines(meta.get("fusion")),
+        *comparison_lines(metrics),
+        *operating_lines(meta.get("operating_points"), metrics.get("operating")),
         "## Calibration (10 bins of predicted risk)",
         "",
-        f"ECE {_fmt(metrics['calibration']['ece'])}, "
-        f"Brier {_fmt(metrics['calibration']['brier'])}.",
+        f"Model: ECE {_fmt(metrics['calibration']['ece'])}, "
+        f"Brier {_fmt(metrics['calibration']['brier'])}."
+        + (
+            f" Fused risk: ECE {_fmt(metrics['fused_calibration']['ece'])}, "
+            f"Brier {_fmt(metrics['fused_calibration']['brier'])}."
+            if metrics.get("fused_calibration")
+            else ""
+        ),
         "",
         "| bin | n | mean predicted | observed rate |",
         "|---|---|---|---|",
@@ -108,7 +205,7 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
     lines += [
         "",
         "Simulated data only: these figures say the pipeline works, not that the model is "
-        "clinically valid. External validation on real data is still to do.",
+        "clinically valid (`wardwatch evaluate` adds the external check on real ICU data).",
         "",
     ]
     return "\n".join(lines)
@@ -173,14 +270,45 @@ def _svg_plot(
 
 
 def _html_table(block: dict[str, Any]) -> str:
-    rows = _table(block)[2:]
-    cells = []
-    for row in rows:
-        cols = [c.strip() for c in row.strip("|").split("|")]
-        cells.append("<tr>" + "".join(f"<td>{c}</td>" for c in cols) + "</tr>")
-    return (
-        "<table><tr><th>metric</th><th>model</th><th>NEWS2</th></tr>" + "".join(cells) + "</table>"
-    )
+    import html
+
+    table = _table(block)
+    rows = [[c.strip() for c in row.strip("|").split("|")] for row in table]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in rows[0])
+    cells = [
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cols) + "</tr>" for cols in rows[2:]
+    ]
+    return f"<table><tr>{head}</tr>" + "".join(cells) + "</table>"
+
+
+def _md_html(lines: list[str]) -> str:
+    """The few Markdown forms of the sections above (headings, tables, paragraphs)."""
+    import html
+
+    out: list[str] = []
+    table: list[list[str]] = []
+
+    def flush() -> None:
+        if table:
+            head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
+            body = "".join(
+                "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                for r in table[2:]
+            )
+            out.append(f"<table><tr>{head}</tr>{body}</table>")
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            table.append([c.strip() for c in line.strip("|").split("|")])
+            continue
+        flush()
+        if line.startswith("## "):
+            out.append(f"<h2>{html.escape(line[3:])}</h2>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "".join(out)
 
 
 def report_html(
@@ -198,6 +326,11 @@ def report_html(
         [
             (f"model (AUROC {_fmt(metrics['model']['auroc'])})", "#2563eb", roc.get("model", [])),
             (f"NEWS2 (AUROC {_fmt(metrics['news2']['auroc'])})", "#dc2626", roc.get("news2", [])),
+            *(
+                [(f"fused (AUROC {_fmt(metrics['fused']['auroc'])})", "#16a34a", roc["fused"])]
+                if roc.get("fused") and "fused" in metrics
+                else []
+            ),
         ],
         title="ROC, held-out observations",
         x_label="false positive rate",
@@ -208,27 +341,67 @@ def report_html(
         for b in metrics["calibration"]["bins"]
         if b["n"] and b["mean_predicted"] is not None
     ]
+    fcal = metrics.get("fused_calibration")
+    fused_calib = [
+        [float(b["mean_predicted"]), float(b["observed_rate"])]
+        for b in (fcal or {}).get("bins", [])
+        if b["n"] and b["mean_predicted"] is not None
+    ]
     cal_svg = _svg_plot(
-        [(f"model (ECE {_fmt(metrics['calibration']['ece'])})", "#2563eb", calib)],
+        [
+            (f"model (ECE {_fmt(metrics['calibration']['ece'])})", "#2563eb", calib),
+            *(
+                [(f"fused (ECE {_fmt(fcal['ece'])})", "#16a34a", fused_calib)]
+                if fcal and fused_calib
+                else []
+            ),
+        ],
         title="Calibration (10 bins)",
         x_label="mean predicted risk",
         y_label="observed rate",
     )
     sub = metrics["subgroups"]["spo2_scale2"]
+    sections = _md_html(
+        [
+            *stacking_lines(meta.get("fusion")),
+            *comparison_lines(metrics),
+            *operating_lines(meta.get("operating_points"), metrics.get("operating")),
+        ]
+    )
     ext_html = ""
     if external and external.get("datasets"):
+
+        def fused_cells(d: dict[str, Any]) -> str:
+            f = d.get("fused") or {}
+            cells = []
+            for form in ("transported", "recalibrated"):
+                b = f.get(form) or {}
+                cells.append(
+                    f"<td>{_fmt(b.get('auroc'))}</td>"
+                    f"<td>{_fmt(b.get('difference'))} {html.escape(_ci(b.get('difference_ci')))}</td>"
+                    if b.get("auroc") is not None
+                    else "<td>n/a</td><td>n/a</td>"
+                )
+            return "".join(cells)
+
         rows = "".join(
             f"<tr><td>{html.escape(str(name))}</td><td>{d.get('n')}</td>"
             f"<td>{_fmt(d.get('prevalence'))}</td><td>{_fmt((d.get('model') or {}).get('auroc'))}</td>"
-            f"<td>{_fmt((d.get('news2') or {}).get('auroc'))}</td></tr>"
+            f"<td>{_fmt((d.get('news2') or {}).get('auroc'))}</td>{fused_cells(d)}</tr>"
             for name, d in external["datasets"].items()
             if isinstance(d, dict)
         )
         ext_html = (
             "<h2>External check on real ICU data</h2><table><tr><th>dataset</th><th>n</th>"
-            f"<th>prevalence</th><th>model AUROC</th><th>NEWS2 AUROC</th></tr>{rows}</table>"
+            "<th>prevalence</th><th>model AUROC</th><th>NEWS2 AUROC</th>"
+            "<th>fused AUROC, transported</th><th>fused &minus; NEWS2 (95 % CI)</th>"
+            "<th>fused AUROC, recalibrated</th><th>fused &minus; NEWS2 (95 % CI)</th>"
+            f"</tr>{rows}</table>"
             "<p>Snapshot form of the model (one observation, fresh state) against a partial "
-            "NEWS2 from the parameters the data set has; see <code>docs/trainer.md</code>.</p>"
+            "NEWS2 from the parameters the data set has. Fused: the version's stacking on "
+            "NEWS2 as trained (transported), and refitted on the data set by 5-fold "
+            "cross-fitting with the model's term dropped unless it helps there "
+            "(recalibrated); paired bootstrap intervals. See <code>docs/trainer.md</code>.</p>"
         )
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{title}: evaluation</title>
@@ -242,6 +415,7 @@ outcome within {_fmt(metrics["horizon_h"])} h. The model's threshold gives the a
 NEWS2 &ge; {NEWS2_THRESHOLD}.</p>
 {_html_table(metrics)}
 <div class="plots">{roc_svg}{cal_svg}</div>
+{sections}
 <h2>Subgroup: SpO2 scale 2 (hypercapnic) patients</h2>
 {_html_table(sub) if sub.get("patients") else "<p>None in the test split.</p>"}
 {ext_html}

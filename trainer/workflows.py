@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -16,9 +16,12 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from alerts import PolicyConfig
 from models.features import FEATURE_NAMES, FEATURES_VERSION, N_FEATURES, NORM
+from models.fusion import FusionParams, Stacking, Thresholds
 from trainer import registry as reg
 from trainer.dataset import Dataset, PatientSeq, from_simulation
+from trainer.stacking import calibration_split, fit_stacking, stack
 
 __all__ = ["MODEL_NAME", "PRESETS", "evaluate", "list_models", "promote", "run_onnx", "train"]
 
@@ -58,19 +61,30 @@ def train(
     source: Literal["simulation", "kafka"] = "simulation",
     settings: Any | None = None,
     kafka_timeout_s: float = 120.0,
+    alert_budget: float | None = None,
+    high_fraction: float | None = None,
+    sensitivity_floor: float | None = None,
 ) -> dict[str, Any]:
-    """Simulate (or read Kafka), train, calibrate, export, check parity, evaluate, register
-    (not promote).
+    """Simulate (or read Kafka), train, calibrate, export, check parity, stack on NEWS2,
+    choose the operating points, evaluate, register (not promote).
+
+    The validation patients are split in two halves (:func:`trainer.stacking.calibration_split`):
+    one early-stops the network and fits its temperature, the other (the calibration split)
+    fits the stacking on NEWS2 and chooses the operating points under the alert budget
+    (pages per patient-day ``alert_budget``, high-priority pages ``high_fraction`` of it;
+    defaults from ``settings``, else 0.3 and 0.2) with the sensitivity floor (NEWS2 >= 5's
+    on the same patients, or ``sensitivity_floor``).
 
     ``source="kafka"`` trains on what the system accumulated on the ``vitals`` and
     ``outcomes`` topics of ``settings`` (:func:`trainer.kafka_data.dataset_from_kafka`;
     patient splits seeded by ``seed``; ``n_patients`` is ignored).
-    Returns ``{"name", "version", "path", "sha256", "metrics", "parity", "train"}``.
-    Raises :class:`RuntimeError` when ONNX parity fails (nothing is registered then).
+    Returns ``{"name", "version", "path", "sha256", "metrics", "operating_points", "parity",
+    "train"}``. Raises :class:`RuntimeError` when ONNX parity fails (nothing is registered
+    then).
     """
     from trainer.evaluate import evaluate as eval_metrics
     from trainer.export import INPUT_NAMES, OPSET, OUTPUT_NAMES, export_onnx, parity
-    from trainer.model import TrainConfig, fit, predict
+    from trainer.model import TrainConfig, fit
     from trainer.report import report_html, report_markdown
 
     preset = PRESETS["quick" if quick else "full"]
@@ -102,18 +116,14 @@ def train(
         )
         + f" ({time.monotonic() - t0:.1f}s)"
     )
+    tune, calib = calibration_split(ds.subset("val"), seed)
+    if not tune or not calib:
+        raise ValueError(f"too few validation patients to split: {len(ds.subset('val'))}")
     cfg = TrainConfig(
         hidden=hidden, epochs=epochs or preset.epochs, patience=preset.patience, seed=seed
     )
-    model, info = fit(ds.subset("train"), ds.subset("val"), cfg)
+    model, info = fit(ds.subset("train"), tune, cfg)
     _log(f"best epoch {info['best_epoch']}, temperature {info['temperature']:.3f}")
-
-    test = ds.subset("test")
-    metrics = eval_metrics(test, predict(model, test), horizon_h=horizon_h)
-    _log(
-        f"test AUROC model {metrics['model']['auroc']} vs NEWS2 {metrics['news2']['auroc']}; "
-        f"alerts/patient-day {metrics['model']['alerts_per_patient_day']}"
-    )
 
     onnx_bytes = export_onnx(model)
     par = parity(model, onnx_bytes, ds.patients, n=parity_n, seed=seed)
@@ -123,6 +133,32 @@ def train(
     )
     if not par["passed"]:
         raise RuntimeError(f"ONNX parity failed: {par}")
+
+    # what the worker computes: the ONNX graph's risks, stacked on NEWS2
+    test = ds.subset("test")
+    budget, fraction, floor, policy = _budget(
+        settings, alert_budget, high_fraction, sensitivity_floor
+    )
+    fusion, points, fused_calib = _calibrate(
+        calib, run_onnx(onnx_bytes, calib, hidden), budget, fraction, floor, policy, horizon_h, seed
+    )
+    test_risks = run_onnx(onnx_bytes, test, hidden)
+    stacking = Stacking.from_dict(fusion["stacking"])
+    metrics = eval_metrics(
+        test,
+        test_risks,
+        horizon_h=horizon_h,
+        fused=stack(test, test_risks, stacking),
+        thresholds=(points["medium"], points["high"]),
+        policy=policy,
+        seed=seed,
+    )
+    fv = metrics["fused_vs_news2"]
+    _log(
+        f"test AUROC model {metrics['model']['auroc']}, fused {fv['auroc']} {fv['ci']} vs "
+        f"NEWS2 {fv['news2_auroc']} {fv['news2_ci']}; fused - NEWS2 {fv['difference']} "
+        f"{fv['difference_ci']}; pages/patient-day {metrics['operating']['pages_per_patient_day']}"
+    )
 
     version = version or reg.next_version(registry, name)
     meta: dict[str, Any] = {
@@ -145,8 +181,14 @@ def train(
         "normalization": NORM,
         "norm": NORM,  # the key models/runtime.py reads
         "label_horizon_h": horizon_h,
-        "training_data": {"fingerprint": ds.fingerprint(), **summary},
+        "training_data": {
+            "fingerprint": ds.fingerprint(),
+            **summary,
+            "calibration_split": _split_summary(calib, seed),
+        },
         "training": info,
+        "fusion": fusion,
+        "operating_points": points,
         "metrics": metrics,
         "parity": par,
         "code_version": reg.code_version(),
@@ -165,15 +207,112 @@ def train(
         "sha256": reg.load_metadata(registry, name, version)["sha256"],
         "metrics": {
             "model": metrics["model"],
+            "fused": metrics["fused"],
             "news2": metrics["news2"],
+            "fused_vs_news2": metrics["fused_vs_news2"],
+            "operating": metrics["operating"],
             "calibration_ece": metrics["calibration"]["ece"],
         },
+        "stacking": fusion["stacking"],
+        "operating_points": points,
         "parity": par,
         "train": {
             "seconds_total": total_s,
             "seconds_fit": info["train_seconds"],
             "best_epoch": info["best_epoch"],
         },
+    }
+
+
+def _budget(
+    settings: Any | None,
+    alert_budget: float | None,
+    high_fraction: float | None,
+    sensitivity_floor: float | None,
+) -> tuple[float, float, float | None, PolicyConfig]:
+    """The alert budget, its high fraction, the sensitivity floor (None: NEWS2 >= 5's) and
+    the policy whose hold times count the pages: the arguments, else ``settings``, else
+    the defaults."""
+    from trainer.operating import DEFAULT_BUDGET, DEFAULT_HIGH_FRACTION
+
+    if settings is not None:
+        budget = alert_budget or float(settings.alert_budget_pages_per_patient_day)
+        fraction = high_fraction or float(settings.alert_budget_high_fraction)
+        floor = settings.sensitivity_floor if sensitivity_floor is None else sensitivity_floor
+        return budget, fraction, floor, PolicyConfig.from_settings(settings)
+    return (
+        alert_budget or DEFAULT_BUDGET,
+        high_fraction or DEFAULT_HIGH_FRACTION,
+        sensitivity_floor,
+        PolicyConfig(),
+    )
+
+
+def _calibrate(
+    calib: Sequence[PatientSeq],
+    risks: Sequence[npt.NDArray[np.float64]],
+    budget: float,
+    fraction: float,
+    floor: float | None,
+    policy: PolicyConfig,
+    horizon_h: float,
+    seed: int,
+) -> tuple[dict[str, Any], dict[str, Any], list[npt.NDArray[np.float64]]]:
+    """On the calibration split: the ``fusion`` block (stacking on NEWS2) and the
+    ``operating_points`` block, and the fused risks they were chosen on."""
+    from trainer.operating import choose_operating_points
+
+    fit_ = fit_stacking(
+        np.concatenate([p.news2 for p in calib]),
+        np.concatenate(list(risks)),
+        np.concatenate([p.y for p in calib]),
+        np.concatenate([np.full(len(p.y), i) for i, p in enumerate(calib)]),
+        seed=seed,
+    )
+    stacking = Stacking.from_dict(fit_)
+    fused = stack(calib, risks, stacking)
+    points = choose_operating_points(
+        calib,
+        fused,
+        budget=budget,
+        high_fraction=fraction,
+        sensitivity_floor=floor,
+        policy=policy,
+        window_h=horizon_h,
+    )
+    _log(
+        f"stacking a={stacking.a:.4f} b={stacking.b:.4f} c={stacking.c:.4f} "
+        f"(model term {'kept' if fit_['uses_model'] else 'dropped'}); thresholds medium "
+        f"{points['medium']:.4f} high {points['high']:.4f}: {points['pages_per_patient_day']} "
+        f"pages/patient-day (upper bound {points['upper_bound']}, budget {budget}), "
+        f"sensitivity {points['sensitivity']} (lower bound {points['sensitivity_lower_bound']}, "
+        f"NEWS2 >= 5 {points['news2_ge5_sensitivity']})"
+    )
+    fusion = {"imaging_weight": 0.5, "imaging_prior": 0.1, "stacking": fit_}
+    return fusion, points, fused
+
+
+def _counting_policy(meta: dict[str, Any]) -> PolicyConfig:
+    """The policy hold times the version's pages were counted with."""
+    counting = (meta.get("operating_points") or {}).get("counting") or {}
+    base = PolicyConfig()
+    return replace(
+        base,
+        resolve_hold_s=float(counting.get("resolve_hold_s", base.resolve_hold_s)),
+        cooldown_s=float(counting.get("cooldown_s", base.cooldown_s)),
+        downgrade_hold_s=float(counting.get("downgrade_hold_s", base.downgrade_hold_s)),
+    )
+
+
+def _split_summary(patients: Sequence[PatientSeq], seed: int) -> dict[str, Any]:
+    return {
+        "of": "val",
+        "seed": seed,
+        "method": "trainer.stacking.calibration_split",
+        "patients": len(patients),
+        "observations": int(sum(len(p.y) for p in patients)),
+        "positive_observations": int(sum(int(p.y.sum()) for p in patients)),
+        "patients_with_outcome": sum(p.outcome_h is not None for p in patients),
     }
 
 
@@ -197,12 +336,14 @@ def _smoke(model: Any, patients: Sequence[PatientSeq], n: int = 4) -> dict[str, 
 
 
 def run_onnx(
-    onnx_path: Path, patients: Sequence[PatientSeq], hidden: int
+    onnx: Path | bytes, patients: Sequence[PatientSeq], hidden: int
 ) -> list[npt.NDArray[np.float64]]:
-    """Risk per observation from the ONNX step model (ONNX Runtime only, no torch)."""
+    """Risk per observation from the ONNX step model (a file or its bytes; ONNX Runtime
+    only, no torch)."""
     import onnxruntime as ort
 
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    source = onnx if isinstance(onnx, bytes) else str(onnx)
+    sess = ort.InferenceSession(source, providers=["CPUExecutionProvider"])
     if not patients:
         return []
     t_max = max(len(p.y) for p in patients)
@@ -269,7 +410,19 @@ def evaluate(
     fp_ok = ds.fingerprint() == meta["training_data"]["fingerprint"]
     test = ds.subset("test")
     risks = run_onnx(registry / name / version / "model.onnx", test, int(meta["hidden_size"]))
-    metrics = eval_metrics(test, risks, horizon_h=float(meta["label_horizon_h"]))
+    params = FusionParams.from_meta(meta)
+    thresholds = Thresholds.from_meta(meta)
+    seed = int((meta.get("training", {}).get("config") or {}).get("seed", 0))
+    metrics = eval_metrics(
+        test,
+        risks,
+        horizon_h=float(meta["label_horizon_h"]),
+        # a version without stacking (v1) fuses as its risk: fused figures only with it
+        fused=None if params.stacking is None else stack(test, risks, params.stacking),
+        thresholds=None if thresholds is None else (thresholds.medium, thresholds.high),
+        policy=_counting_policy(meta),
+        seed=seed,
+    )
     stored = meta["metrics"]["model"]["auroc"]
     out: dict[str, Any] = {
         "name": name,
@@ -281,6 +434,14 @@ def evaluate(
         and metrics["model"]["auroc"] is not None
         and abs(float(metrics["model"]["auroc"]) - float(stored)) < 1e-3,
     }
+    if "fused" in metrics:
+        stored_fused = (meta["metrics"].get("fused") or {}).get("auroc")
+        out["stored_fused_auroc"] = stored_fused
+        out["fused_auroc_matches"] = (
+            stored_fused is not None
+            and metrics["fused"]["auroc"] is not None
+            and abs(float(metrics["fused"]["auroc"]) - float(stored_fused)) < 1e-3
+        )
     if external:
         out["external"] = _external(registry, version, name)
     return out
@@ -303,11 +464,23 @@ def promote(
     *,
     name: str = MODEL_NAME,
     alert_budget: float = reg.DEFAULT_ALERT_BUDGET,
+    pages_budget: float = reg.DEFAULT_PAGES_BUDGET,
+    high_fraction: float = reg.DEFAULT_HIGH_FRACTION,
+    sensitivity_floor: float | None = None,
     force: bool = False,
     settings: Any | None = None,
 ) -> dict[str, Any]:
     """Gate and promote ``version``; with ``settings`` also publish on ``control``."""
-    out = reg.promote(registry, name, version, alert_budget=alert_budget, force=force)
+    out = reg.promote(
+        registry,
+        name,
+        version,
+        alert_budget=alert_budget,
+        pages_budget=pages_budget,
+        high_fraction=high_fraction,
+        sensitivity_floor=sensitivity_floor,
+        force=force,
+    )
     _log(f"promotion of {name} {version}: {'done' if out['promoted'] else 'refused'}")
     for r in out["reasons"]:
         _log(f"  - {r}")
@@ -332,7 +505,11 @@ def list_models(registry: Path) -> list[dict[str, Any]]:
                     "created_at": meta.get("created_at"),
                     "sha256": meta.get("sha256"),
                     "auroc": m.get("model", {}).get("auroc"),
+                    "fused_auroc": (m.get("fused") or {}).get("auroc"),
                     "news2_auroc": m.get("news2", {}).get("auroc"),
+                    "pages_per_patient_day": (meta.get("operating_points") or {}).get(
+                        "pages_per_patient_day"
+                    ),
                     "alerts_per_patient_day": m.get("model", {}).get("alerts_per_patient_day"),
                 }
             )

@@ -212,6 +212,30 @@ class Settings(BaseSettings):
         "anyway (NEWS2 5-6 asks for at least hourly observations)",
     )
 
+    # --- operating points of a model version (trainer, promotion gate) ----------------
+    alert_budget_pages_per_patient_day: float = Field(
+        0.3,
+        gt=0,
+        description="pages per patient-day the model-risk trigger may send: `wardwatch train` "
+        "chooses a version's thresholds so that the 95 % upper bound of its pages on the "
+        "calibration split stays within this, and `wardwatch promote` refuses a version "
+        "whose bound exceeds it",
+    )
+    alert_budget_high_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="the share of that budget the high-priority model pages may use (the "
+        "high threshold)",
+    )
+    sensitivity_floor: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="lowest patient-level sensitivity (95 % lower bound) a version may have at "
+        "its operating point; unset: NEWS2 >= 5's on the same patients",
+    )
+
     webhook_url: str | None = Field(None, description="POST paging transitions here (optional)")
     webhook_secret: SecretStr | None = Field(
         None, description="bearer token sent to the paging webhook (Authorization header)"

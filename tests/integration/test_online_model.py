@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agents.score_lines import score_stream
-from models.registry import load_metadata, promoted_version
+from models.registry import list_versions, load_metadata, promoted_version
 from simulator import SimConfig, simulate_cohort
 from tests.integration.helpers import (
     consume,
@@ -52,20 +52,24 @@ def _model_version(metrics: dict[str, float]) -> str | None:
     return None
 
 
-def _registry(tmp_path: Path) -> Path:
+def _registry(tmp_path: Path) -> tuple[Path, str, str, str]:
+    """A copy of the shipped registry with two copies of the promoted version: the
+    promoted one, a good copy and a copy damaged in transit."""
     root = tmp_path / "registry"
     shutil.copytree(SHIPPED, root)
-    v1 = promoted_version(root, "deterioration")
-    assert v1 == "v1"
-    for version in ("v2", "v3"):
+    current = promoted_version(root, "deterioration")
+    assert current is not None
+    n = max(int(v[1:]) for v in list_versions(root, "deterioration"))
+    good, broken = f"v{n + 1}", f"v{n + 2}"
+    for version in (good, broken):
         d = root / "deterioration" / version
-        shutil.copytree(root / "deterioration" / v1, d)
+        shutil.copytree(root / "deterioration" / current, d)
         meta = json.loads((d / "metadata.json").read_text())
         meta["version"] = version
         (d / "metadata.json").write_text(json.dumps(meta))
-    onnx = root / "deterioration" / "v3" / "model.onnx"  # v3 is damaged in transit
+    onnx = root / "deterioration" / broken / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[:-64])
-    return root
+    return root, current, good, broken
 
 
 def _promote(settings: Settings, root: Path, version: str) -> None:
@@ -85,24 +89,24 @@ def _promote(settings: Settings, root: Path, version: str) -> None:
 def test_promotion_switches_versions_without_losing_or_duplicating_events(
     settings: Settings, tmp_path: Path
 ) -> None:
-    root = _registry(tmp_path)
+    root, current, good, broken = _registry(tmp_path)
     settings = settings.model_copy(update={"model_registry": root})
     ensure_topics(settings)
     events = _events(16, 6.0)
     worker = start_worker(settings, tmp_path)
     try:
-        assert _model_version(worker.metrics()) == "v1"
+        assert _model_version(worker.metrics()) == current
         half = len(events) // 2
         first, second = events[:half], events[half:]
         sender = threading.Thread(target=publish_events, args=(settings, first))
         sender.start()
-        _promote(settings, root, "v2")  # while events are flowing
+        _promote(settings, root, good)  # while events are flowing
         sender.join()
         deadline = time.monotonic() + 30
-        while _model_version(worker.metrics()) != "v2":
-            assert time.monotonic() < deadline, "worker never switched to v2"
+        while _model_version(worker.metrics()) != good:
+            assert time.monotonic() < deadline, f"worker never switched to {good}"
             time.sleep(0.2)
-        _promote(settings, root, "v3")  # a broken file: refused, v2 stays
+        _promote(settings, root, broken)  # a broken file: refused, the good copy stays
         deadline = time.monotonic() + 30
         while (
             worker.metrics().get('wardwatch_model_load_failures_total{model="deterioration"}', 0)
@@ -125,8 +129,8 @@ def test_promotion_switches_versions_without_losing_or_duplicating_events(
     finally:
         worker.stop()
     assert sum(s.n_events for s in final.values()) == len(events)  # none lost, none twice
-    assert _model_version(metrics) == "v2"
-    assert {s.model["version"] for s in final.values() if s.model} == {"v2"}
+    assert _model_version(metrics) == good
+    assert {s.model["version"] for s in final.values() if s.model} == {good}
     unavailable = sum(
         v for k, v in metrics.items() if k.startswith("wardwatch_model_unavailable_total")
     )

@@ -13,12 +13,15 @@ import pytest
 pytest.importorskip("SurvSet")
 pytest.importorskip("sklearn")
 
+from models.registry import promoted_version  # noqa: E402
 from trainer.external import (  # noqa: E402
     DATASETS,
     external_check,
     external_markdown,
     load_rows,
+    local_recalibration,
 )
+from trainer.stats import auroc  # noqa: E402
 from wardwatch.ingest import PLAUSIBLE_RANGES  # noqa: E402
 
 REGISTRY = Path(__file__).resolve().parents[2] / "model-registry"
@@ -70,11 +73,20 @@ def _check_block(d: dict[str, Any]) -> None:
     assert used == ["respiration_rate", "pulse", "consciousness", "temperature"]
     assert {"spo2", "systolic_bp", "air_or_oxygen"} <= set(d["news2_parameters"]["missing"])
     assert "consciousness" not in d["vitals_only"]["news2_parameters_used"]
+    fused = d["fused"]
+    rec = fused["recalibrated"]
+    assert rec["folds"] == 5 and rec["stacking"]["b"] > 0
+    lo, hi = rec["difference_ci"]
+    assert lo <= rec["difference"] <= hi
+    if not rec["uses_model"]:  # c = 0: exactly NEWS2's ranking, no uncertainty left
+        assert rec["stacking"]["c"] == 0.0
+        assert rec["auroc"] == rec["news2_auroc"] and rec["difference_ci"] == [0.0, 0.0]
+    assert "transported" in fused and "model_vs_news2" in fused
 
 
 def test_external_check_scores_the_registered_model_and_partial_news2(registry: Path) -> None:
     out = external_check(registry, None, "deterioration", max_rows=300, seed=0)
-    assert out["model"]["version"] == "v1"
+    assert out["model"]["version"] == promoted_version(registry, "deterioration")
     assert "MAP is not systolic" in out["sbp"]
     assert any("Snapshot" in c for c in out["caveats"])
     assert set(out["datasets"]) == {"support2", "rhc"}
@@ -82,6 +94,32 @@ def test_external_check_scores_the_registered_model_and_partial_news2(registry: 
         _check_block(d)
     md = external_markdown(out)
     assert "| support2 | 300 |" in md and "| rhc | 300 |" in md
+    assert "recalibrated fused AUROC" in md
+
+
+def _external_like(informative: bool, n: int = 3000, seed: int = 0) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    n2 = rng.poisson(3.0, n).clip(0, 12).astype(float)
+    hidden = rng.normal(0, 1, n)
+    z = -1.5 + 0.2 * n2 + (1.0 * hidden if informative else 0.0)
+    y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(float)
+    lp = hidden if informative else rng.normal(0, 1, n)
+    return n2, 1 / (1 + np.exp(-lp)), y
+
+
+def test_local_recalibration_drops_a_model_that_does_not_help_there() -> None:
+    n2, risk, y = _external_like(informative=False)
+    out = local_recalibration(n2, risk, y)
+    assert not out["uses_model"] and out["stacking"]["c"] == 0.0
+    assert auroc(y, out["scores"]) == auroc(y, n2)  # NEWS2's ranking, ties included
+
+
+def test_local_recalibration_cross_fits_a_model_that_helps() -> None:
+    n2, risk, y = _external_like(informative=True)
+    out = local_recalibration(n2, risk, y)
+    assert out["uses_model"] and out["stacking"]["c"] > 0.5
+    # out-of-fold scores: each row scored by a fit that did not see it
+    assert auroc(y, out["scores"]) > auroc(y, n2) + 0.05
 
 
 def test_model_snapshot_risk_is_the_first_step_from_a_fresh_state(registry: Path) -> None:

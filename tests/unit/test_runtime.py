@@ -14,7 +14,7 @@ import pytest
 from agents.model_stage import Incoming, ModelHolder, model_event
 from agents.pipeline import ScoringPipeline
 from agents.replay import batches
-from models.fusion import fuse
+from models.fusion import FusionParams, fuse
 from models.registry import promoted_version
 from models.runtime import DeteriorationModel
 from simulator import SimConfig, simulate_cohort
@@ -109,6 +109,8 @@ async def test_model_outage_never_silences_the_rules(cohort_events: list[VitalsE
         version = "v-broken"
         name = "deterioration"
         meta: dict = {}
+        fusion = FusionParams()
+        thresholds = None
 
         def owns(self, _state: object) -> bool:
             return True

@@ -154,6 +154,84 @@ def test_registry_gate(tmp_path: Path) -> None:
         _fake_version(tmp_path, "v2", 0.9, 0.5, 0.1)
 
 
+def _stacked_version(root: Path, version: str, **changes: Any) -> None:
+    """A version with a fused risk and operating points that pass every rule, changed."""
+    op = {
+        "medium": 0.3,
+        "high": 0.7,
+        "pages_per_patient_day": 0.22,
+        "upper_bound": 0.27,
+        "high_pages_per_patient_day": 0.03,
+        "high_upper_bound": 0.05,
+        "sensitivity": 0.97,
+        "sensitivity_lower_bound": 0.93,
+        "news2_ge5_sensitivity": 0.92,
+    }
+    cmp_ = {"auroc": 0.74, "news2_auroc": 0.66, "difference": 0.08, "difference_ci": [0.04, 0.11]}
+    op.update(changes.get("op", {}))
+    cmp_.update(changes.get("cmp", {}))
+    meta = {
+        "metrics": {
+            "model": {"auroc": 0.73, "alerts_per_patient_day": 5.0},  # not what is gated
+            "fused": {"auroc": changes.get("fused_auroc", 0.74)},
+            "news2": {"auroc": 0.66},
+            "fused_vs_news2": cmp_,
+        },
+        "operating_points": op,
+        "parity": {"passed": True},
+    }
+    reg.write_version(root, "m", version, b"onnx-" + version.encode(), meta, "# r\n")
+
+
+def test_gate_on_operating_points_and_the_fused_interval(tmp_path: Path) -> None:
+    _stacked_version(tmp_path, "v1")
+    _stacked_version(tmp_path, "v2", op={"upper_bound": 0.31})
+    _stacked_version(tmp_path, "v3", op={"high_upper_bound": 0.07})
+    _stacked_version(tmp_path, "v4", op={"sensitivity_lower_bound": 0.90})
+    _stacked_version(
+        tmp_path, "v5", cmp={"auroc": 0.60, "difference": -0.06, "difference_ci": [-0.09, -0.02]}
+    )
+    # below NEWS2 but within its interval: not refused for that
+    _stacked_version(
+        tmp_path, "v6", cmp={"difference": -0.01, "difference_ci": [-0.03, 0.01]}, fused_auroc=0.9
+    )
+    _stacked_version(
+        tmp_path,
+        "v7",
+        op={"upper_bound": 0.5, "sensitivity_lower_bound": 0.5},
+        cmp={"difference_ci": [-0.2, -0.1]},
+    )
+
+    def gate(version: str, **kw: Any) -> reg.GateResult:
+        return reg.gate(tmp_path, "m", version, **kw)
+
+    ok = gate("v1")
+    assert ok.passed and ok.reasons == ["all gates passed"]
+    assert all(ok.candidate["rules"].values())
+    (why,) = gate("v2").reasons
+    assert "upper bound 0.31 over the budget 0.3" in why
+    assert gate("v2", pages_budget=0.35).passed  # a larger budget (the setting)
+    (why,) = gate("v3").reasons
+    assert "high pages" in why and "0.07" in why
+    (why,) = gate("v4").reasons
+    assert "lower bound 0.9 under NEWS2 >= 5's 0.92" in why
+    assert gate("v4", sensitivity_floor=0.85).passed  # a set floor replaces NEWS2's
+    (why,) = gate("v5").reasons
+    assert "below NEWS2's 0.66 beyond its interval" in why
+    assert gate("v6").passed
+    refused = gate("v7")
+    assert len(refused.reasons) == 3 and not refused.passed
+    assert {r for r, ok_ in refused.candidate["rules"].items() if not ok_} == {
+        "fused_vs_news2",
+        "pages_budget",
+        "sensitivity_floor",
+    }
+    # against the promoted version: ranked by the fused AUROC
+    assert reg.promote(tmp_path, "m", "v6")["promoted"]
+    out = reg.promote(tmp_path, "m", "v1")
+    assert not out["promoted"] and out["reasons"] == ["AUROC 0.74 does not beat promoted v6's 0.9"]
+
+
 def test_publish_promotion_uses_the_control_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[str, Any, bytes]] = []
 
@@ -227,9 +305,24 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
         "hidden_size",
         "inputs",
         "outputs",
+        "fusion",
+        "operating_points",
     ):
         assert key in meta
     assert len(meta["feature_names"]) == N_FEATURES
+    # stacked on NEWS2 and operating points from the calibration split (half of val)
+    st = meta["fusion"]["stacking"]
+    assert st["tag"] == "news2-logit-v1" and st["b"] > 0 and st["c"] >= 0
+    assert (st["c"] > 0) == st["uses_model"]
+    op = meta["operating_points"]
+    calib = meta["training_data"]["calibration_split"]
+    assert (
+        op["patients"] == calib["patients"] == (meta["training_data"]["val"]["patients"] + 1) // 2
+    )
+    assert 0 < op["medium"] <= op["high"] <= 1 and op["budget"] == 0.3
+    for key in ("upper_bound", "sensitivity_lower_bound", "news2_ge5_sensitivity"):
+        assert key in op
+    assert {"fused", "fused_vs_news2", "model_vs_news2", "operating"} <= set(meta["metrics"])
 
     sess = ort.InferenceSession(str(vdir / "model.onnx"), providers=["CPUExecutionProvider"])
     assert [i.name for i in sess.get_inputs()] == ["features", "h_in"]
@@ -257,6 +350,8 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     # re-evaluation from the ONNX file reproduces the stored metrics
     again = cli.evaluate(tmp_path, "v1")
     assert again["fingerprint_matches"] and again["auroc_matches"]
+    assert again["fused_auroc_matches"]
+    assert again["metrics"]["operating"] == meta["metrics"]["operating"]
 
     # promote v1 (forced: a 3-epoch model need not beat NEWS2), then a copy of it,
     # no better than the promoted one, is refused

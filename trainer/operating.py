@@ -1,0 +1,308 @@
+"""Operating points on the fused risk under an alert budget, with a guarantee.
+
+The alert policy pages on the fused risk at two thresholds (``model_risk_medium`` and
+``model_risk_high``, ``docs/alerts.md``). :func:`choose_operating_points` picks them for a
+model version on the calibration split:
+
+* **pages** are counted as the worker's policy would raise them from the model-risk
+  trigger (:func:`count_pages`): per patient, an episode OPENs (one page) when the fused
+  risk reaches the medium threshold, ESCALATES (one page) when it reaches the high
+  threshold above the episode's priority, is lowered from high after ``downgrade_hold_s``
+  below it, and RESOLVES after ``resolve_hold_s`` continuously below medium; after a
+  resolution no episode opens for ``cooldown_s`` unless the risk is high. The hold times
+  are the policy's (:class:`alerts.PolicyConfig`, the cooldown from the settings).
+  Approximations, on the side of more pages: the model trigger alone (a NEWS2 trigger of
+  the same patient would often carry the same episode), resolution on the fused risk alone
+  (the policy also needs a complete NEWS2 below 3, so it resolves later and reopens less);
+  and the team acknowledges before the re-page interval (re-pages of unacknowledged alerts
+  are not counted), no held artifact readings.
+* **budget**: pages per patient-day (patient-days: first to last observation per patient,
+  at least 15 min). The medium threshold is the lowest at which the exact one-sided
+  Poisson (Garwood) upper bound of the page count, divided by the patient-days, is within
+  the budget; the high threshold the lowest at which the same bound on the high-priority
+  pages is within ``high_fraction`` of the budget.
+* **sensitivity** (patient level): the fraction of patients with an outcome whose fused
+  risk reached the medium threshold within the ``window_h`` hours before the outcome,
+  with its exact one-sided (Clopper-Pearson) lower bound; the **floor** it is held to is
+  NEWS2 >= 5's sensitivity on the same patients by the same definition (or a set value).
+
+Thresholds are placed half-way between two observed fused risks, so the worker's own
+floating-point arithmetic cannot move an observation across one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from alerts import PolicyConfig
+from alerts.config import ms
+from trainer.dataset import PatientSeq
+from trainer.stats import ALPHA, clopper_pearson_lower, garwood_upper
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_HIGH_FRACTION",
+    "NEWS2_MEDIUM",
+    "PageCount",
+    "choose_operating_points",
+    "count_pages",
+    "operating_summary",
+]
+
+Array = npt.NDArray[Any]
+DEFAULT_BUDGET = 0.3
+DEFAULT_HIGH_FRACTION = 0.2
+NEWS2_MEDIUM, NEWS2_HIGH = 5, 7
+MAX_CANDIDATES = 4000
+
+
+@dataclass(frozen=True)
+class PageCount:
+    pages: int  # OPEN + ESCALATED at medium/high
+    high_pages: int  # the ones at high priority
+    patient_days: float
+    detected: int  # patients with an outcome reaching medium within the window before it
+    with_outcome: int
+
+    def rate(self, count: int) -> float:
+        return count / self.patient_days if self.patient_days > 0 else math.inf
+
+    def upper(self, count: int, alpha: float = ALPHA) -> float:
+        return (
+            garwood_upper(count, alpha) / self.patient_days if self.patient_days > 0 else math.inf
+        )
+
+
+def _patient_days(p: PatientSeq) -> float:
+    return max(float(p.t_h[-1] - p.t_h[0]), 0.25) / 24.0
+
+
+def count_pages(
+    patients: Sequence[PatientSeq],
+    scores: Sequence[Array],
+    medium: float,
+    high: float,
+    policy: PolicyConfig | None = None,
+    *,
+    window_h: float = 12.0,
+) -> PageCount:
+    """Pages of the model-risk trigger at ``medium`` / ``high`` on ``scores`` (one array per
+    patient, in observation order), and the patients detected (module docstring)."""
+    cfg = policy or PolicyConfig()
+    # on the policy's clock: integer milliseconds
+    resolve_ms, cooldown_ms, downgrade_ms = (
+        ms(cfg.resolve_hold_s),
+        ms(cfg.cooldown_s),
+        ms(cfg.downgrade_hold_s),
+    )
+    pages = high_pages = detected = with_outcome = 0
+    days = 0.0
+    for p, s in zip(patients, scores, strict=True):
+        days += _patient_days(p)
+        r = np.asarray(s, dtype=np.float64)
+        level = (r >= medium).astype(np.int8) + (r >= high).astype(np.int8)
+        if p.outcome_h is not None:
+            with_outcome += 1
+            window = p.t_h >= p.outcome_h - window_h
+            detected += bool((level[window] >= 1).any())
+        if not level.any():
+            continue
+        is_open = False
+        priority = 0
+        resolved_at = -(2**62)
+        below_since: int | None = None
+        down_since: int | None = None
+        down_max = 0
+        t_ms = np.rint(np.asarray(p.t_h, dtype=np.float64) * 3_600_000).astype(np.int64)
+        for t, lvl in zip(t_ms.tolist(), level.tolist(), strict=True):
+            if not is_open:
+                if lvl and (lvl == 2 or t - resolved_at >= cooldown_ms):
+                    is_open, priority = True, lvl
+                    pages += 1
+                    high_pages += lvl == 2
+                    below_since = down_since = None
+                continue
+            if lvl > priority:  # escalation: a page
+                priority = lvl
+                pages += 1
+                high_pages += lvl == 2
+                below_since = down_since = None
+                continue
+            if lvl == 0:
+                if below_since is None:
+                    below_since = t
+                if t - below_since >= resolve_ms:
+                    is_open, priority, resolved_at = False, 0, t
+                    below_since = down_since = None
+                    continue
+            else:
+                below_since = None
+            if lvl < priority:
+                if down_since is None:
+                    down_since, down_max = t, lvl
+                else:
+                    down_max = max(down_max, lvl)
+                if t - down_since >= downgrade_ms:
+                    priority, down_since = max(down_max, 1), None
+            else:
+                down_since = None
+    return PageCount(pages, high_pages, days, detected, with_outcome)
+
+
+def _candidates(scores: Sequence[Array]) -> Array:
+    """Thresholds half-way between consecutive distinct scores (at most MAX_CANDIDATES,
+    spread by quantile), ascending, and 1.0 at the end (nothing alerts)."""
+    allv = np.unique(np.concatenate([np.asarray(s, dtype=np.float64) for s in scores]))
+    mids = (allv[1:] + allv[:-1]) / 2.0
+    if len(mids) > MAX_CANDIDATES:
+        idx = np.unique(np.linspace(0, len(mids) - 1, MAX_CANDIDATES).round().astype(int))
+        mids = mids[idx]
+    out: Array = np.concatenate([mids[mids < 1.0], [1.0]])
+    return out
+
+
+def _lowest(n: int, ok: Any) -> int:
+    """The lowest index in [0, n) for which ``ok`` holds, assuming it holds from some
+    index on (binary search; ``ok(n - 1)`` must hold), then checked."""
+    lo, hi = 0, n - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    while lo < n - 1 and not ok(lo):  # counts are not perfectly monotone in the threshold
+        lo += 1
+    return lo
+
+
+def operating_summary(
+    patients: Sequence[PatientSeq],
+    scores: Sequence[Array],
+    medium: float,
+    high: float,
+    policy: PolicyConfig | None = None,
+    *,
+    window_h: float = 12.0,
+    alpha: float = ALPHA,
+) -> dict[str, Any]:
+    """Pages and sensitivity at fixed thresholds, next to NEWS2 >= 5 on the same patients
+    (its pages counted the same way, NEWS2 >= 7 as high)."""
+    c = count_pages(patients, scores, medium, high, policy, window_h=window_h)
+    n2 = count_pages(
+        patients,
+        [p.news2.astype(np.float64) for p in patients],
+        NEWS2_MEDIUM - 0.5,
+        NEWS2_HIGH - 0.5,
+        policy,
+        window_h=window_h,
+    )
+    lb = clopper_pearson_lower(c.detected, c.with_outcome, alpha)
+    return {
+        "patients": len(patients),
+        "observations": int(sum(len(p.y) for p in patients)),
+        "patient_days": round(c.patient_days, 3),
+        "patients_with_outcome": c.with_outcome,
+        "pages": c.pages,
+        "high_pages": c.high_pages,
+        "pages_per_patient_day": round(c.rate(c.pages), 4),
+        "upper_bound": round(c.upper(c.pages, alpha), 4),
+        "high_pages_per_patient_day": round(c.rate(c.high_pages), 4),
+        "high_upper_bound": round(c.upper(c.high_pages, alpha), 4),
+        "detected": c.detected,
+        "sensitivity": round(c.detected / c.with_outcome, 4) if c.with_outcome else None,
+        "sensitivity_lower_bound": None if lb is None else round(lb, 4),
+        "news2_ge5_detected": n2.detected,
+        "news2_ge5_sensitivity": round(n2.detected / n2.with_outcome, 4)
+        if n2.with_outcome
+        else None,
+        "news2_ge5_pages": n2.pages,
+        "news2_ge5_pages_per_patient_day": round(n2.rate(n2.pages), 4),
+    }
+
+
+def choose_operating_points(
+    patients: Sequence[PatientSeq],
+    scores: Sequence[Array],
+    *,
+    budget: float = DEFAULT_BUDGET,
+    high_fraction: float = DEFAULT_HIGH_FRACTION,
+    sensitivity_floor: float | None = None,
+    policy: PolicyConfig | None = None,
+    window_h: float = 12.0,
+    alpha: float = ALPHA,
+    split: str = "calibration",
+) -> dict[str, Any]:
+    """The medium and high thresholds on ``scores`` (the fused risk of ``patients``) that
+    keep the upper confidence bound of pages per patient-day within ``budget`` and of
+    high-priority pages within ``high_fraction · budget``, each as low as that allows
+    (the most sensitive operating point within the budget); with the bounds, the
+    sensitivity and whether it meets the floor. The ``operating_points`` block of the
+    metadata."""
+    if not patients:
+        raise ValueError("no patients to choose operating points on")
+    if not (budget > 0 and 0 < high_fraction <= 1):
+        raise ValueError("need budget > 0 and 0 < high_fraction <= 1")
+    cand = _candidates(scores)
+    n = len(cand)
+    high_budget = budget * high_fraction
+
+    def high_ok(i: int) -> bool:  # high-priority pages of the high trigger alone
+        c = count_pages(patients, scores, cand[i], cand[i], policy, window_h=window_h)
+        return c.upper(c.high_pages, alpha) <= high_budget or i == n - 1
+
+    i_high = _lowest(n, high_ok)
+
+    def joint(i_m: int, i_h: int) -> PageCount:
+        return count_pages(patients, scores, cand[i_m], cand[i_h], policy, window_h=window_h)
+
+    while True:  # escalations inside medium episodes can add high pages: raise high if so
+        c = joint(i_high, i_high)
+        if c.upper(c.high_pages, alpha) <= high_budget or i_high == n - 1:
+            break
+        i_high += 1
+
+    def medium_ok(i: int) -> bool:
+        c = joint(min(i, i_high), i_high)
+        return (
+            c.upper(c.pages, alpha) <= budget and c.upper(c.high_pages, alpha) <= high_budget
+        ) or i >= i_high
+
+    i_medium = min(_lowest(i_high + 1, medium_ok), i_high)
+    medium, high = float(cand[i_medium]), float(cand[i_high])
+    summary = operating_summary(
+        patients, scores, medium, high, policy, window_h=window_h, alpha=alpha
+    )
+    floor_source = "setting" if sensitivity_floor is not None else "news2_ge5"
+    floor = sensitivity_floor if sensitivity_floor is not None else summary["news2_ge5_sensitivity"]
+    lb = summary["sensitivity_lower_bound"]
+    cfg = policy or PolicyConfig()
+    return {
+        "medium": medium,
+        "high": high,
+        "budget": budget,
+        "high_fraction": high_fraction,
+        "high_budget": round(high_budget, 6),
+        "alpha": alpha,
+        "split": split,
+        **summary,
+        "sensitivity_floor": floor,
+        "sensitivity_floor_source": floor_source,
+        "meets_budget": summary["upper_bound"] <= budget
+        and summary["high_upper_bound"] <= high_budget,
+        "meets_floor": lb is not None and floor is not None and lb >= floor,
+        "window_h": window_h,
+        "counting": {
+            "trigger": "fused risk alone (model_risk); acknowledged before re-page",
+            "resolve_hold_s": cfg.resolve_hold_s,
+            "cooldown_s": cfg.cooldown_s,
+            "downgrade_hold_s": cfg.downgrade_hold_s,
+            "bounds": "Garwood (exact Poisson) upper, Clopper-Pearson lower, one-sided",
+        },
+    }
