@@ -53,8 +53,11 @@ def run_validate(
         for name, t in report["tasks"].items():
             d = t["discrimination"]
             fused = d["fused"]["auroc"]["value"] if d.get("fused") else None
+            recal = (t.get("discrimination_recalibrated") or {}).get("fused")
+            local = recal["auroc"]["value"] if recal else None
             print(
-                f"{name}: NEWS2 AUROC {d['news2']['auroc']['value']}, fused {fused}, "
+                f"{name}: NEWS2 AUROC {d['news2']['auroc']['value']}, fused {fused} "
+                f"(locally recalibrated {local}), "
                 f"pages/patient-day {t['alerts'].get('pages_per_patient_day')}, "
                 f"sensitivity {t['sensitivity']['sensitivity']}",
                 file=stdout,

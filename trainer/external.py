@@ -143,8 +143,10 @@ def local_recalibration(
     *,
     folds: int = FOLDS,
     seed: int = 0,
+    patient: npt.NDArray[Any] | None = None,
 ) -> dict[str, Any]:
-    """The stacking refitted on an external set (one row per patient) by cross-fitting.
+    """The stacking refitted on an external set by cross-fitting (whole patients per fold:
+    ``patient`` per row; None: one row per patient).
 
     Whether the model's term is kept is decided as in training (out-of-fold log-loss and
     AUROC against NEWS2's, :func:`trainer.stacking.fit_stacking`). Kept: the scores are
@@ -154,7 +156,7 @@ def local_recalibration(
     n2 = np.asarray(news2, dtype=np.float64)
     p = np.asarray(risk, dtype=np.float64)
     yy = np.asarray(y, dtype=np.float64)
-    rows = np.arange(len(yy))
+    rows = np.arange(len(yy)) if patient is None else np.asarray(patient)
     fit = fit_stacking(n2, p, yy, rows, folds=folds, seed=seed)
     oof_n2, oof_both, _ = cross_fit(n2, p, yy, fold_of(rows, folds, seed), folds)
     scores = oof_both if fit["uses_model"] else fuse_arrays(p, n2, Stacking.from_dict(fit))

@@ -156,4 +156,11 @@ def test_mimic_demo_mortality24_end_to_end(tmp_path: Path) -> None:
         assert report["model"]["version"] is not None
         assert t["discrimination"]["fused"]["auroc"]["value"] is not None
         assert t["calibration"]["ece"] is not None
+        # locally recalibrated (cross-fitted by patient), the fused risk is never worse
+        # than NEWS2 beyond its interval: where the model adds nothing it ranks as NEWS2
+        recal = t["discrimination_recalibrated"]
+        assert recal["difference"]["auroc"]["ci"][1] >= 0
+        if not recal["uses_model"]:
+            assert recal["fused"]["auroc"]["value"] == n2["value"]
+        assert "local recalibration" in page
     assert "<svg" in page and "<script" not in page

@@ -12,6 +12,7 @@ import numpy as np
 
 from alerts import AlertEvent, count_alerts
 from models.news2 import PARAMETERS
+from trainer.external import local_recalibration
 from trainer.validation.metrics import bootstrap, calibration, roc_points
 from trainer.validation.scoring import Replayed
 from trainer.validation.task import Task
@@ -32,6 +33,7 @@ class _Points:
     label: list[int]
     news2: list[float]
     fused: list[float]
+    risk: list[float]  # the model's own risk (NaN: none)
     missing: list[tuple[str, ...]]
     news2_max: list[float]  # stay tasks: the highest over the observation window
     fused_max: list[float]
@@ -53,7 +55,7 @@ def _spans(task: Task, rep: Replayed) -> dict[str, tuple[int, int]]:
 
 
 def _points(task: Task, rep: Replayed) -> _Points:
-    pts = _Points([], [], [], [], [], [], [], [])
+    pts = _Points([], [], [], [], [], [], [], [], [])
 
     def add(pid: str, t: int, label: int, i: int, first: int) -> None:
         s = rep.scores[pid]
@@ -62,6 +64,7 @@ def _points(task: Task, rep: Replayed) -> _Points:
         pts.label.append(label)
         pts.news2.append(float(s.news2[i]))
         pts.fused.append(float(s.fused[i]))
+        pts.risk.append(float(s.risk[i]) if s.risk is not None else np.nan)
         pts.missing.append(s.missing[i])
         window = slice(first, i + 1)
         n2, fu = s.news2[window], s.fused[window]
@@ -207,6 +210,22 @@ def _news2_partial(missing: Sequence[tuple[str, ...]]) -> dict[str, Any]:
     return {"partial": complete < n, "complete_share": _share(complete, n), "missing_share": shares}
 
 
+def _recalibrated(
+    y: np.ndarray, news2: np.ndarray, risk: np.ndarray, units: np.ndarray, n: int, seed: int
+) -> dict[str, Any]:
+    """Local recalibration: the stacking on NEWS2 refitted on this export by cross-fitting
+    whole patients (each fold scored by the fit on the others); the model's term kept only
+    where it improves out-of-fold log-loss and AUROC over NEWS2 alone, as in training
+    (:func:`trainer.external.local_recalibration`). Dropped, the fused risk ranks as NEWS2."""
+    if len(y) == 0 or y.min() == y.max():
+        return {"available": False, "reason": "one class only"}
+    local = local_recalibration(news2, risk, y, patient=units, seed=seed)
+    out = _discrimination(y, news2, np.asarray(local["scores"]), units, n, seed)
+    out["uses_model"] = local["uses_model"]
+    out["stacking"] = local["stacking"]
+    return out
+
+
 def evaluate_task(task: Task, rep: Replayed, *, n_boot: int, seed: int) -> dict[str, Any]:
     """The figures of ``task`` from its replay ``rep``."""
     pts = _points(task, rep)
@@ -247,6 +266,12 @@ def evaluate_task(task: Task, rep: Replayed, *, n_boot: int, seed: int) -> dict[
             "fused": roc_points(y, f) if f is not None else [],
         },
     }
+    if f is not None:
+        risk = np.array(pts.risk)[idx]
+        if np.isfinite(risk).all():
+            out["discrimination_recalibrated"] = _recalibrated(
+                y, news2[idx], risk, units, n_boot, seed
+            )
     if task.kind == "stay":
         n2max = np.array(pts.news2_max)[idx]
         fmax = np.array(pts.fused_max)[idx] if has_model else None

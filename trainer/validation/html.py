@@ -183,6 +183,16 @@ def _task(name: str, t: dict[str, Any]) -> str:
         "without a score.</p>",
         _discrimination(t["discrimination"], "Discrimination, score at the label time"),
     ]
+    recal = t.get("discrimination_recalibrated")
+    if recal and recal.get("news2"):
+        kept = "kept" if recal.get("uses_model") else "dropped: the fused risk ranks as NEWS2"
+        parts.append(
+            _discrimination(
+                recal,
+                "Discrimination after local recalibration (the stacking refitted on this "
+                f"export, cross-fitted by patient; the model's term {kept})",
+            )
+        )
     if t.get("discrimination_max"):
         parts.append(
             _discrimination(t["discrimination_max"], "Discrimination, highest score of the window")

@@ -51,6 +51,7 @@ class PatientScores:
     news2: npt.NDArray[np.float64]  # NaN: nothing to score
     fused: npt.NDArray[np.float64]  # NaN: no model risk
     missing: list[tuple[str, ...]]  # the NEWS2 parameters each score lacked
+    risk: npt.NDArray[np.float64] | None = None  # the model's own risk (before fusion)
 
 
 @dataclass
@@ -153,7 +154,7 @@ async def score_messages(
         rej["by_reason"][FailureReason.TOO_LATE.value] = res.too_late
         rej["by_reason"] = dict(sorted(rej["by_reason"].items()))
         rej["total"] += res.too_late
-    series: dict[str, list[tuple[int, float, float, tuple[str, ...]]]] = {}
+    series: dict[str, list[tuple[int, float, float, tuple[str, ...], float]]] = {}
     reasons: Counter[str] = Counter()
     for s in res.scored:
         if s.model_risk is None:
@@ -162,13 +163,15 @@ async def score_messages(
             continue
         total = np.nan if s.news2.total is None else float(s.news2.total)
         fused = np.nan if s.fused_risk is None else float(s.fused_risk)
-        series.setdefault(s.patient_id, []).append((s.ts_ms, total, fused, s.news2.missing))
+        risk = np.nan if s.model_risk is None else float(s.model_risk)
+        series.setdefault(s.patient_id, []).append((s.ts_ms, total, fused, s.news2.missing, risk))
     scores = {
         pid: PatientScores(
             np.array([r[0] for r in rows], dtype=np.int64),
             np.array([r[1] for r in rows], dtype=np.float64),
             np.array([r[2] for r in rows], dtype=np.float64),
             [r[3] for r in rows],
+            np.array([r[4] for r in rows], dtype=np.float64),
         )
         for pid, rows in series.items()
     }
