@@ -299,7 +299,8 @@ def confirm_or_wait(
     if RANK[a.priority] >= RANK["medium"]:
         st.unpaged_obs += 1
         st.unpaged_last_ts_ms = ts
-        if not model_supports(obs.model_risk, config) and (
+        by_model = model_supports(obs.model_risk, config)
+        if not by_model and (
             obs.model_risk is not None or st.unpaged_obs < config.medium_confirm_obs
         ):
             return []
@@ -307,6 +308,7 @@ def confirm_or_wait(
         explanation = explain_observation(pid, obs, st, cast(str, st.priority), reasons, config)
         explanation["confirmation"] = {
             "status": "confirmed",
+            "by": "model" if by_model else "repeat_observations",
             "first_ts_ms": st.unpaged_since_ts_ms,
             "observation_sets": st.unpaged_obs,
         }
@@ -318,7 +320,9 @@ def confirm_or_wait(
                 reasons,
                 obs.news2.total,
                 explanation,
-                "Confirmed by repeat observations; ",
+                "Model risk at its alert threshold; "
+                if by_model
+                else "Confirmed by repeat observations; ",
             )
         ]
     if a.complete:

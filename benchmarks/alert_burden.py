@@ -100,6 +100,15 @@ def burden(
         if paged_before
         else None,
         "stable_patients_paged": f"{len(stable_paged)}/{n_stable}",
+        # re-pages of unacknowledged alerts while the patient's NEWS2 was back below the
+        # recovery threshold (an escalation page about a patient who recovered): must be 0
+        "re_pages_after_recovery": sum(
+            1
+            for a in pages
+            if "unacknowledged" in a["reason"]
+            and a["news2_total"] is not None
+            and a["news2_total"] < PolicyConfig().resolve_below_total
+        ),
     }
     if first_obs_ms is not None:
         # the target's measure: stable patients paged within their first 24 h of monitoring

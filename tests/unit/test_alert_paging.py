@@ -203,3 +203,21 @@ def test_with_a_model_its_operating_point_not_the_repeat_decides_a_medium_page()
     assert [e.transition for e in events] == ["OPEN"] and pages(events) == []
     _, events = run([*seq, obs(90, BY_TOTAL[5], model=0.45)], config=cfg)
     assert pages(events) == [("ESCALATED", "medium", "confirmed")]
+    paged = events[-1]
+    assert paged.explanation["confirmation"]["by"] == "model"
+    assert paged.explanation["summary"].startswith("Model risk at its alert threshold; ")
+
+
+def test_with_a_model_a_held_reading_confirmed_pages_only_at_the_operating_point() -> None:
+    """Artifact suppression's confirmation is a repeat, not the model's support: with a
+    model below its operating point the confirmed reading opens on the page unpaged."""
+    cfg = PolicyConfig(model_risk_medium=0.4, model_risk_high=0.9)
+    jump = {"spo2_pct": 88}  # an isolated single-parameter 3: held for a repeat
+    seq = [obs(0, model=0.1), obs(15, jump, model=0.2), obs(20, jump, model=0.2)]
+    _, events = run(seq, config=cfg)
+    assert [(e.transition, e.priority) for e in events] == [("OPEN", "medium")]
+    assert events[0].explanation["confirmation"]["status"] == "confirmed"
+    assert pages(events) == []
+    # rules only (no model risk), the same readings: the confirmed reading pages at once
+    _, events = run([obs(0), obs(15, jump), obs(20, jump)], config=PolicyConfig())
+    assert pages(events) == [("OPEN", "medium", "single_parameter_3")]
