@@ -11,6 +11,7 @@ import math
 from typing import Any
 
 from trainer.evaluate import NEWS2_THRESHOLD
+from trainer.svg import unit_plot
 
 __all__ = ["report_html", "report_markdown"]
 
@@ -216,59 +217,6 @@ def report_markdown(metrics: dict[str, Any], meta: dict[str, Any] | None = None)
 # ---------------------------------------------------------------------------------------
 
 
-def _svg_plot(
-    series: list[tuple[str, str, list[list[float]]]],
-    *,
-    title: str,
-    x_label: str,
-    y_label: str,
-    diagonal: bool = True,
-) -> str:
-    w, h, pad = 360, 300, 44
-    sx = lambda x: pad + x * (w - pad - 12)  # noqa: E731
-    sy = lambda y: h - pad - y * (h - pad - 24)  # noqa: E731
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        f'viewBox="0 0 {w} {h}" role="img" aria-label="{title}">',
-        f'<text x="{w / 2}" y="16" text-anchor="middle" font-size="13">{title}</text>',
-        f'<rect x="{sx(0)}" y="{sy(1)}" width="{sx(1) - sx(0)}" height="{sy(0) - sy(1)}" '
-        'fill="none" stroke="#999"/>',
-    ]
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(
-            f'<text x="{sx(t)}" y="{sy(0) + 14}" text-anchor="middle" font-size="10">{t:g}</text>'
-        )
-        parts.append(
-            f'<text x="{sx(0) - 6}" y="{sy(t) + 3}" text-anchor="end" font-size="10">{t:g}</text>'
-        )
-    parts.append(
-        f'<text x="{w / 2}" y="{h - 8}" text-anchor="middle" font-size="11">{x_label}</text>'
-    )
-    parts.append(
-        f'<text x="12" y="{h / 2}" text-anchor="middle" font-size="11" '
-        f'transform="rotate(-90 12 {h / 2})">{y_label}</text>'
-    )
-    if diagonal:
-        parts.append(
-            f'<line x1="{sx(0)}" y1="{sy(0)}" x2="{sx(1)}" y2="{sy(1)}" '
-            'stroke="#bbb" stroke-dasharray="4 3"/>'
-        )
-    for i, (label, color, pts) in enumerate(series):
-        if pts:
-            d = " ".join(
-                f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts)
-            )
-            parts.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
-            for x, y in pts if len(pts) <= 12 else []:
-                parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>')
-        parts.append(
-            f'<text x="{sx(0.55)}" y="{sy(0.12) + 14 * i}" font-size="11" fill="{color}">'
-            f"{label}</text>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
 def _html_table(block: dict[str, Any]) -> str:
     import html
 
@@ -322,7 +270,7 @@ def report_html(
     meta = meta or {}
     title = html.escape(f"{meta.get('name', 'model')} {meta.get('version', '')}".strip())
     roc = metrics.get("roc") or {}
-    roc_svg = _svg_plot(
+    roc_svg = unit_plot(
         [
             (f"model (AUROC {_fmt(metrics['model']['auroc'])})", "#2563eb", roc.get("model", [])),
             (f"NEWS2 (AUROC {_fmt(metrics['news2']['auroc'])})", "#dc2626", roc.get("news2", [])),
@@ -347,7 +295,7 @@ def report_html(
         for b in (fcal or {}).get("bins", [])
         if b["n"] and b["mean_predicted"] is not None
     ]
-    cal_svg = _svg_plot(
+    cal_svg = unit_plot(
         [
             (f"model (ECE {_fmt(metrics['calibration']['ece'])})", "#2563eb", calib),
             *(

@@ -9,6 +9,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from trainer.svg import unit_plot
+
 __all__ = ["report_html"]
 
 _BLUE, _RED = "#2563eb", "#dc2626"
@@ -38,57 +40,6 @@ def _ci(m: dict[str, Any] | None) -> str:
     ci = m.get("ci")
     interval = f" [{_f(ci[0])}, {_f(ci[1])}]" if ci else ""
     return f"{_f(m['value'])}{interval}"
-
-
-def _plot(
-    series: Sequence[tuple[str, str, Sequence[Sequence[float]]]],
-    *,
-    title: str,
-    x_label: str,
-    y_label: str,
-    dots: bool = False,
-    legend_top: bool = False,
-) -> str:
-    w, h, pad = 360, 300, 44
-    sx = lambda x: pad + x * (w - pad - 12)  # noqa: E731
-    sy = lambda y: h - pad - y * (h - pad - 24)  # noqa: E731
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
-        f'viewBox="0 0 {w} {h}" role="img" aria-label="{_e(title)}">',
-        f'<text x="{w / 2:g}" y="16" text-anchor="middle" font-size="13">{_e(title)}</text>',
-        f'<rect x="{sx(0):g}" y="{sy(1):g}" width="{sx(1) - sx(0):g}" '
-        f'height="{sy(0) - sy(1):g}" fill="none" stroke="#999"/>',
-        f'<line x1="{sx(0):g}" y1="{sy(0):g}" x2="{sx(1):g}" y2="{sy(1):g}" '
-        'stroke="#bbb" stroke-dasharray="4 3"/>',
-    ]
-    for t in (0.0, 0.25, 0.5, 0.75, 1.0):
-        parts.append(
-            f'<text x="{sx(t):g}" y="{sy(0) + 14:g}" text-anchor="middle" font-size="10">{t:g}</text>'
-            f'<text x="{sx(0) - 6:g}" y="{sy(t) + 3:g}" text-anchor="end" font-size="10">{t:g}</text>'
-        )
-    parts.append(
-        f'<text x="{w / 2:g}" y="{h - 8}" text-anchor="middle" font-size="11">{_e(x_label)}</text>'
-        f'<text x="12" y="{h / 2:g}" text-anchor="middle" font-size="11" '
-        f'transform="rotate(-90 12 {h / 2:g})">{_e(y_label)}</text>'
-    )
-    for i, (label, color, pts) in enumerate(series):
-        if pts:
-            d = " ".join(
-                f"{'M' if j == 0 else 'L'}{sx(x):.1f},{sy(y):.1f}" for j, (x, y) in enumerate(pts)
-            )
-            parts.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="2"/>')
-            if dots:
-                parts += [
-                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="3" fill="{color}"/>'
-                    for x, y in pts
-                ]
-        lx, ly = (0.04, 0.92) if legend_top else (0.45, 0.12)
-        parts.append(
-            f'<text x="{sx(lx):.1f}" y="{sy(ly) + 14 * i:.1f}" font-size="11" '
-            f'fill="{color}">{_e(label)}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -212,7 +163,14 @@ def _task(name: str, t: dict[str, Any]) -> str:
             0, ("fused (AUROC " + _f(d["fused"]["auroc"]["value"]) + ")", _BLUE, roc["fused"])
         )
     plots = [
-        _plot(series, title="ROC", x_label="false positive rate", y_label="true positive rate")
+        unit_plot(
+            series,
+            title="ROC",
+            x_label="false positive rate",
+            y_label="true positive rate",
+            dots=False,
+            legend_at=(0.45, 0.12),
+        )
     ]
     cal = t.get("calibration")
     if cal:
@@ -222,13 +180,13 @@ def _task(name: str, t: dict[str, Any]) -> str:
             if b["n"] and b["mean_predicted"] is not None
         ]
         plots.append(
-            _plot(
+            unit_plot(
                 [(f"fused (ECE {_f(cal['ece'])})", _BLUE, pts)],
                 title="Reliability (10 bins)",
                 x_label="mean fused risk",
                 y_label="observed rate",
                 dots=True,
-                legend_top=True,
+                legend_at=(0.04, 0.92),
             )
         )
     parts.append('<div class="plots">' + "".join(plots) + "</div>")
