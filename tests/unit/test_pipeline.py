@@ -160,3 +160,17 @@ async def test_discharge_closes_the_alert_and_later_vitals_are_scored_without_al
     await store.set_context("p", {"patient_id": "p", "discharged": False})
     readmitted = await pipe.process([Incoming(ev(600, **sick), "600")])
     assert [m["transition"] for m in readmitted.emitted] == ["OPEN"]
+
+
+async def test_every_transition_says_how_old_its_data_were_when_it_was_emitted() -> None:
+    """``data_age_s`` on the policy's clock: a reading from 3 h ago raises an alert whose
+    data are 3 h old (the pager withholds such pages); the same reading live is fresh."""
+    sick = {"respiratory_rate_per_min": 26, "spo2_pct": 90, "heart_rate_bpm": 125}
+    now_s = (T0 + timedelta(hours=3)).timestamp()
+    pipe = ScoringPipeline(MemoryStateStore(), clock=lambda: now_s)
+    (old,) = (await pipe.process([Incoming(ev(0, **sick), "0")])).emitted
+    assert old["data_age_s"] == 3 * 3600.0
+    assert old["explanation"]["observation_ts_ms"] == int(T0.timestamp() * 1000)
+    live = ScoringPipeline(MemoryStateStore(), clock=lambda: T0.timestamp() + 2.5)
+    (fresh,) = (await live.process([Incoming(ev(0, **sick), "0")])).emitted
+    assert fresh["data_age_s"] == 2.5
