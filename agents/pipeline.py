@@ -397,6 +397,7 @@ class ScoringPipeline:
                 model_contributions=contrib,
                 event_id=item.event_id,
                 flags=item.flags,
+                context=ctx,
             )
             # parsed once per patient and batch, written back once after the loop
             before = alert_states.get(pid) or AlertState.from_json(state.alert)

@@ -298,6 +298,35 @@ def _join(items: Sequence[str]) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+_HYPERCAPNIC = frozenset({"copd", "hypercapnic_respiratory_failure", "obesity_hypoventilation"})
+
+
+def context_notes(context: Mapping[str, Any], spo2_scale: int) -> dict[str, Any]:
+    """What the patient's context (ADT) adds to an explanation; it never changes the
+    score. The age band, documented conditions and ward are shown as context. A condition
+    that can cause hypercapnic respiratory failure while SpO2 scale 1 is in use adds a
+    prompt to review the prescribed oxygen target: NEWS2 uses scale 2 (88–92 %) only when
+    a clinician has prescribed that target (RCP 2017), never because a condition is
+    listed, so wardwatch does not switch scales by itself."""
+    out: dict[str, Any] = {}
+    band = context.get("age_band")
+    if band:
+        out["age_band"] = str(band)
+    conditions = [str(c) for c in context.get("conditions") or []]
+    if conditions:
+        out["conditions"] = conditions
+    if context.get("ward"):
+        out["ward"] = str(context["ward"])
+    risk = sorted(set(c.lower() for c in conditions) & _HYPERCAPNIC)
+    if risk and spo2_scale != 2:
+        out["spo2_scale_note"] = (
+            f"{', '.join(r.replace('_', ' ') for r in risk)} documented and SpO2 scale 1 in "
+            "use: if a clinician has prescribed a target of 88-92%, record SpO2 scale 2 "
+            "(NEWS2 then scores SpO2 against that target)."
+        )
+    return out
+
+
 def explain(
     patient_id: str,
     obs: Observation,
@@ -406,6 +435,7 @@ def explain(
     }
     if n2.spo2_scale == 2:
         personal["spo2_target"] = "88-92% (SpO2 scale 2, clinician-documented)"
+    personal.update(context_notes(obs.context, n2.spo2_scale))
 
     return {
         "summary": summary,

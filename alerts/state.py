@@ -96,6 +96,8 @@ class Observation:
     baseline_mean: dict[str, float] = field(default_factory=dict)  # optional, for texts
     # the event's readings set aside at ingest or to verify, shown in the explanation
     flags: tuple[ReadingFlag, ...] = ()
+    # the patient's context (ADT): age band, documented conditions, ward; see explain
+    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -374,3 +374,31 @@ def test_an_alert_on_an_extreme_reading_says_verify_in_its_page_and_fhir_text() 
     issue = detected_issue(opened)
     assert "verify reading: systolic BP 38 mmHg" in issue["detail"]
     DetectedIssue.model_validate(issue)
+
+
+def test_the_patient_s_context_is_shown_and_never_changes_the_score() -> None:
+    """Age band, documented conditions and ward come with the explanation; COPD with SpO2
+    scale 1 in use prompts a review of the prescribed target (the scale is a clinician's
+    decision, never switched by a listed condition); on scale 2 there is nothing to add."""
+    from alerts.explain import explain
+
+    ctx = {"age_band": "80+", "conditions": ["copd", "diabetes"], "ward": "7B"}
+    o = obs(0, N5, context=ctx)
+    plain = obs(0, N5)
+    assert o.news2 == plain.news2  # context changes no score
+    ex = explain(PID, o, AlertState(), "medium", ["news2_threshold"])
+    personal = ex["personal"]
+    assert (personal["age_band"], personal["conditions"], personal["ward"]) == (
+        "80+",
+        ["copd", "diabetes"],
+        "7B",
+    )
+    assert "copd documented and SpO2 scale 1 in use" in personal["spo2_scale_note"]
+    assert (
+        ex["summary"] == explain(PID, plain, AlertState(), "medium", ["news2_threshold"])["summary"]
+    )
+    on_scale_2 = explain(PID, obs(0, N5, scale=2, context=ctx), AlertState(), "medium", [])
+    assert "spo2_scale_note" not in on_scale_2["personal"]
+    assert on_scale_2["personal"]["spo2_target"].startswith("88-92%")
+    no_context = explain(PID, plain, AlertState(), "medium", [])["personal"]
+    assert set(no_context) == {"spo2_scale", "baseline_observations"}

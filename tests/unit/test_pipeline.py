@@ -174,3 +174,14 @@ async def test_every_transition_says_how_old_its_data_were_when_it_was_emitted()
     live = ScoringPipeline(MemoryStateStore(), clock=lambda: T0.timestamp() + 2.5)
     (fresh,) = (await live.process([Incoming(ev(0, **sick), "0")])).emitted
     assert fresh["data_age_s"] == 2.5
+
+
+async def test_the_patient_s_context_reaches_the_explanation() -> None:
+    store = MemoryStateStore()
+    await store.set_context("p", {"patient_id": "p", "age_band": "65-79", "conditions": ["copd"]})
+    pipe = ScoringPipeline(store)
+    sick = {"respiratory_rate_per_min": 26, "spo2_pct": 90, "heart_rate_bpm": 125}
+    (opened,) = (await pipe.process([Incoming(ev(0, **sick), "0")])).emitted
+    personal = opened["explanation"]["personal"]
+    assert personal["age_band"] == "65-79" and personal["conditions"] == ["copd"]
+    assert "SpO2 scale 1 in use" in personal["spo2_scale_note"]
