@@ -15,7 +15,8 @@ from typing import Any
 
 from agents.model_stage import Incoming, ModelHolder
 from agents.pipeline import Scored, ScoringPipeline
-from alerts import AlertEvent, AlertState, PolicyConfig
+from alerts import AlertState, PolicyConfig
+from alerts.webhook import should_page
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore
 
@@ -106,7 +107,7 @@ async def replay(
         out.alerts += emitted
         if ack_ms is not None:
             for m in emitted:
-                if AlertEvent.from_dict(m).pages:
+                if should_page(m):
                     acks.append((int(m["ts_ms"]) + ack_ms, m["patient_id"], m["alert_id"]))
             acks.sort()
 

@@ -14,7 +14,6 @@ work on a copy of the state.
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any, cast
 
 from alerts.config import PolicyConfig, ms
@@ -28,7 +27,7 @@ from alerts.state import (
     Transition,
     max_priority,
 )
-from alerts.triggers import Assessment
+from alerts.triggers import Assessment, model_level
 
 __all__ = [
     "explain_observation",
@@ -145,10 +144,7 @@ def make_event(
 
 def model_supports(risk: float | None, config: PolicyConfig) -> bool:
     """Whether the model's fused risk is at or above its medium operating point."""
-    if risk is None or isinstance(risk, bool):
-        return False
-    r = float(risk)
-    return math.isfinite(r) and r >= config.model_risk_medium
+    return model_level(risk, config) != "none"
 
 
 def pages_at_once(priority: str, supported: bool, config: PolicyConfig) -> bool:
@@ -264,7 +260,6 @@ def page_waiting(
     """Page the medium alert that was waiting on the page (ESCALATED at the same
     priority, ``page`` set): confirmed, or no repeat observation came in time."""
     clear_unpaged(st)
-    st.status = "open"
     st.last_page_ts_ms = ts_ms
     explanation["summary"] = summary_prefix + lower_first(str(explanation.get("summary", "")))
     explanation["paging"] = {"paged": True, "why": reasons[0]}

@@ -24,6 +24,7 @@ __all__ = [
     "Assessment",
     "artifact_parameter",
     "assess",
+    "model_level",
     "push_news2",
     "update_streaks",
 ]
@@ -55,7 +56,7 @@ class Assessment:
     complete: bool
 
 
-def _model_level(risk: float | None, config: PolicyConfig) -> str:
+def model_level(risk: float | None, config: PolicyConfig) -> str:
     if risk is None or isinstance(risk, bool):
         return "none"
     r = float(risk)
@@ -97,9 +98,9 @@ def assess(
         levels["news2_threshold"] = total_level
     if n2.single_param_3:
         levels["single_parameter_3"] = "medium"
-    model_level = _model_level(obs.model_risk, config)
-    if model_level != "none":
-        levels["model_risk"] = model_level
+    by_model = model_level(obs.model_risk, config)
+    if by_model != "none":
+        levels["model_risk"] = by_model
     trend_active = (
         n2.complete and n2.total is not None and n2.total >= 3 and rise >= config.trend_min_rise
     )
@@ -118,7 +119,7 @@ def assess(
     if (
         n2.single_param_3
         or (n2.total is not None and n2.total >= config.resolve_below_total)
-        or model_level != "none"
+        or by_model != "none"
         or (config.personal_triggers_open and (trend_active or baseline_active))
     ):
         recovered = False

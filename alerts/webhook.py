@@ -14,9 +14,10 @@ from typing import Any, Literal
 
 import aiohttp
 
+from alerts.state import pages_by_default
+
 log = logging.getLogger(__name__)
 
-PAGED = {"OPEN", "ESCALATED"}
 Outcome = Literal["delivered", "retry", "rejected"]
 
 
@@ -25,11 +26,10 @@ def should_page(msg: dict[str, Any], min_priority: str = "medium") -> bool:
     policy's ``page`` flag (a medium alert waiting for a repeat observation is on the
     care-team page but does not page), else OPEN and ESCALATED."""
     order = {"low": 0, "medium": 1, "high": 2}
-    if msg.get("page") is False:
-        return False
-    return msg.get("transition") in PAGED and order.get(msg.get("priority", ""), -1) >= order.get(
-        min_priority, 1
-    )
+    flag = msg.get("page")
+    priority = msg.get("priority", "")
+    pages = bool(flag) if flag is not None else pages_by_default(msg.get("transition"), priority)
+    return pages and order.get(priority, -1) >= order.get(min_priority, 1)
 
 
 def withheld_because(msg: dict[str, Any], max_data_age_s: float) -> str | None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from agents.model_stage import ModelHolder
 from agents.replay import replay
-from alerts import AlertEvent, PolicyConfig
+from alerts import PolicyConfig
+from alerts.webhook import should_page
 from models.news2 import news2_from_vitals
 from models.runtime import DeteriorationModel
 from simulator import SimConfig, simulate_cohort
@@ -76,7 +77,7 @@ def burden(
     first_obs_ms: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     opens = [a for a in alerts if a["transition"] == "OPEN"]
-    pages = [a for a in alerts if AlertEvent.from_dict(a).pages]
+    pages = [a for a in alerts if should_page(a)]
     first_page: dict[str, int] = {}
     for a in sorted(pages, key=lambda a: a["ts_ms"]):
         first_page.setdefault(a["patient_id"], a["ts_ms"])

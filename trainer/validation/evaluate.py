@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from alerts import AlertEvent, count_alerts
+from alerts import count_alerts
+from alerts.webhook import should_page
 from models.news2 import PARAMETERS
 from trainer.external import local_recalibration
 from trainer.validation.metrics import bootstrap, calibration, roc_points
@@ -126,7 +127,7 @@ def _burden(
         seen.add(a["transition_id"])
         if a["transition"] == "ESCALATED":
             escalated[a["priority"]] += 1
-        if AlertEvent.from_dict(a).pages:
+        if should_page(a):
             pages.setdefault(a["patient_id"], []).append(int(a["ts_ms"]))
     counts["escalated_by_priority"] = escalated
     counts["patients_paged"] = len(pages)
