@@ -91,7 +91,12 @@ class Observation:
     baseline_n: int  # observations in the baseline
     model_risk: float | None = None  # fused model risk 0..1 (None: no model; rules still alert)
     model_version: str | None = None
-    model_contributions: dict[str, float] | None = None
+    model_contributions: dict[str, float] | None = None  # of the model's own risk
+    # the deterioration model's own risk, before fusion with NEWS2 (None: no model)
+    model_own_risk: float | None = None
+    # what NEWS2, the model and imaging add to the fused risk (log-odds; FusionParams.parts);
+    # None where the fused risk is the model's own (no stacking)
+    risk_parts: Mapping[str, float] | None = None
     event_id: str = ""  # idempotency: source of the observation (e.g. "vitals:3:1042")
     baseline_mean: dict[str, float] = field(default_factory=dict)  # optional, for texts
     # the event's readings set aside at ingest or to verify, shown in the explanation

@@ -178,6 +178,27 @@ class FusionParams:
             prior,
         )
 
+    def parts(
+        self, model_risk: float | None, news2_total: int | None, imaging: float | None = None
+    ) -> dict[str, float] | None:
+        """What each input adds to the fused risk, on the log-odds scale: ``base`` (the
+        stacking's intercept), ``news2`` (``b`` · total), ``model`` (``c`` · logit of the
+        model's own risk; 0 where ``c`` = 0) and ``imaging`` (the shift; 0 without a
+        finding). Their sum is the fused risk's log-odds. None without a stacking (the
+        fused risk is then the model's own) or without a model risk."""
+        if self.stacking is None or model_risk is None:
+            return None
+        st = self.stacking
+        out = {
+            "base": st.a,
+            "news2": st.b * float(news2_total or 0),
+            "model": st.c * logit(model_risk) if st.c else 0.0,
+            "imaging": 0.0,
+        }
+        if imaging is not None:
+            out["imaging"] = self.imaging_weight * (logit(imaging) - logit(self.imaging_prior))
+        return out
+
     def fuse(
         self, model_risk: float | None, news2_total: int | None, imaging: float | None = None
     ) -> float | None:
