@@ -140,6 +140,13 @@ class AlertState:
     unpaged_since_ts_ms: int | None = None  # when it began waiting (None: paged, or no wait)
     unpaged_obs: int = 0  # consecutive medium+ sets since (the opening one included)
     unpaged_last_ts_ms: int | None = None  # the latest of them: the repeat is due from here
+    # a clinician resolved the last alert (a review): its priority and NEWS2 total then;
+    # until review_hold_s after, only a high or a worse patient reopens (None: no review)
+    reviewed_priority: Priority | None = None
+    reviewed_news2_total: int | None = None
+    # the highest priority the care team acknowledged in this episode: a return to it or
+    # below (after the priority was lowered) is shown, not paged again; high always pages
+    acked_priority: Priority | None = None
 
     def copy(self) -> AlertState:
         """A deep copy (what ``copy.deepcopy`` gives), built field by field: the scalars
