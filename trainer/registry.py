@@ -259,8 +259,9 @@ def _budget_rules(
     lb = op.get("sensitivity_lower_bound")
     n_out = op.get("patients_with_outcome")
     alpha = float(op.get("alpha", 0.05))
-    best = alpha ** (1.0 / n_out) if isinstance(n_out, int) and n_out > 0 else None
-    if floor is not None and (best is None or best < floor):
+    known = isinstance(n_out, int) and not isinstance(n_out, bool)
+    best = alpha ** (1.0 / n_out) if known and n_out > 0 else None
+    if known and floor is not None and (best is None or best < floor):
         floor_rule = (
             "sensitivity_floor",
             False,
