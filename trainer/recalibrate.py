@@ -466,6 +466,13 @@ def recalibrate_export(
         "fused_calibration": {"ece": held_new["ece"], "brier": held_new["brier"]},
         "operating": held_operating,
     }
+    notes = []
+    if held_new["fused_auroc"] is None or held_new["fused_auroc"]["value"] is None:
+        notes.append(
+            f"the {len(split.held_out)} held-out patients give one class only "
+            f"({len(held_task.positives)} with the outcome): no held-out AUROC, so the gate "
+            "cannot compare this version with its base and refuses it"
+        )
     fingerprint = export_fingerprint(export)
     recal = {
         "base_version": base,
@@ -498,6 +505,7 @@ def recalibrate_export(
             "operating": held_operating,
             "bootstrap_resamples": n_boot,
         },
+        "notes": notes,
     }
     drop = {"name", "version", "sha256", "metrics", "created_at", "code_version"}
     meta: dict[str, Any] = {k: v for k, v in base_meta.items() if k not in drop}
@@ -518,6 +526,7 @@ def recalibrate_export(
         "model": {"name": name, "version": version, "sha256": model.sha256},
         "method": {"bootstrap_resamples": n_boot, "seed": seed, "ci": 0.95},
         "notes": [
+            *notes,
             f"{version} is {base} recalibrated: the stacking on NEWS2 and the operating "
             f"points refitted on {len(split.fit)} fit patients; both versions replayed on "
             f"the {len(split.held_out)} held-out patients below.",
@@ -556,6 +565,7 @@ def recalibrate_export(
             )
         },
         "split": recal["split"],
+        "notes": notes,
         "held_out": {
             "news2_auroc": held_new["news2_auroc"],
             "base_fused_auroc": held_base["fused_auroc"],
