@@ -291,9 +291,16 @@ def open_or_escalate(
         }
         st.last_explanation = explanation
         _clear_tracking(st)
-        detail = (st.priority, st.escalated_count)
         return make_event(
-            pid, st, kind, ts_ms, reasons, news2_total, explanation, detail, page=False
+            pid,
+            st,
+            kind,
+            ts_ms,
+            reasons,
+            news2_total,
+            explanation,
+            (st.priority, st.escalated_count),
+            page=False,
         )
     st.status = "open"  # also an acknowledged alert that worsens: it needs attention again
     st.acked_by = None
