@@ -121,9 +121,10 @@ def fuse(
     without, ``s`` is the vitals model's risk. Then the imaging shift on the log-odds
     scale: ``logit(fused) = logit(s) + w · (logit(p_imaging) − logit(prior))``. With no
     imaging finding it is ``s`` unchanged; a finding at the prior changes nothing; ``w``
-    and the prior come from the model metadata (``fusion``). Static context (age band,
-    COPD / SpO2 scale) is already an input of the vitals model. No model risk (an outage):
-    no fused risk, the rules alert alone.
+    and the prior come from the model metadata (``fusion``). Of the static context, the
+    SpO2 scale enters as one of the vitals model's features; age band and conditions
+    are not inputs (they are shown in explanations). No model risk (an outage): no fused
+    risk, the rules alert alone.
     """
     if vitals_risk is None:
         return None
