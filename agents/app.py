@@ -33,6 +33,13 @@ def build_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
         web_host=s.web_host,
         web_port=s.web_port,
         web_in_thread=False,
+        # none of Faust's own views (router, tables, graph, stats, performance): the web
+        # server serves only the care-team page and API and the operations views
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
         datadir=str(datadir),
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,

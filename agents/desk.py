@@ -12,6 +12,7 @@ the transition when it arrives.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -41,6 +42,10 @@ class AlertDesk(Protocol):
 
     async def history(self, patient_id: str, count: int) -> list[dict[str, Any]]:
         """The patient's latest ``count`` observations, oldest first."""
+        ...
+
+    async def wards(self, patient_ids: list[str]) -> dict[str, str | None]:
+        """Each patient's ward from its stored context (``None``: no ward known)."""
         ...
 
 
@@ -75,3 +80,14 @@ class WorkerDesk:
         """The patient's recent observations in time order (late ones where they belong)."""
         rows = await self._store.history(patient_id, count)
         return sorted(rows, key=lambda row: int(row["t"]))
+
+    async def wards(self, patient_ids: list[str]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for pid in dict.fromkeys(patient_ids):  # one GET each: the keys are in many slots
+            raw = await self._store.r.get(self._store.key("ctx", pid))
+            try:
+                ward = json.loads(raw).get("ward") if raw else None
+            except (ValueError, AttributeError):
+                ward = None
+            out[pid] = str(ward) if ward else None
+        return out

@@ -104,7 +104,7 @@ class Worker:
             t.alert_commands, value_serializer="raw", key_serializer="raw"
         )
         desk = WorkerDesk(self.store, self.submit_command)
-        care_team_web.register(self.app, desk, settings.api_token.get_secret_value())
+        care_team_web.register(self.app, desk, settings, self.store.r)
         self.vitals_topic = self.app.topic(t.vitals, value_serializer="raw", key_serializer="raw")
         self.context_topic = self.app.topic(
             t.patient_context, value_serializer="raw", key_serializer="raw"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from cli.demo_care import CareTeam
+from cli.demo_care import CareTeam, demo_service_token
 from cli.demo_view import AlertWatcher, demo_summary, print_progress, write_summary
 from cli.demo_workers import WorkerProcess, totals
 from simulator.publish import PublishStats, publish_simulation
@@ -110,7 +110,7 @@ def run_demo(
 
         care = CareTeam(
             lambda: [wp.url for wp in procs if wp.proc is not None and wp.proc.poll() is None],
-            s.api_token.get_secret_value(),
+            demo_service_token(s),
             speed,
             seed=seed,
         )

@@ -15,6 +15,8 @@ stream, so the summary can show that nothing conflicts
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import heapq
 import json
 import random
@@ -28,7 +30,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CareTeam"]
+from wardwatch.settings import Settings
+
+__all__ = ["DEMO_SERVICE", "CareTeam", "demo_service_token"]
+
+DEMO_SERVICE = "demo-care-team"
+"""The service the demo's care team signs its requests as (``service:demo-care-team``)."""
+
+
+def demo_service_token(settings: Settings) -> str:
+    """A fresh API token for the demo's care team (read, ack, resolve; every ward),
+    replacing one an earlier demo left in the same Redis."""
+    from wardwatch.auth import AccessAudit, AuthError, AuthStore
+    from wardwatch.store import RedisStateStore
+
+    async def make() -> str:
+        store = RedisStateStore.from_settings(settings)
+        try:
+            auth = AuthStore.from_settings(store.r, settings)
+            with contextlib.suppress(AuthError):
+                await auth.revoke_token(DEMO_SERVICE)
+            token = await auth.add_token(DEMO_SERVICE, "read,ack,resolve")
+            await AccessAudit(store.r, settings.redis_prefix).record(
+                "demo", "token_add", detail={"service": DEMO_SERVICE, "scopes": "read,ack,resolve"}
+            )
+            return token
+        finally:
+            await store.close()
+
+    return asyncio.run(make())
 
 
 REVIEW_BELOW_NEWS2 = 5
@@ -118,7 +148,7 @@ class CareTeam:
         if not urls:
             return "no_worker"
         url = f"{self._rng.choice(urls)}/api/alerts/{alert_id}/{action}"
-        body = json.dumps({"actor": "demo-nurse"}).encode()
+        body = b"{}"  # the actor is the token's service, whatever a body says
         request = urllib.request.Request(
             url,
             data=body,

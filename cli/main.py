@@ -261,6 +261,13 @@ def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
     return run_news2(sys.stdin.buffer, sys.stdout, settings)
 
 
+# ---- access control -------------------------------------------------------------------
+def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.access import run_access
+
+    return run_access(args, settings)
+
+
 # ---- settings -------------------------------------------------------------------------
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.settings import reference_markdown
@@ -379,6 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("news2", help="score vitals JSON lines from stdin with NEWS2 and qSOFA")
     n.set_defaults(fn=cmd_news2)
+
+    from cli.access import add_parsers as access_parsers
+
+    access_parsers(sub, cmd_access)
 
     st = sub.add_parser("settings", help="print the effective settings (secrets masked)")
     st.add_argument(

@@ -271,7 +271,37 @@ class Settings(BaseSettings):
     )
     web_port: int = Field(6066, description="worker web server port")
     api_token: SecretStr = Field(
-        SecretStr("change-me"), description="bearer token for the care-team page and API"
+        SecretStr("change-me"),
+        description="legacy static bearer token for the API, principal `service:api` (read, "
+        "ack, resolve, audit; all wards); the default `change-me` is refused. Prefer "
+        "`wardwatch tokens add`",
+    )
+    # --- access control (docs/security.md) --------------------------------------------
+    session_idle_s: int = Field(
+        900, ge=30, description="a page session unused this long ends (sign in again)"
+    )
+    session_max_s: int = Field(
+        43200, ge=60, description="a page session ends this long after sign-in, used or not"
+    )
+    session_cookie_secure: bool = Field(
+        False,
+        description="mark the session cookie Secure (it always is when the page is served "
+        "over HTTPS)",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="failed sign-ins of one user name within the window that lock it"
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="failed sign-ins from one client address within the window that lock it",
+    )
+    login_window_s: int = Field(900, ge=1, description="window of the failed sign-in counts")
+    login_lockout_s: int = Field(
+        900, ge=1, description="how long a locked user name or client address is refused"
+    )
+    max_request_bytes: int = Field(
+        65536, ge=1024, description="larger request bodies are refused with 413"
     )
     log_json: bool = Field(False, description="log one JSON object per line")
     log_hash_key: SecretStr = Field(
