@@ -278,7 +278,7 @@ class Settings(BaseSettings):
     )
     # --- access control (docs/security.md) --------------------------------------------
     session_idle_s: int = Field(
-        900, ge=30, description="a page session unused this long ends (sign in again)"
+        900, ge=1, description="a page session unused this long ends (sign in again)"
     )
     session_max_s: int = Field(
         43200, ge=60, description="a page session ends this long after sign-in, used or not"
