@@ -63,7 +63,7 @@ def test_every_metric_is_exposed_with_sane_values_and_no_patient_ids(
         assert issue["resourceType"] == "DetectedIssue"
         assert issue["patient"]["reference"] == "Patient/MRN-777001"
         audit = get("/api/audit")["transitions"]
-        assert audit[0]["transition"] == "ACKNOWLEDGED" and audit[0]["actor"] == "api"
+        assert audit[0]["transition"] == "ACKNOWLEDGED" and audit[0]["actor"] == "service:api"
         time.sleep(11)  # one timer tick: lag, patients monitored, open alerts gauges
         families = _scrape(worker.url)
     finally:
