@@ -145,6 +145,13 @@ class Gate:
             await self.record(request, who, "csrf_rejected", outcome="denied")
             return error(403, "forbidden")
         if permission is not None and not who.can(permission):
+            await self.record(
+                request,
+                who,
+                "permission_denied",
+                outcome="denied",
+                detail={"permission": permission, "path": request.path},
+            )
             return error(403, "forbidden")
         return who
 
@@ -429,10 +436,16 @@ def register(
                 return error(400, "bad request")
             patient, user = q.get("patient"), q.get("user")
             if patient is None and user is None:
-                return web.json_response({"transitions": await desk.audit(count)})
+                rows = await desk.audit(count)
+                shown = await visible(who, [str(r.get("patient_id", "")) for r in rows])
+                rows = [r for r in rows if str(r.get("patient_id", "")) in shown]
+                return web.json_response({"transitions": rows})
             records = await gate.audit.query(
                 patient_id=patient, actor=user, since_ms=since, limit=count
             )
+            if who.wards:  # a ward-scoped audit token: its wards' patients only
+                shown = await visible(who, [str(r.get("patient_id", "")) for r in records])
+                records = [r for r in records if r.get("patient_id") and r["patient_id"] in shown]
             await gate.record(
                 request,
                 who,

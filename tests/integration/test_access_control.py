@@ -322,6 +322,8 @@ def test_every_route_against_every_caller(settings: Settings, tmp_path: Path) ->
         assert ("carl", "resolve", "ok") in actions
         assert ("service:reader", "view_history", "ok") in actions
         assert ("nadia", "ward_denied", "denied") in actions
+        denied = with_store(settings, lambda auth, audit: audit.query(actor="alice"))
+        assert any(r["action"] == "permission_denied" for r in denied)
         assert all(r["addr"] == "127.0.0.1" for r in records)
         by_vera = with_store(settings, lambda auth, audit: audit.query(actor="vera"))
         assert {"sign_in", "sign_out"} <= {r["action"] for r in by_vera}
@@ -331,6 +333,14 @@ def test_every_route_against_every_caller(settings: Settings, tmp_path: Path) ->
             "access"
         ]
         assert any(r["action"] == "acknowledge" for r in access)
+        # an audit token scoped to a ward reads only that ward's patients
+        _, auditor = cli(settings, "tokens", "add", "auditor", "--scope", "audit", "--ward", WARD_A)
+        _, body, _ = call(base + "/api/audit", token=auditor.strip())
+        assert {t["patient_id"] for t in json.loads(body)["transitions"]} == {PID_A}
+        _, body, _ = call(base + f"/api/audit?patient={PID_B}", token=auditor.strip())
+        assert json.loads(body)["access"] == []
+        _, body, _ = call(base + f"/api/audit?patient={PID_A}", token=auditor.strip())
+        assert json.loads(body)["access"]
         code, tokens = cli(settings, "tokens", "list")
         assert '"service": "reader"' in tokens and '"last_used_ms": null' not in tokens
         assert reader_token not in tokens
