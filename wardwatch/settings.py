@@ -29,6 +29,11 @@ class TopicNames(BaseModel):
         "patient-context", description="ADT context (age band, SpO2 scale, ward), keyed by patient"
     )
     alerts: str = Field("alerts", description="alert transitions with their explanation")
+    alerts_shadow: str = Field(
+        "alerts-shadow",
+        description="a shadow model's would-be alert transitions, keyed by patient; never "
+        "paged (no pager or webhook reads it), compared by `wardwatch validate --shadow`",
+    )
     dead_letter: str = Field(
         "dead-letter", description="rejected messages: original bytes, reason, source offset"
     )
@@ -178,6 +183,13 @@ class Settings(BaseSettings):
     require_model: bool = Field(
         True, description="/readyz fails without a loaded model (False: rules-only is ready)"
     )
+    shadow_model_version: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
+        description="registry version of a candidate model the workers run in shadow beside "
+        "the live one (own model and alert state, its would-be transitions on "
+        "`alerts-shadow`, never paged); empty: off",
+    )
 
     time_scale: float = Field(
         1.0,
@@ -227,6 +239,13 @@ class Settings(BaseSettings):
         le=1,
         description="the share of that budget the high-priority model pages may use (the "
         "high threshold)",
+    )
+    promotion_min_shadow_h: float = Field(
+        0.0,
+        ge=0,
+        description="`wardwatch promote` refuses a version without a shadow record "
+        "(`wardwatch validate --shadow`) covering at least this many hours, or whose shadow "
+        "pages per patient-day exceed the alert budget; 0: no shadow period required",
     )
     sensitivity_floor: float | None = Field(
         None,
