@@ -197,6 +197,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
         high_fraction=settings.alert_budget_high_fraction,
         sensitivity_floor=settings.sensitivity_floor,
         settings=settings if settings.kafka_url else None,
+        min_shadow_h=settings.promotion_min_shadow_h,
     )
     print(json.dumps(result, indent=2, default=str))
     return 0 if result.get("promoted") else 1
@@ -218,8 +219,21 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- validate -------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.validate import run_validate
+    from cli.validate import run_validate, run_validate_shadow
 
+    if args.shadow:
+        return run_validate_shadow(
+            settings,
+            version=args.model,
+            since=args.since,
+            until=args.until,
+            json_path=args.json,
+            html_path=args.html,
+            horizon_h=args.horizon_h,
+        )
+    if not args.export:
+        print("wardwatch validate: --export (or --shadow) is required", file=sys.stderr)
+        return 2
     return run_validate(
         settings,
         args.export,
@@ -334,14 +348,21 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(fn=cmd_score)
 
     va = sub.add_parser("validate", help="silent mode: replay an export, report vs outcomes")
-    va.add_argument("--export", required=True, help="export folder (YAIB task(s) or generic)")
+    va.add_argument("--export", default=None, help="export folder (YAIB task(s) or generic)")
+    va.add_argument(
+        "--shadow", action="store_true", help="live vs shadow alerts on Kafka, vs outcomes"
+    )
+    va.add_argument("--since", default=None, help="--shadow: window start (ISO time)")
+    va.add_argument("--until", default=None, help="--shadow: window end (ISO time)")
     va.add_argument("--model", default=None, help="registry version (default: promoted)")
     va.add_argument("--out", default=None, help="write report.json and report.html here")
     va.add_argument("--json", default=None, help="write the report JSON here")
     va.add_argument("--html", default=None, help="write the report page here")
     va.add_argument("--bootstrap", type=int, default=1000, help="resamples of patients")
     va.add_argument("--seed", type=int, default=0)
-    va.add_argument("--horizon-h", type=float, default=12.0, help="generic format's horizon")
+    va.add_argument(
+        "--horizon-h", type=float, default=12.0, help="generic format's (and --shadow's) horizon"
+    )
     va.set_defaults(fn=cmd_validate)
 
     bench = sub.add_parser("bench", help="run benchmarks, print JSON", add_help=False)

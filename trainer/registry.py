@@ -23,7 +23,10 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   exceeds its share), or when the 95 % lower bound of the patient-level sensitivity is
   under the floor (NEWS2 >= 5's on the same patients, or a set floor); a version without
   operating points: its alerts per patient-day must be within ``alert_budget``;
-* it beats the promoted version's test AUROC (fused where both have one).
+* it beats the promoted version's test AUROC (fused where both have one);
+* with ``min_shadow_h`` > 0 (``promotion_min_shadow_h``): it ran in shadow beside the live
+  model, recorded by ``wardwatch validate --shadow`` in its ``shadow.json``, over a window
+  of at least that many hours, and its shadow pages per patient-day held the budget.
 
 :func:`publish_promotion` announces a promotion on the Kafka ``control`` topic.
 """
@@ -48,6 +51,7 @@ from models.registry import (
     promoted_version,
     sha256_file,
     verify,
+    version_dir,
     version_key,
 )
 
@@ -222,6 +226,41 @@ def _budget_rules(
     ]
 
 
+def _shadow_rules(
+    root: Path, name: str, version: str, min_shadow_h: float, pages_budget: float
+) -> list[tuple[str, bool, str]]:
+    """A shadow period, when one is required: the version's ``shadow.json`` covers at
+    least ``min_shadow_h`` hours and its shadow pages per patient-day hold the budget."""
+    if min_shadow_h <= 0:
+        return []
+    path = version_dir(root, name, version) / "shadow.json"
+    try:
+        record = json.loads(path.read_text())
+        hours = float(record["window"]["hours"])
+        ppd = record.get("shadow_pages_per_patient_day")
+    except FileNotFoundError:
+        why = (
+            f"no shadow record: run {version} in shadow (WARDWATCH_SHADOW_MODEL_VERSION) for "
+            f"at least {min_shadow_h:g} h, then `wardwatch validate --shadow`"
+        )
+        return [("shadow_period", False, why)]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [("shadow_period", False, f"shadow record {path} unreadable: {exc}")]
+    return [
+        (
+            "shadow_period",
+            hours >= min_shadow_h and record.get("version") == version,
+            f"shadow record covers {hours:g} h of {record.get('version')}, under the "
+            f"{min_shadow_h:g} h required",
+        ),
+        (
+            "shadow_pages_budget",
+            isinstance(ppd, int | float) and ppd <= pages_budget,
+            f"shadow pages per patient-day {ppd} over the budget {pages_budget}",
+        ),
+    ]
+
+
 def gate(
     root: Path,
     name: str,
@@ -231,6 +270,7 @@ def gate(
     pages_budget: float = DEFAULT_PAGES_BUDGET,
     high_fraction: float = DEFAULT_HIGH_FRACTION,
     sensitivity_floor: float | None = None,
+    min_shadow_h: float = 0.0,
 ) -> GateResult:
     """Decide whether ``version`` may be promoted (see module docstring): one reason per
     rule that refuses, or "all gates passed"; ``rules`` has every rule's verdict."""
@@ -243,6 +283,7 @@ def gate(
         ("onnx_parity", bool(parity.get("passed")), f"ONNX parity not passed: {parity}"),
         *_auroc_rules(cand),
         *_budget_rules(cand, alert_budget, pages_budget, high_fraction, sensitivity_floor),
+        *_shadow_rules(root, name, version, min_shadow_h, pages_budget),
     ]
     current: dict[str, Any] | None = None
     cur_v = promoted_version(root, name)
@@ -275,6 +316,7 @@ def promote(
     high_fraction: float = DEFAULT_HIGH_FRACTION,
     sensitivity_floor: float | None = None,
     force: bool = False,
+    min_shadow_h: float = 0.0,
 ) -> dict[str, Any]:
     """Verify ``version``, apply the gate and, if it passes (or ``force``), point
     ``PROMOTED`` at it. Returns the gate decision plus ``promoted`` and ``sha256``."""
@@ -287,6 +329,7 @@ def promote(
         pages_budget=pages_budget,
         high_fraction=high_fraction,
         sensitivity_floor=sensitivity_floor,
+        min_shadow_h=min_shadow_h,
     )
     out = result.to_dict()
     out.update({"name": name, "version": version, "sha256": digest, "promoted": False})
