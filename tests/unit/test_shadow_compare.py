@@ -63,7 +63,9 @@ def test_side_by_side_figures() -> None:
         {"patient_id": "b", "ts": T0 + 20 * H, "kind": "death"},  # 15 h after b's page
         {"patient_id": "c", "ts": T0 + 10 * H, "kind": "none"},  # not an outcome
     ]
-    r = compare(live, shadow, _events(), outcomes, horizon_h=12)
+    r = compare(live, shadow, _events(), outcomes, horizon_h=12, until_ms=T0 + 24 * H)
+    # by default the window runs to what came last (here c's transition at 30 h)
+    assert compare(live, shadow, _events(), outcomes)["window"]["hours"] == 30
     w = r["window"]
     assert w["hours"] == 24 and w["patients"] == 4 and w["patient_days"] == 4
     live_s, sh = r["live"], r["shadow"]

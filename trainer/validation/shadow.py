@@ -138,16 +138,22 @@ def compare(
     horizon_h: float = 12.0,
     min_priority: str = "medium",
 ) -> dict[str, Any]:
-    """Live vs shadow over the window [``since_ms``, ``until_ms``] (default: the span of
-    the vitals ``events``; each a dict with ``patient_id`` and ``ts``, ISO, datetime or
-    epoch ms). ``outcomes``: dicts with ``patient_id``, ``ts`` and ``kind``. See the
+    """Live vs shadow over the window [``since_ms``, ``until_ms``] (default: from the
+    first vitals event, each a dict with ``patient_id`` and ``ts``, ISO, datetime or epoch
+    ms, to the last event, outcome or transition). ``outcomes``: dicts with ``patient_id``, ``ts`` and ``kind``. See the
     module docstring for what counts."""
+    live, shadow, outcomes = list(live), list(shadow), list(outcomes)
     times: dict[str, list[int]] = {}
     for e in events:
         times.setdefault(str(e["patient_id"]), []).append(_ms(e["ts"]))
     every = [t for ts in times.values() for t in ts]
     lo = since_ms if since_ms is not None else (min(every) if every else 0)
-    hi = until_ms if until_ms is not None else (max(every) if every else lo)
+    if until_ms is not None:
+        hi = until_ms
+    else:  # what came last: an outcome usually follows the patient's last vitals
+        last = [*every, *(_ms(o["ts"]) for o in outcomes)]
+        last += [int(m["ts_ms"]) for m in (*live, *shadow) if "ts_ms" in m]
+        hi = max(last, default=lo)
     spans: dict[str, tuple[int, int]] = {}
     for pid, ts in times.items():
         inside = [t for t in ts if lo <= t <= hi]
