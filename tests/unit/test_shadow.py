@@ -50,7 +50,7 @@ def _event(pid: str, minutes: int, f: float) -> VitalsEvent:
 
 def _batches() -> list[list[Incoming]]:
     """Three patients (two deteriorating, one stable) over 12 quarter-hours, 3 batches."""
-    items = []
+    items: list[Incoming] = []
     for i in range(12):
         for pid, slope in (("sick-1", 1.0), ("sick-2", 0.8), ("well", 0.0)):
             items.append(Incoming(_event(pid, 15 * i, slope * i / 11), f"vitals:0:{len(items)}"))
