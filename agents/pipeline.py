@@ -385,13 +385,14 @@ class ScoringPipeline:
             if shadow_loaded is not None:
                 rules.append(n2)
             q = qsofa_from_vitals(current)
+            parts = None
             if risk is None or model is None:
                 fused = version = None
             else:
                 imaging = ctx.get("imaging")
-                fused = model.fusion.fuse(
-                    risk, n2.total, imaging.get("probability") if imaging else None
-                )
+                finding = imaging.get("probability") if imaging else None
+                fused = model.fusion.fuse(risk, n2.total, finding)
+                parts = model.fusion.parts(risk, n2.total, finding)
                 version = model.version
             scored.append(
                 Scored(
@@ -412,6 +413,8 @@ class ScoringPipeline:
                 model_risk=fused,
                 model_version=version,
                 model_contributions=contrib,
+                model_own_risk=risk if fused is not None else None,
+                risk_parts=parts,
                 event_id=item.event_id,
                 flags=item.flags,
                 context=ctx,

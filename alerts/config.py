@@ -33,6 +33,9 @@ class PolicyConfig:
     resolve_below_total: int = 3  # hysteresis: resolve only when NEWS2 < this (no single 3)
     resolve_hold_s: float = 3600.0  # ... continuously for this long
     cooldown_s: float = 900.0  # after a resolve, no reopen for this long unless high
+    # after a clinician resolves an alert (a review), no reopen for this long unless high or
+    # worse than at the review (a higher NEWS2 total or priority)
+    review_hold_s: float = 4 * 3600.0
     escalate_unacked_s: float = 900.0  # medium/high open & unacknowledged → ESCALATED
     max_repages: int = 3  # re-pages per priority level while unacknowledged (then it stays open)
     artifact_confirm: bool = True  # an isolated single-parameter jump waits for a repeat
@@ -62,6 +65,7 @@ class PolicyConfig:
         for name in (
             "resolve_hold_s",
             "cooldown_s",
+            "review_hold_s",
             "escalate_unacked_s",
             "trend_window_s",
             "artifact_max_wait_s",
@@ -86,6 +90,7 @@ class PolicyConfig:
         of medium alerts from the settings."""
         values: dict[str, Any] = {
             "cooldown_s": float(settings.alert_cooldown_s),
+            "review_hold_s": float(settings.review_hold_s),
             "escalate_unacked_s": float(settings.escalate_after_s),
             "artifact_max_wait_s": float(settings.artifact_confirm_s),
             "medium_confirm_obs": int(settings.medium_confirm_obs),

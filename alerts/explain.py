@@ -2,8 +2,9 @@
 
 :func:`explain` turns one scored observation into a JSON-ready dict: a one-sentence
 summary, the NEWS2 breakdown, the parameters that drove it (with units, NEWS2 points and
-the distance from this patient's own baseline), the NEWS2 trend, the model's risk and
-feature contributions, the NEWS2 guideline response for the risk tier, and the readings
+the distance from this patient's own baseline), the NEWS2 trend, the fused risk beside the
+deterioration model's own risk with what each part adds to it (the model's feature
+contributions only where its risk carries weight), the NEWS2 guideline response for the risk tier, and the readings
 to check: a clinically extreme value the score used ("verify reading: systolic BP 36
 mmHg", limits of :mod:`wardwatch.ingest.limits`) and a reading ingest set aside.
 
@@ -327,6 +328,58 @@ def context_notes(context: Mapping[str, Any], spo2_scale: int) -> dict[str, Any]
     return out
 
 
+def _model_part(obs: Observation) -> dict[str, Any] | None:
+    """The model's share of the explanation: the fused risk the policy used, the
+    deterioration model's own risk beside it, what NEWS2 and the model each add to it
+    (log-odds), and the feature contributions, which explain the model's own risk and are
+    shown only where that risk carries weight in the fused one."""
+    risk = _finite(obs.model_risk)
+    if risk is None:
+        return None
+    own = _finite(obs.model_own_risk)
+    parts = {str(k): round(float(v), 4) for k, v in (obs.risk_parts or {}).items()}
+    carries = not parts or parts.get("model", 0.0) != 0.0  # no stacking: the model's own
+    contributions: dict[str, float] = {}
+    if carries:
+        contributions = {
+            str(k): round(float(v), 4)
+            for k, v in sorted(
+                (obs.model_contributions or {}).items(), key=lambda kv: -abs(float(kv[1]))
+            )[:_MAX_CONTRIBUTIONS]
+            if _finite(v) is not None
+        }
+    top = [
+        _SHORT_LABEL.get(k, VITAL_INFO[k][0].lower() if k in VITAL_INFO else k)
+        for k, v in contributions.items()
+        if v > 0
+    ][:2]
+    if not parts:  # the fused risk is the model's own
+        text = f"deterioration model risk {round(risk * 100)}%"
+        if top:
+            text += f", mostly from {_join(top)}"
+    elif not carries:
+        text = (
+            f"combined risk {round(risk * 100)}% from NEWS2 alone "
+            "(the deterioration model carries no weight in this version)"
+        )
+    else:
+        text = f"combined risk {round(risk * 100)}% from NEWS2 and the deterioration model"
+        if own is not None:
+            text += f" (its own risk {round(own * 100)}%"
+            text += f", mostly from {_join(top)})" if top else ")"
+    if parts.get("imaging"):
+        text += ", shifted by the imaging finding"
+    return {
+        "risk": round(risk, 4),  # the fused risk: what the policy's thresholds apply to
+        "own_risk": None if own is None else round(own, 4),
+        "version": obs.model_version,
+        "parts": parts or None,
+        "carries_weight": carries,
+        "contributions": contributions,
+        "text": text,
+    }
+
+
 def explain(
     patient_id: str,
     obs: Observation,
@@ -361,21 +414,7 @@ def explain(
             "to": int(n2.total),
         }
 
-    model: dict[str, Any] | None = None
-    risk = _finite(obs.model_risk)
-    if risk is not None:
-        contributions = {
-            str(k): round(float(v), 4)
-            for k, v in sorted(
-                (obs.model_contributions or {}).items(), key=lambda kv: -abs(float(kv[1]))
-            )[:_MAX_CONTRIBUTIONS]
-            if _finite(v) is not None
-        }
-        model = {
-            "risk": round(risk, 4),
-            "version": obs.model_version,
-            "contributions": contributions,
-        }
+    model = _model_part(obs)
 
     # --- the sentence ---------------------------------------------------------------
     if n2.total is None:
@@ -401,15 +440,7 @@ def explain(
     if unusual:
         parts.append(_join(unusual[:max_summary_drivers]) + " unusual for this patient")
     if model is not None:
-        text = f"deterioration model risk {round(model['risk'] * 100)}%"
-        top = [
-            _SHORT_LABEL.get(k, VITAL_INFO[k][0].lower() if k in VITAL_INFO else k)
-            for k, v in model["contributions"].items()
-            if v > 0
-        ][:2]
-        if top:
-            text += f", mostly from {_join(top)}"
-        parts.append(text)
+        parts.append(model["text"])
     readings = reading_flags(obs)
     parts.extend(r["text"] for r in readings)
     summary = f"{_PRIORITY_WORDS.get(priority, priority)}: " + "; ".join(parts) + "."

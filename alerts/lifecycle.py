@@ -42,6 +42,8 @@ __all__ = [
     "confirm_or_wait",
     "resolved",
     "track_recovery",
+    "attended_at",
+    "held_after_review",
     "would_transition",
 ]
 
@@ -65,10 +67,39 @@ def make_transition_id(alert_id: str, transition: str, *parts: object) -> str:
     return _digest("transition", alert_id, transition, *parts, length=32)
 
 
+def held_after_review(
+    state: AlertState,
+    priority: str,
+    news2_total: int | None,
+    ts_ms: int,
+    config: PolicyConfig,
+) -> bool:
+    """A clinician resolved the last alert (a review) less than ``review_hold_s`` ago and
+    the patient is no worse than then: not high, the priority not above the reviewed one,
+    the NEWS2 total not above the reviewed total. The reviewed plan stands; a deteriorating
+    patient reopens at once."""
+    if (
+        state.status != "resolved"
+        or state.reviewed_priority is None
+        or state.resolved_ts_ms is None
+        or ts_ms - state.resolved_ts_ms >= ms(config.review_hold_s)
+        or priority == "high"
+        or RANK[priority] > RANK[state.reviewed_priority]
+    ):
+        return False
+    reviewed = state.reviewed_news2_total
+    return reviewed is None or news2_total is None or news2_total <= reviewed
+
+
 def would_transition(
-    state: AlertState, a: Assessment, ts_ms: int, config: PolicyConfig
+    state: AlertState,
+    a: Assessment,
+    ts_ms: int,
+    config: PolicyConfig,
+    news2_total: int | None = None,
 ) -> Transition | None:
-    """OPEN or ESCALATED if this assessment alone would cause one now, else None."""
+    """OPEN or ESCALATED if this assessment alone would cause one now, else None
+    (``news2_total``: the observation's, for the hold after a clinician's review)."""
     if a.priority == "none":
         return None
     if state.status in ("none", "resolved"):
@@ -83,6 +114,8 @@ def would_transition(
             and ts_ms - state.resolved_ts_ms < ms(config.cooldown_s)
             and a.priority != "high"
         ):
+            return None
+        if held_after_review(state, a.priority, news2_total, ts_ms, config):
             return None
         return "OPEN"
     if RANK[a.priority] > RANK[state.priority]:
@@ -158,6 +191,16 @@ def pages_at_once(priority: str, supported: bool, config: PolicyConfig) -> bool:
     return False
 
 
+def attended_at(st: AlertState, priority: str) -> bool:
+    """The care team acknowledged this episode at ``priority`` or above earlier, and it is
+    not high (a high priority always pages: an emergency response every time)."""
+    return (
+        priority != "high"
+        and st.acked_priority is not None
+        and RANK[priority] <= RANK[st.acked_priority]
+    )
+
+
 def clear_unpaged(st: AlertState) -> None:
     st.unpaged_since_ts_ms = None
     st.unpaged_obs = 0
@@ -192,7 +235,11 @@ def resolved(
     explanation: dict[str, Any],
     actor: str | None,
 ) -> AlertEvent:
-    """RESOLVE the episode (automatically, or by ``actor``); the cooldown starts now."""
+    """RESOLVE the episode (automatically, or by ``actor``); the cooldown starts now, and
+    after a clinician's resolve (an ``actor``) the hold after a review."""
+    reviewed = actor is not None
+    st.reviewed_priority = st.priority if reviewed else None
+    st.reviewed_news2_total = news2_total if reviewed else None
     st.status = "resolved"
     st.resolved_ts_ms = ts_ms
     st.pending_candidate = None
@@ -226,14 +273,39 @@ def open_or_escalate(
         st.escalated_count = 0
         st.update_count = 0
         st.resolved_ts_ms = None
+        st.reviewed_priority = None
+        st.reviewed_news2_total = None
+        st.acked_priority = None
     else:
         st.escalated_count += 1
-    st.status = "open"  # also an acknowledged alert that worsens: it needs attention again
     st.priority = cast(Priority, priority)
+    clear_unpaged(st)
+    if kind == "ESCALATED" and attended_at(st, priority):
+        # back up to a level the care team acknowledged in this episode: on the page,
+        # its acknowledgement stands, nothing pages (high is never attended this way)
+        st.last_page_ts_ms = None if st.status == "open" else st.last_page_ts_ms
+        explanation["paging"] = {
+            "paged": False,
+            "why": f"acknowledged at {st.acked_priority} earlier in this episode: "
+            "the care team is attending",
+        }
+        st.last_explanation = explanation
+        _clear_tracking(st)
+        return make_event(
+            pid,
+            st,
+            kind,
+            ts_ms,
+            reasons,
+            news2_total,
+            explanation,
+            (st.priority, st.escalated_count),
+            page=False,
+        )
+    st.status = "open"  # also an acknowledged alert that worsens: it needs attention again
     st.acked_by = None
     st.acked_ts_ms = None
     page = pages_at_once(priority, supported, config)
-    clear_unpaged(st)
     if page:
         st.last_page_ts_ms = page_ts_ms
     else:

@@ -30,7 +30,7 @@ documented in ``docs/alerts.md``; the short version:
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from alerts.config import PolicyConfig
 from alerts.explain import action_explanation, lower_first, news2_rise
@@ -45,7 +45,7 @@ from alerts.lifecycle import (
     track_recovery,
     would_transition,
 )
-from alerts.state import AlertEvent, AlertState, Observation, Priority
+from alerts.state import AlertEvent, AlertState, Observation, Priority, max_priority
 from alerts.timers import page_overdue_repeat, promote_expired_candidate
 from alerts.triggers import artifact_parameter, assess, push_news2, update_streaks
 
@@ -107,7 +107,7 @@ def evaluate(
     rise = news2_rise(st.recent_news2, ts, complete_total, config.trend_window_s)
     streaks = update_streaks(st.baseline_streak, obs, config)
     a = assess(obs, rise, streaks, config)
-    kind = would_transition(st, a, ts, config)
+    kind = would_transition(st, a, ts, config, n2.total)
 
     cand = st.pending_candidate
     confirmation: dict[str, Any] | None = None
@@ -195,6 +195,7 @@ def acknowledge(
     st = state.copy()
     st.status = "acknowledged"
     clear_unpaged(st)  # someone attends: no page is due any more
+    st.acked_priority = cast(Priority, max_priority(st.acked_priority, priority))
     st.acked_by = actor
     st.acked_ts_ms = now_ms
     explanation = action_explanation(

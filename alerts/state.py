@@ -91,7 +91,12 @@ class Observation:
     baseline_n: int  # observations in the baseline
     model_risk: float | None = None  # fused model risk 0..1 (None: no model; rules still alert)
     model_version: str | None = None
-    model_contributions: dict[str, float] | None = None
+    model_contributions: dict[str, float] | None = None  # of the model's own risk
+    # the deterioration model's own risk, before fusion with NEWS2 (None: no model)
+    model_own_risk: float | None = None
+    # what NEWS2, the model and imaging add to the fused risk (log-odds; FusionParams.parts);
+    # None where the fused risk is the model's own (no stacking)
+    risk_parts: Mapping[str, float] | None = None
     event_id: str = ""  # idempotency: source of the observation (e.g. "vitals:3:1042")
     baseline_mean: dict[str, float] = field(default_factory=dict)  # optional, for texts
     # the event's readings set aside at ingest or to verify, shown in the explanation
@@ -135,6 +140,13 @@ class AlertState:
     unpaged_since_ts_ms: int | None = None  # when it began waiting (None: paged, or no wait)
     unpaged_obs: int = 0  # consecutive medium+ sets since (the opening one included)
     unpaged_last_ts_ms: int | None = None  # the latest of them: the repeat is due from here
+    # a clinician resolved the last alert (a review): its priority and NEWS2 total then;
+    # until review_hold_s after, only a high or a worse patient reopens (None: no review)
+    reviewed_priority: Priority | None = None
+    reviewed_news2_total: int | None = None
+    # the highest priority the care team acknowledged in this episode: a return to it or
+    # below (after the priority was lowered) is shown, not paged again; high always pages
+    acked_priority: Priority | None = None
 
     def copy(self) -> AlertState:
         """A deep copy (what ``copy.deepcopy`` gives), built field by field: the scalars

@@ -1,5 +1,11 @@
 """The demo's care team: acknowledges the pages it receives, and resolves some, through
-the workers' API, as nurses on the page would (seeded, on simulated time).
+the workers' API, as nurses and doctors on the page would (seeded, on simulated time).
+
+A clinician resolves an alert after reviewing the patient and seeing them improve: before
+resolving, they read the patient's latest observations (``/api/patients/{id}/history``,
+as on the page) and resolve only when the latest NEWS2 total is below the urgent-response
+threshold of 5; otherwise they look again later, a few times, and leave the alert to the system (it
+resolves itself once the patient has recovered for the hold).
 
 It makes the demo exercise what a ward does to the system: acknowledge/resolve commands
 travel through the command topic to the partition owning each patient while its vitals
@@ -15,6 +21,7 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -24,11 +31,18 @@ from typing import Any
 __all__ = ["CareTeam"]
 
 
+REVIEW_BELOW_NEWS2 = 5
+"""A clinician resolves only once the patient's latest NEWS2 is below this."""
+REVIEW_LOOKS = 3
+"""Times a clinician looks again at a patient not yet improved before leaving it."""
+
+
 @dataclass
 class CareTeam:
-    """Acknowledges each page 2–15 simulated minutes after it arrives; resolves one in
-    three acknowledged alerts 20–60 simulated minutes later (the rest resolve when the
-    patient recovers, or stay on the page)."""
+    """Acknowledges each page 2–15 simulated minutes after it arrives; for one in three
+    acknowledged alerts a clinician reviews the patient 20–60 simulated minutes later and
+    resolves it if the latest NEWS2 is below 5, else looks again (up to 3 times; the rest
+    resolve when the patient recovers, or stay on the page)."""
 
     urls: Callable[[], list[str]]  # the workers' web servers (any one takes a command)
     token: str
@@ -37,6 +51,8 @@ class CareTeam:
     sent: Counter[str] = field(default_factory=Counter)  # "ack accepted", "resolve not_open", ...
     stop: threading.Event = field(default_factory=threading.Event)
     _due: list[tuple[float, int, str, str]] = field(default_factory=list)
+    _patient: dict[str, str] = field(default_factory=dict)  # alert id -> patient id
+    _looks: Counter[str] = field(default_factory=Counter)  # reviews per alert id
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _n: int = 0
 
@@ -45,6 +61,8 @@ class CareTeam:
 
     def on_page(self, msg: dict[str, Any]) -> None:
         """A paging transition arrived: schedule its acknowledgement."""
+        with self._lock:
+            self._patient[str(msg["alert_id"])] = str(msg.get("patient_id", ""))
         self._schedule(self._rng.uniform(120, 900), "ack", str(msg["alert_id"]))
 
     def _schedule(self, sim_delay_s: float, action: str, alert_id: str) -> None:
@@ -61,11 +79,39 @@ class CareTeam:
                 while self._due and self._due[0][0] <= time.monotonic():
                     ready.append(heapq.heappop(self._due))
             for _, _, action, alert_id in ready:
+                if action == "resolve" and not self._improved(alert_id):
+                    self._looks[alert_id] += 1
+                    if self._looks[alert_id] < REVIEW_LOOKS:
+                        self._schedule(self._rng.uniform(1800, 3600), "resolve", alert_id)
+                        self.sent["review not_improved"] += 1
+                    else:
+                        self.sent["review left_open"] += 1
+                    continue
                 outcome = self._post(action, alert_id)
                 self.sent[f"{action} {outcome}"] += 1
                 if action == "ack" and outcome == "accepted" and self._rng.random() < 1 / 3:
                     self._schedule(self._rng.uniform(1200, 3600), "resolve", alert_id)
             self.stop.wait(0.05)
+
+    def _improved(self, alert_id: str) -> bool:
+        """The patient's latest NEWS2 on the page is below the review threshold (the
+        patient's chart unreadable: not improved, as far as the clinician can tell)."""
+        with self._lock:
+            pid = self._patient.get(alert_id)
+        urls = self.urls()
+        if not pid or not urls:
+            return False
+        request = urllib.request.Request(
+            f"{self._rng.choice(urls)}/api/patients/{urllib.parse.quote(pid)}/history",
+            headers={"Authorization": f"Bearer {self.token}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as resp:
+                rows = json.loads(resp.read()).get("history") or []
+        except (OSError, ValueError):
+            return False
+        latest = next((r.get("news2") for r in reversed(rows) if r.get("news2") is not None), None)
+        return isinstance(latest, int) and latest < REVIEW_BELOW_NEWS2
 
     def _post(self, action: str, alert_id: str) -> str:
         urls = self.urls()

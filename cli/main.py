@@ -155,6 +155,20 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- trainer (offline; imports torch) -------------------------------------------------
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    if args.export:
+        from cli.train_export import run_train_export
+
+        return run_train_export(
+            settings,
+            args.export,
+            base=args.base,
+            task=args.task,
+            seed=args.seed,
+            test_fraction=args.test_fraction,
+            n_boot=args.bootstrap,
+            horizon_h=args.horizon_h,
+            promote=args.promote,
+        )
     from trainer.workflows import train
 
     result = train(
@@ -321,6 +335,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["simulation", "kafka"],
         default="simulation",
         help="simulated cohort, or the vitals + outcomes the system accumulated in Kafka",
+    )
+    t.add_argument(
+        "--export",
+        default=None,
+        help="recalibrate a registered version on this export (YAIB task or generic) instead",
+    )
+    t.add_argument("--base", default=None, help="with --export: the version (default: promoted)")
+    t.add_argument("--task", default=None, help="with --export: the task, if it has several")
+    t.add_argument(
+        "--test-fraction", type=float, default=0.3, help="with --export: patients held out"
+    )
+    t.add_argument("--bootstrap", type=int, default=1000, help="with --export: resamples")
+    t.add_argument("--horizon-h", type=float, default=12.0, help="generic format's horizon")
+    t.add_argument(
+        "--promote", action="store_true", help="with --export: promote if the gate passes"
     )
     t.set_defaults(fn=cmd_train)
 

@@ -24,10 +24,11 @@ def run_validate(
     n_boot: int,
     seed: int,
     horizon_h: float,
-    stdout: IO[str] = sys.stdout,
+    stdout: IO[str] | None = None,
 ) -> int:
     """Validate ``export``; write the report as JSON and HTML (``out_dir`` gives both
     their default paths), or print the JSON when nothing is to be written."""
+    stdout = stdout or sys.stdout  # looked up now: a test may have replaced it since import
     from trainer.validation import report_html, validate_export
 
     heap.settle()
@@ -85,10 +86,11 @@ def run_validate_shadow(
     json_path: str | None,
     html_path: str | None,
     horizon_h: float,
-    stdout: IO[str] = sys.stdout,
+    stdout: IO[str] | None = None,
 ) -> int:
     """Compare ``alerts`` with ``alerts-shadow`` and the outcomes on Kafka over the
     window; record the result in the candidate's registry version (``shadow.json``)."""
+    stdout = stdout or sys.stdout
     from trainer.kafka_data import KafkaReadError
     from trainer.validation.shadow import compare, read_shadow, record_shadow, shadow_html
 

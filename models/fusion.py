@@ -121,9 +121,10 @@ def fuse(
     without, ``s`` is the vitals model's risk. Then the imaging shift on the log-odds
     scale: ``logit(fused) = logit(s) + w · (logit(p_imaging) − logit(prior))``. With no
     imaging finding it is ``s`` unchanged; a finding at the prior changes nothing; ``w``
-    and the prior come from the model metadata (``fusion``). Static context (age band,
-    COPD / SpO2 scale) is already an input of the vitals model. No model risk (an outage):
-    no fused risk, the rules alert alone.
+    and the prior come from the model metadata (``fusion``). Of the static context, the
+    SpO2 scale enters as one of the vitals model's features; age band and conditions
+    are not inputs (they are shown in explanations). No model risk (an outage): no fused
+    risk, the rules alert alone.
     """
     if vitals_risk is None:
         return None
@@ -177,6 +178,27 @@ class FusionParams:
             weight,
             prior,
         )
+
+    def parts(
+        self, model_risk: float | None, news2_total: int | None, imaging: float | None = None
+    ) -> dict[str, float] | None:
+        """What each input adds to the fused risk, on the log-odds scale: ``base`` (the
+        stacking's intercept), ``news2`` (``b`` · total), ``model`` (``c`` · logit of the
+        model's own risk; 0 where ``c`` = 0) and ``imaging`` (the shift; 0 without a
+        finding). Their sum is the fused risk's log-odds. None without a stacking (the
+        fused risk is then the model's own) or without a model risk."""
+        if self.stacking is None or model_risk is None:
+            return None
+        st = self.stacking
+        out = {
+            "base": st.a,
+            "news2": st.b * float(news2_total or 0),
+            "model": st.c * logit(model_risk) if st.c else 0.0,
+            "imaging": 0.0,
+        }
+        if imaging is not None:
+            out["imaging"] = self.imaging_weight * (logit(imaging) - logit(self.imaging_prior))
+        return out
 
     def fuse(
         self, model_risk: float | None, news2_total: int | None, imaging: float | None = None

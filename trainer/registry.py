@@ -23,10 +23,18 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   exceeds its share), or when the 95 % lower bound of the patient-level sensitivity is
   under the floor (NEWS2 >= 5's on the same patients, or a set floor); a version without
   operating points: its alerts per patient-day must be within ``alert_budget``;
-* it beats the promoted version's test AUROC (fused where both have one);
+* it beats the promoted version's test AUROC (fused where both have one). A version
+  recalibrated on an export (``recalibration`` in its metadata, :mod:`trainer.recalibrate`)
+  is compared with its base version's fused AUROC on the *same held-out patients* (kept
+  in its metadata), and is refused unless its base is the promoted version;
 * with ``min_shadow_h`` > 0 (``promotion_min_shadow_h``): it ran in shadow beside the live
   model, recorded by ``wardwatch validate --shadow`` in its ``shadow.json``, over a window
   of at least that many hours, and its shadow pages per patient-day held the budget.
+
+The sensitivity floor rule says when it is untestable: with ``n`` patients with an
+outcome, the one-sided lower bound is at most ``alpha ** (1 / n)`` (all detected); when
+that is under the floor no operating point can show it, and the rule refuses with that
+reason rather than a bound.
 
 :func:`publish_promotion` announces a promotion on the Kafka ``control`` topic.
 """
@@ -159,7 +167,55 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
         "fused_vs_news2": m.get("fused_vs_news2"),
         "alerts_per_patient_day": m.get("model", {}).get("alerts_per_patient_day"),
         "operating_points": meta.get("operating_points"),
+        "recalibration": _recalibration(meta),
     }
+
+
+def _recalibration(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """What the gate reads of a recalibrated version: its base and, on the same held-out
+    patients, the base's fused AUROC."""
+    rc = meta.get("recalibration")
+    if not isinstance(rc, dict):
+        return None
+    held = rc.get("held_out") or {}
+    return {
+        "base_version": rc.get("base_version"),
+        "task": rc.get("task"),
+        "held_out_ids_sha256": (rc.get("split") or {}).get("held_out_ids_sha256"),
+        "base_fused_auroc": held.get("base_fused_auroc"),
+    }
+
+
+def _promoted_rules(
+    cand: dict[str, Any], current: dict[str, Any], cur_v: str
+) -> list[tuple[str, bool, str]]:
+    """Against the promoted version: its test AUROC, or, for a recalibrated version, its
+    base's on the same held-out patients (and the base must be the promoted version)."""
+    mine = _primary(cand)
+    rc = cand.get("recalibration")
+    if rc is None:
+        theirs = _primary(current)
+        return [
+            (
+                "beats_promoted",
+                theirs is None or (mine is not None and mine > theirs),
+                f"AUROC {mine} does not beat promoted {cur_v}'s {theirs}",
+            )
+        ]
+    base, theirs = rc.get("base_version"), rc.get("base_fused_auroc")
+    return [
+        (
+            "base_is_promoted",
+            base == cur_v,
+            f"recalibrated from {base}, but the promoted version is {cur_v}",
+        ),
+        (
+            "beats_promoted",
+            mine is not None and theirs is not None and mine > theirs,
+            f"fused AUROC {mine} on the held-out patients does not beat base {base}'s "
+            f"{theirs} on the same patients",
+        ),
+    ]
 
 
 def _primary(summary: dict[str, Any]) -> float | None:
@@ -205,6 +261,25 @@ def _budget_rules(
     floor = op.get("news2_ge5_sensitivity") if sensitivity_floor is None else sensitivity_floor
     source = "NEWS2 >= 5's" if sensitivity_floor is None else "the set floor"
     lb = op.get("sensitivity_lower_bound")
+    n_out = op.get("patients_with_outcome")
+    alpha = float(op.get("alpha", 0.05))
+    known = isinstance(n_out, int) and not isinstance(n_out, bool)
+    best = alpha ** (1.0 / n_out) if known and n_out > 0 else None
+    if known and floor is not None and (best is None or best < floor):
+        floor_rule = (
+            "sensitivity_floor",
+            False,
+            f"sensitivity floor untestable: with {n_out or 0} patients with an outcome the "
+            f"{1 - alpha:.0%} lower bound of the sensitivity is at most "
+            f"{'n/a' if best is None else round(best, 4)} even if every one is detected, "
+            f"under {source} {floor}",
+        )
+    else:
+        floor_rule = (
+            "sensitivity_floor",
+            lb is not None and floor is not None and lb >= floor,
+            f"sensitivity {op.get('sensitivity')}: lower bound {lb} under {source} {floor}",
+        )
     return [
         (
             "pages_budget",
@@ -218,11 +293,7 @@ def _budget_rules(
             f"high pages per patient-day {op.get('high_pages_per_patient_day')}: upper bound "
             f"{high_ub} over {high_fraction:g} of the budget ({high_budget:g})",
         ),
-        (
-            "sensitivity_floor",
-            lb is not None and floor is not None and lb >= floor,
-            f"sensitivity {op.get('sensitivity')}: lower bound {lb} under {source} {floor}",
-        ),
+        floor_rule,
     ]
 
 
@@ -292,14 +363,12 @@ def gate(
         if cur_v == version:
             rules.append(("not_promoted", False, f"{version} is already promoted"))
         else:
-            mine, theirs = _primary(cand), _primary(current)
-            rules.append(
-                (
-                    "beats_promoted",
-                    theirs is None or (mine is not None and mine > theirs),
-                    f"AUROC {mine} does not beat promoted {cur_v}'s {theirs}",
-                )
-            )
+            rules += _promoted_rules(cand, current, cur_v)
+    elif cand["recalibration"] is not None:
+        base = cand["recalibration"].get("base_version")
+        rules.append(
+            ("base_is_promoted", False, f"recalibrated from {base}, but no version is promoted")
+        )
     reasons = [why for _, ok, why in rules if not ok]
     passed = not reasons
     cand["rules"] = {rule: ok for rule, ok, _ in rules}

@@ -84,8 +84,11 @@ def comparison_lines(metrics: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
-def operating_lines(points: dict[str, Any] | None, test: dict[str, Any] | None) -> list[str]:
-    """The operating points (calibration split) and the same thresholds on the test split."""
+def operating_lines(
+    points: dict[str, Any] | None, test: dict[str, Any] | None, *, test_name: str = "test"
+) -> list[str]:
+    """The operating points (calibration split) and the same thresholds on the test split
+    (``test_name``)."""
     if not points:
         return []
     lines = [
@@ -103,7 +106,7 @@ def operating_lines(points: dict[str, Any] | None, test: dict[str, Any] | None) 
         "| upper bound | sensitivity | lower bound | NEWS2 >= 5 sensitivity | NEWS2 >= 5 pages/patient-day |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, b in ((points["split"], points), ("test", test)):
+    for name, b in ((points["split"], points), (test_name, test)):
         if not b:
             continue
         lines.append(
@@ -117,7 +120,7 @@ def operating_lines(points: dict[str, Any] | None, test: dict[str, Any] | None) 
     return [*lines, ""]
 
 
-def stacking_lines(fusion: dict[str, Any] | None) -> list[str]:
+def stacking_lines(fusion: dict[str, Any] | None, *, split: str = "calibration split") -> list[str]:
     st = (fusion or {}).get("stacking")
     if not st:
         return []
@@ -127,7 +130,7 @@ def stacking_lines(fusion: dict[str, Any] | None) -> list[str]:
         "## Fused risk: stacked on NEWS2",
         "",
         f"`logit(fused) = {st['a']:.4f} + {st['b']:.4f} · NEWS2 + {st['c']:.4f} · logit(p_model)` "
-        f"(`{st['tag']}`), fitted on the calibration split "
+        f"(`{st['tag']}`), fitted on the {split} "
         f"({(st.get('fit_on') or {}).get('patients', 'n/a')} patients). The model's term is "
         f"{'kept' if st.get('uses_model') else 'dropped (c = 0: the fused risk ranks as NEWS2)'}: "
         f"{sel.get('folds', 'n/a')}-fold cross-validation by patient, out-of-fold log-loss "

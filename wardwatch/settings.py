@@ -202,6 +202,13 @@ class Settings(BaseSettings):
     alert_cooldown_s: float = Field(
         15 * 60, description="no new alert for a patient this long after a resolution"
     )
+    review_hold_s: float = Field(
+        4 * 3600,
+        ge=0,
+        description="after a clinician resolves an alert (a review), no new alert for the "
+        "patient this long unless it is high or the patient is worse than at the review "
+        "(a higher NEWS2 total or priority); 0: off",
+    )
     escalate_after_s: float = Field(
         15 * 60, description="re-page an alert nobody acknowledged within this long"
     )

@@ -4,6 +4,7 @@ DetectedIssue rendering."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -402,3 +403,57 @@ def test_the_patient_s_context_is_shown_and_never_changes_the_score() -> None:
     assert on_scale_2["personal"]["spo2_target"].startswith("88-92%")
     no_context = explain(PID, plain, AlertState(), "medium", [])["personal"]
     assert set(no_context) == {"spo2_scale", "baseline_observations"}
+
+
+def test_fused_risk_is_explained_beside_the_model_own_risk() -> None:
+    """With a stacking, the summary names the fused risk and the model's own risk, and the
+    feature contributions (of the model's own risk) appear only where it carries weight."""
+    from models.fusion import FusionParams, Stacking
+
+    contrib = {"hr_slope": 0.1, "spo2_min": -0.3}
+    with_model = FusionParams(Stacking(a=-3.0, b=0.4, c=0.8))
+    parts = with_model.parts(0.2, 5)
+    assert parts is not None
+    assert parts["base"] == -3.0 and parts["news2"] == pytest.approx(2.0)
+    assert parts["model"] == pytest.approx(0.8 * math.log(0.2 / 0.8)) and parts["imaging"] == 0
+    fused = with_model.fuse(0.2, 5)
+    assert fused is not None
+    assert 1 / (1 + math.exp(-sum(parts.values()))) == pytest.approx(fused)  # they add up
+    o = obs(
+        0,
+        model_risk=fused,
+        model_own_risk=0.2,
+        risk_parts=parts,
+        model_version="v2",
+        model_contributions=contrib,
+    )
+    x = explain(PID, o, AlertState(), "medium", ["model_risk"])
+    assert x["model"]["risk"] == round(fused, 4) and x["model"]["own_risk"] == 0.2
+    assert x["model"]["carries_weight"] is True and list(x["model"]["contributions"]) == list(
+        sorted(contrib, key=lambda k: -abs(contrib[k]))
+    )
+    assert (
+        f"combined risk {round(fused * 100)}% from NEWS2 and the deterioration model "
+        "(its own risk 20%, mostly from hr_slope)" in x["summary"]
+    )
+    # a version whose stacking dropped the model term: NEWS2 alone, no model attributions
+    news2_only = FusionParams(Stacking(a=-2.5, b=0.3, c=0.0))
+    p0 = news2_only.parts(0.9, 5)
+    assert p0 is not None and p0["model"] == 0.0
+    f0 = news2_only.fuse(0.9, 5)
+    assert f0 is not None
+    o0 = obs(
+        0,
+        model_risk=f0,
+        model_own_risk=0.9,
+        risk_parts=p0,
+        model_version="v3",
+        model_contributions=contrib,
+    )
+    x0 = explain(PID, o0, AlertState(), "medium", ["model_risk"])
+    assert x0["model"]["carries_weight"] is False and x0["model"]["contributions"] == {}
+    assert "from NEWS2 alone (the deterioration model carries no weight" in x0["summary"]
+    assert "90%" not in x0["summary"]  # the model's own risk is not presented as a reason
+    # no stacking (a version whose fused risk is the model's own): parts are None
+    assert FusionParams().parts(0.3, 5) is None
+    assert FusionParams(Stacking(a=0, b=1, c=1)).parts(None, 5) is None

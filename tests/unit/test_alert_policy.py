@@ -186,6 +186,39 @@ def test_priority_lowered_once_after_hold_and_never_per_observation() -> None:
     assert st.priority == "medium" and st.status == "open"
 
 
+def test_a_return_to_an_acknowledged_level_is_shown_not_paged_but_high_always_pages() -> None:
+    """Acknowledged at medium, lowered to low, back at medium: ESCALATED on the page with
+    page false, the acknowledgement standing (no unacknowledged re-page follows); a rise to
+    high pages and needs a new acknowledgement; high again after an acknowledged high
+    still pages."""
+    st, events = run(series([0, 5]))
+    assert [e.page for e in events] == [True]
+    st, _ = acknowledge(PID, st, "rn-1", T0 + 12 * MIN)
+    assert st.acked_priority == "medium"
+    st, events = run([obs(20 + m, N3) for m in range(0, 70, 10)], st)
+    assert kinds(events) == [("UPDATED", "low")] and st.status == "acknowledged"
+    st, events = run([obs(95, N5)], st)
+    assert kinds(events) == [("ESCALATED", "medium")] and events[0].page is False
+    assert "acknowledged at medium earlier" in events[0].explanation["paging"]["why"]
+    assert st.status == "acknowledged" and st.acked_by == "rn-1"
+    assert AlertState.from_json(st.to_json()) == st
+    # no re-page of an "unacknowledged" alert: it is acknowledged
+    _, fired = tick(PID, st, T0 + 200 * MIN, CFG)
+    assert [e for e in fired if e.page] == []
+    # high is never attended this way: it pages and asks for a new acknowledgement
+    st, events = run([obs(100, N7)], st)
+    assert kinds(events) == [("ESCALATED", "high")] and events[0].page is True
+    assert st.status == "open" and st.acked_by is None
+    st, _ = acknowledge(PID, st, "rn-1", T0 + 105 * MIN)
+    assert st.acked_priority == "high"
+    st, events = run([obs(110 + m, N5) for m in range(0, 70, 10)], st)
+    assert kinds(events) == [("UPDATED", "medium")]
+    st, events = run([obs(185, N7)], st)
+    assert kinds(events) == [("ESCALATED", "high")] and events[0].page is True
+    # a new episode starts with nothing acknowledged
+    assert AlertState().acked_priority is None
+
+
 def test_flapping_between_high_and_medium_neither_pages_nor_updates_repeatedly() -> None:
     st, events = run(series([0, 5, 7, 5, 7, 5, 7, 5, 7, 5, 7, 5]))
     assert kinds(events) == [("OPEN", "medium"), ("ESCALATED", "high")]
@@ -456,6 +489,49 @@ def test_cooldown_also_follows_a_manual_resolve() -> None:
     assert events == []
     st, events = resolve(PID, st, "dr-3", T0 + 31 * MIN)
     assert events == []  # nothing open
+
+
+N6 = {**N5, "heart_rate_bpm": 112}
+
+
+def test_after_a_clinicians_review_only_a_worse_patient_reopens() -> None:
+    """A manual resolve is a review: within review_hold_s the same state (NEWS2 5, medium)
+    stays closed after the cooldown; a higher total, a high priority, or the end of the
+    hold reopens it."""
+    assert obs(0, N6).news2.total == 6 and not obs(0, N6).news2.single_param_3
+    st, _ = run(series([0, 5]))
+    st, (ev,) = resolve(PID, st, "dr-3", T0 + 25 * MIN)
+    assert (st.reviewed_priority, st.reviewed_news2_total) == ("medium", 5)
+    assert AlertState.from_json(st.to_json()) == st  # persisted with the state
+    # past the cooldown, still NEWS2 5: the reviewed plan stands, nothing opens or pages
+    st_same, events = run([obs(45, N5), obs(100, N5), obs(200, N5)], st)
+    assert events == [] and st_same.status == "resolved"
+    # worse than at the review: a total of 6 reopens at once (a new episode)
+    st6, events = run([obs(45, N5), obs(55, N6)], st)
+    assert kinds(events) == [("OPEN", "medium")] and st6.episode == 2
+    assert st6.reviewed_priority is None and st6.reviewed_news2_total is None
+    # high always gets through, even inside the cooldown
+    _, events = run([obs(30, N7)], st)
+    assert kinds(events) == [("OPEN", "high")]
+    # the hold ends 4 h after the review: the same NEWS2 5 opens again
+    _, events = run([obs(25 + 4 * 60 + 1, N5)], st)
+    assert kinds(events) == [("OPEN", "medium")]
+    # switched off: the cooldown alone applies, as after an automatic resolve
+    off = replace(CFG, review_hold_s=0.0)
+    _, events = run([obs(45, N5)], st, off)
+    assert kinds(events) == [("OPEN", "medium")]
+
+
+def test_an_automatic_resolve_or_a_discharge_is_no_review() -> None:
+    from alerts import discharge
+
+    st, t = _resolved_at()  # resolved automatically (recovered)
+    assert st.reviewed_priority is None
+    st, _ = run(series([0, 5]))
+    st, _ = discharge(PID, st, T0 + 25 * MIN)
+    assert st.status == "resolved" and st.reviewed_priority is None
+    _, events = run([obs(45, N5)], st)
+    assert kinds(events) == [("OPEN", "medium")]
 
 
 # ---------------------------------------------------------------------------------------

@@ -152,3 +152,24 @@ async def test_a_stacked_version_fuses_with_news2_in_the_worker_and_in_score(
     rows = [json.loads(x) for x in out.getvalue().splitlines()]
     assert [r["fused_risk"] for r in rows] == [round(s.fused_risk or 0, 6) for s in res.scored]
     assert all(r["model_version"] == "v3" for r in rows)
+
+
+async def test_a_stacked_versions_alert_explains_the_fused_risk_and_the_models_own(
+    registry: Path, events: list[VitalsEvent]
+) -> None:
+    """The worker hands the explanation both risks and what each part adds: the parts add
+    up to the fused risk the thresholds were applied to (real ONNX model, v3's stacking)."""
+    import math
+
+    alerts = [a for a in await _run(ModelHolder(load(registry, "v3")), [events])]
+    modelled = [a for a in alerts if (a["explanation"] or {}).get("model")]
+    assert modelled
+    for a in modelled:
+        m = a["explanation"]["model"]
+        assert set(m["parts"]) == {"base", "news2", "model", "imaging"}
+        assert m["parts"]["base"] == STACKING["a"]
+        assert 0.0 < m["own_risk"] < 1.0 and m["carries_weight"] is True
+        fused = 1.0 / (1.0 + math.exp(-sum(m["parts"].values())))
+        assert fused == pytest.approx(m["risk"], abs=1e-3)
+        if a["transition"] in ("OPEN", "ESCALATED"):
+            assert "combined risk" in a["explanation"]["summary"]

@@ -18,7 +18,7 @@ from trainer.validation.metrics import bootstrap, calibration, roc_points
 from trainer.validation.scoring import Replayed
 from trainer.validation.task import Task
 
-__all__ = ["LOOKBACK_H", "evaluate_task"]
+__all__ = ["LOOKBACK_H", "Points", "evaluate_task", "task_points"]
 
 LOOKBACK_H = 24.0
 """Lead time counts the first page at most this long before the label onset."""
@@ -28,7 +28,9 @@ _MIN_SPAN_MS = _H_MS  # a patient observed once counts for an hour
 
 
 @dataclass
-class _Points:
+class Points:
+    """A task's labelled points with the scores read at each (in patient, time order)."""
+
     patient: list[str]
     t_ms: list[int]
     label: list[int]
@@ -55,8 +57,9 @@ def _spans(task: Task, rep: Replayed) -> dict[str, tuple[int, int]]:
     return out
 
 
-def _points(task: Task, rep: Replayed) -> _Points:
-    pts = _Points([], [], [], [], [], [], [], [], [])
+def task_points(task: Task, rep: Replayed) -> Points:
+    """The labelled points of ``task`` and the scores of ``rep`` read at each."""
+    pts = Points([], [], [], [], [], [], [], [], [])
 
     def add(pid: str, t: int, label: int, i: int, first: int) -> None:
         s = rep.scores[pid]
@@ -147,7 +150,7 @@ def _share(k: int, n: int) -> float | None:
     return round(k / n, 4) if n else None
 
 
-def _sensitivity(task: Task, pts: _Points, pages: dict[str, list[int]]) -> dict[str, Any]:
+def _sensitivity(task: Task, pts: Points, pages: dict[str, list[int]]) -> dict[str, Any]:
     w = task.window_ms
     pos_pts = det_pts = neg_pts = neg_paged = 0
     pos_patients: set[str] = set()
@@ -229,7 +232,7 @@ def _recalibrated(
 
 def evaluate_task(task: Task, rep: Replayed, *, n_boot: int, seed: int) -> dict[str, Any]:
     """The figures of ``task`` from its replay ``rep``."""
-    pts = _points(task, rep)
+    pts = task_points(task, rep)
     news2 = np.array(pts.news2)
     fused = np.array(pts.fused)
     has_model = bool(len(fused)) and bool((~np.isnan(fused)).any())

@@ -16,13 +16,13 @@ from models.runtime import DeteriorationModel
 from models.session import choose_providers
 from trainer.validation.evaluate import LOOKBACK_H, evaluate_task
 from trainer.validation.generic import is_generic_export, load_generic
-from trainer.validation.scoring import TICK_S, score_messages
+from trainer.validation.scoring import TICK_S, Replayed, score_messages
 from trainer.validation.task import EPOCH, Task, epoch_ms
 from trainer.validation.yaib import is_yaib_task, load_yaib_task
 from wardwatch.errors import ModelError
 from wardwatch.settings import Settings
 
-__all__ = ["REPORT_VERSION", "find_tasks", "validate_export"]
+__all__ = ["REPORT_VERSION", "find_tasks", "replay_task", "task_entry", "validate_export"]
 
 REPORT_VERSION = 1
 NOTES = [
@@ -86,6 +86,25 @@ def _model(settings: Settings, version: str | None) -> tuple[DeteriorationModel 
     return model, None
 
 
+def replay_task(task: Task, settings: Settings, model: DeteriorationModel | None) -> Replayed:
+    """``task``'s messages through the worker's scoring path with ``model``."""
+    return asyncio.run(
+        score_messages(task.messages, settings, model, now=_now(task), contexts=task.contexts)
+    )
+
+
+def task_entry(task: Task, rep: Replayed, *, n_boot: int, seed: int) -> dict[str, Any]:
+    """One task's block of the report: its figures and what the ingest made of it."""
+    figures = evaluate_task(task, rep, n_boot=n_boot, seed=seed)
+    ingest = {
+        "rows": task.rows,
+        "rows_without_vitals": task.rows_without_vitals,
+        **rep.ingest,
+        "model_unavailable": rep.model_reasons,
+    }
+    return {"source": task.source, **figures, "ingest": ingest}
+
+
 def validate_export(
     export: Path,
     settings: Settings,
@@ -124,17 +143,8 @@ def validate_export(
     }
     for task in tasks:
         t0 = time.monotonic()
-        rep = asyncio.run(
-            score_messages(task.messages, settings, model, now=_now(task), contexts=task.contexts)
-        )
-        figures = evaluate_task(task, rep, n_boot=n_boot, seed=seed)
-        ingest = {
-            "rows": task.rows,
-            "rows_without_vitals": task.rows_without_vitals,
-            **rep.ingest,
-            "model_unavailable": rep.model_reasons,
-        }
-        report["tasks"][task.name] = {"source": task.source, **figures, "ingest": ingest}
+        rep = replay_task(task, settings, model)
+        report["tasks"][task.name] = task_entry(task, rep, n_boot=n_boot, seed=seed)
         if progress:
             print(
                 f"wardwatch validate: {task.name}: {len(task.messages)} messages, "
