@@ -17,8 +17,10 @@ import urllib.parse
 from wardwatch.errors import ConfigError
 from wardwatch.settings import Settings
 
-# defaults shipped in the code or the examples: a secret equal to one of these is no secret
+# defaults shipped in the code, and the placeholders of .env.example: no secret
 DEFAULT_SECRETS = frozenset({"", "change-me", "changeme", "wardwatch-log-key"})
+PLACEHOLDER_PREFIXES = ("change-me", "replace-me")
+MIN_SECRET_CHARS = 16
 
 
 def is_loopback(host: str) -> bool:
@@ -39,8 +41,14 @@ def is_loopback(host: str) -> bool:
     return bool(addrs) and all(ipaddress.ip_address(str(a)).is_loopback for a in addrs)
 
 
-def _weak(secret: str) -> bool:
-    return secret.strip().lower() in DEFAULT_SECRETS
+def weak_secret(secret: str) -> bool:
+    """A default, a placeholder, or shorter than 16 characters."""
+    value = secret.strip().lower()
+    return (
+        value in DEFAULT_SECRETS
+        or value.startswith(PLACEHOLDER_PREFIXES)
+        or len(value) < MIN_SECRET_CHARS
+    )
 
 
 def unsafe_start_problems(settings: Settings) -> list[str]:
@@ -51,10 +59,15 @@ def unsafe_start_problems(settings: Settings) -> list[str]:
         return []
     where = f"the web server binds {s.web_host or 'every interface'}:{s.web_port}"
     problems = []
-    if _weak(s.api_token.get_secret_value()):
-        problems.append(f"{where} but WARDWATCH_API_TOKEN is empty or the default")
-    if _weak(s.log_hash_key.get_secret_value()):
-        problems.append(f"{where} but WARDWATCH_LOG_HASH_KEY is empty or the default")
+    for env, secret in (
+        ("WARDWATCH_API_TOKEN", s.api_token),
+        ("WARDWATCH_LOG_HASH_KEY", s.log_hash_key),
+    ):
+        if weak_secret(secret.get_secret_value()):
+            problems.append(
+                f"{where} but {env} is empty, a default or placeholder, or shorter than "
+                f"{MIN_SECRET_CHARS} characters"
+            )
     if not s.web_tls_enabled and not s.allow_insecure_http:
         problems.append(
             f"{where} without TLS: set WARDWATCH_WEB_TLS_CERT and WARDWATCH_WEB_TLS_KEY, or "
