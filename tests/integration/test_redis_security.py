@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 ADMIN_PW = "admin-Secret-123"
 WW_PW = "ww-Secret-456"
 # least privilege: the store's key namespace, no pub/sub channels, reads, writes, Lua
-# scripts and connection commands, nothing administrative
+# scripts and connection commands, nothing administrative (docker-compose.yml's user)
 ACL_RULES = [
     "on",
     f">{WW_PW}",
@@ -43,6 +43,7 @@ ACL_RULES = [
     "+@connection",
     "+@transaction",
     "-@dangerous",
+    "+select",  # a database other than 0 (Redis 6.2 has SELECT outside @connection)
 ]
 
 

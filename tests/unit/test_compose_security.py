@@ -61,6 +61,12 @@ def test_redis_uses_a_least_privilege_acl_user(compose: dict[str, Any]) -> None:
     assert user[0] == "wardwatch" and "on" in user
     assert "~ww:*" in user and "resetchannels" in user and "-@dangerous" in user
     assert "+@all" not in user and "~*" not in user and "allkeys" not in user
+    # the very rules the Redis tests run the store and a worker's commits under
+    from tests.integration.test_redis_security import ACL_RULES
+
+    assert [r for r in user[1:] if not r.startswith(">")] == [
+        r for r in ACL_RULES if not r.startswith(">")
+    ]
     assert Settings().redis_prefix == "ww"  # the ACL's key pattern is the store's namespace
     env = compose["x-wardwatch-env"]
     assert env["WARDWATCH_REDIS_URL"].startswith("redis://wardwatch:${REDIS_PASSWORD")
