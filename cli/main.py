@@ -293,11 +293,16 @@ def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
 # ---- settings -------------------------------------------------------------------------
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.settings import reference_markdown
+    from wardwatch.transport import redact_url
 
     if args.markdown:
         sys.stdout.write(reference_markdown())
-    else:  # the effective values, secrets masked
-        print(settings.model_dump_json(indent=2))
+    else:  # the effective values, secrets masked (passwords inside URLs too)
+        values = settings.model_dump(mode="json")
+        for name in ("kafka_url", "redis_url", "webhook_url"):
+            if values.get(name):
+                values[name] = redact_url(values[name])
+        print(json.dumps(values, indent=2))
     return 0
 
 

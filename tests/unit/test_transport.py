@@ -114,3 +114,18 @@ def test_web_ssl_context_loads_the_pair_and_refuses_a_mismatch(tmp_path: Path) -
 )
 def test_redact_url(url: str | None, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_settings_command_masks_passwords_in_urls(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+
+    monkeypatch.setenv("WARDWATCH_REDIS_URL", "rediss://wardwatch:Pw-0123456789@redis:6380/0")
+    monkeypatch.setenv("WARDWATCH_API_TOKEN", "Token-0123456789-abc")
+    monkeypatch.setenv("WARDWATCH_KAFKA_SECURITY__SASL_PASSWORD", "Kafka-0123456789")
+    assert main(["settings"]) == 0
+    out = capsys.readouterr().out
+    assert "rediss://wardwatch:***@redis:6380/0" in out
+    for secret in ("Pw-0123456789", "Token-0123456789-abc", "Kafka-0123456789"):
+        assert secret not in out
