@@ -86,9 +86,7 @@ def run_demo(
             flush=True,
         )
     with embedded_stack(settings) as s:
-        print(
-            f"  kafka {s.kafka_url}   redis {redact_url(s.redis_url)}", file=out, flush=True
-        )
+        print(f"  kafka {s.kafka_url}   redis {redact_url(s.redis_url)}", file=out, flush=True)
         ensure_topics(s)
         workdir = Path(s.data_dir)
         try:

@@ -74,9 +74,9 @@ async def _check_redis(settings: Settings) -> None:
     """Authenticate to Redis and touch one key of the store's namespace: ConfigError when
     the credentials or the ACL are wrong; a server not reachable yet is left to the
     worker's retries."""
-    from wardwatch.store import RedisStateStore
-
     from redis.exceptions import RedisError
+
+    from wardwatch.store import RedisStateStore
 
     store = RedisStateStore.from_settings(settings)
     try:

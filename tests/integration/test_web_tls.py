@@ -142,4 +142,3 @@ def test_exposed_worker_starts_with_secrets_and_the_opt_out(
             assert resp.status == 200
     finally:
         wp.stop()
-

@@ -82,9 +82,7 @@ def test_tls_cert_and_key_go_together(tmp_path: Path) -> None:
     assert web_ssl_context(Settings()) is None and web_client_ssl_context(Settings()) is None
 
 
-def test_tls_settings_from_the_environment(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_tls_settings_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WARDWATCH_WEB_TLS_CERT", str(tmp_path / "c.pem"))
     monkeypatch.setenv("WARDWATCH_WEB_TLS_KEY", str(tmp_path / "k.pem"))
     monkeypatch.setenv("WARDWATCH_ALLOW_INSECURE_HTTP", "true")
