@@ -7,6 +7,7 @@ Heavy imports (Faust, torch) happen inside the subcommand that needs them, so th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -32,7 +33,9 @@ def _setup_logging(settings: Settings, verbose: bool = False) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from agents.worker import Worker
     from wardwatch import heap
+    from wardwatch.errors import ConfigError
     from wardwatch.topics import ensure_topics
+    from wardwatch.transport import check_safe_start
 
     if args.web_port:
         settings = settings.model_copy(update={"web_port": args.web_port})
@@ -43,8 +46,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    ensure_topics(settings)
-    worker = Worker(settings)
+    try:
+        # refused before anything connects: an unsafe web server, wrong Redis credentials
+        check_safe_start(settings)
+        asyncio.run(_check_redis(settings))
+        ensure_topics(settings)
+        worker = Worker(settings)
+    except ConfigError as exc:
+        print(f"wardwatch worker: {exc}", file=sys.stderr)
+        return 2
     sys.argv = [
         "wardwatch",
         "worker",
@@ -58,6 +68,25 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     heap.settle()  # start-up done: long-lived objects out of the collector's way
     worker.app.main()
     return 0
+
+
+async def _check_redis(settings: Settings) -> None:
+    """Authenticate to Redis and touch one key of the store's namespace: ConfigError when
+    the credentials or the ACL are wrong; a server not reachable yet is left to the
+    worker's retries."""
+    from redis.exceptions import RedisError
+
+    from wardwatch.store import RedisStateStore
+
+    store = RedisStateStore.from_settings(settings)
+    try:
+        await store.check_access()
+    except (RedisError, OSError) as exc:  # unreachable now: the worker retries as usual
+        logging.getLogger("wardwatch.worker").warning(
+            "Redis not reachable at start-up (%s); retrying while running", type(exc).__name__
+        )
+    finally:
+        await store.close()
 
 
 # ---- simulate -------------------------------------------------------------------------
@@ -278,11 +307,16 @@ def cmd_news2(args: argparse.Namespace, settings: Settings) -> int:
 # ---- settings -------------------------------------------------------------------------
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.settings import reference_markdown
+    from wardwatch.transport import redact_url
 
     if args.markdown:
         sys.stdout.write(reference_markdown())
-    else:  # the effective values, secrets masked
-        print(settings.model_dump_json(indent=2))
+    else:  # the effective values, secrets masked (passwords inside URLs too)
+        values = settings.model_dump(mode="json")
+        for name in ("kafka_url", "redis_url", "webhook_url"):
+            if values.get(name):
+                values[name] = redact_url(values[name])
+        print(json.dumps(values, indent=2))
     return 0
 
 
