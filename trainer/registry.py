@@ -26,7 +26,10 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
 * it beats the promoted version's test AUROC (fused where both have one). A version
   recalibrated on an export (``recalibration`` in its metadata, :mod:`trainer.recalibrate`)
   is compared with its base version's fused AUROC on the *same held-out patients* (kept
-  in its metadata), and is refused unless its base is the promoted version;
+  in its metadata), and is refused unless its base is the promoted version; one whose
+  refit dropped the model term (ranking as NEWS2) also passes this rule when the base's
+  fused risk is not shown better than NEWS2 on those patients (the paired interval of
+  base − NEWS2 reaches 0): falling back to NEWS2 then gives up nothing shown;
 * with ``min_shadow_h`` > 0 (``promotion_min_shadow_h``): it ran in shadow beside the live
   model, recorded by ``wardwatch validate --shadow`` in its ``shadow.json``, over a window
   of at least that many hours, and its shadow pages per patient-day held the budget.
@@ -178,11 +181,16 @@ def _recalibration(meta: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(rc, dict):
         return None
     held = rc.get("held_out") or {}
+    stacking = (meta.get("fusion") or {}).get("stacking") or {}
+    base_vs_news2 = ((held.get("base") or {}).get("fused_minus_news2") or {}).get("ci")
     return {
         "base_version": rc.get("base_version"),
         "task": rc.get("task"),
         "held_out_ids_sha256": (rc.get("split") or {}).get("held_out_ids_sha256"),
         "base_fused_auroc": held.get("base_fused_auroc"),
+        # the refit dropped the model term: the fused risk ranks exactly as NEWS2
+        "news2_only": bool(stacking) and stacking.get("c") == 0,
+        "base_minus_news2_ci": base_vs_news2,
     }
 
 
@@ -203,6 +211,10 @@ def _promoted_rules(
             )
         ]
     base, theirs = rc.get("base_version"), rc.get("base_fused_auroc")
+    ci = rc.get("base_minus_news2_ci")
+    # falling back to NEWS2 loses nothing shown: the base's fused risk is not better than
+    # NEWS2 on the same held-out patients (its paired interval reaches 0 or below)
+    fallback = bool(rc.get("news2_only")) and ci is not None and ci[0] is not None and ci[0] <= 0
     return [
         (
             "base_is_promoted",
@@ -211,9 +223,14 @@ def _promoted_rules(
         ),
         (
             "beats_promoted",
-            mine is not None and theirs is not None and mine > theirs,
+            fallback or (mine is not None and theirs is not None and mine > theirs),
             f"fused AUROC {mine} on the held-out patients does not beat base {base}'s "
-            f"{theirs} on the same patients",
+            f"{theirs} on the same patients"
+            + (
+                f", and the base is better than NEWS2 there (fused − NEWS2 95 % CI {ci})"
+                if rc.get("news2_only")
+                else ""
+            ),
         ),
     ]
 
