@@ -16,6 +16,8 @@ RUN pip install --no-cache-dir ".${EXTRAS}"
 # the shipped model; a named volume mounted here starts as a copy of it (compose: `models`)
 COPY --chown=10001:10001 model-registry ./model-registry
 USER wardwatch
+# bound beyond loopback, a worker refuses to start without real secrets and a TLS
+# certificate (WARDWATCH_WEB_TLS_CERT/KEY) or WARDWATCH_ALLOW_INSECURE_HTTP=true
 ENV WARDWATCH_WEB_HOST=0.0.0.0 WARDWATCH_DATA_DIR=/tmp/wardwatch \
     WARDWATCH_MODEL_REGISTRY=/app/model-registry
 EXPOSE 6066

@@ -12,11 +12,15 @@ from prometheus_client import CollectorRegistry
 
 from agents.kafka_clients import faust_broker_credentials
 from wardwatch.settings import Settings
+from wardwatch.transport import check_safe_start, web_ssl_context
 
 
 def build_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
-    """A Faust app for ``settings``, its sensors on the injected ``registry``."""
+    """A Faust app for ``settings``, its sensors on the injected ``registry``. Refuses
+    (ConfigError) a web server reachable from other machines without real secrets and
+    TLS (``wardwatch.transport.check_safe_start``); serves HTTPS when TLS is set."""
     s = settings
+    check_safe_start(s)
     datadir = s.data_dir / f"{s.app_id}-{s.web_port}"
     datadir.mkdir(parents=True, exist_ok=True)
     urls = ";".join(f"kafka://{h}" for h in s.kafka_bootstrap().split(","))
@@ -32,6 +36,7 @@ def build_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
         store="memory://",
         web_host=s.web_host,
         web_port=s.web_port,
+        web_ssl_context=web_ssl_context(s),
         web_in_thread=False,
         # none of Faust's own views (router, tables, graph, stats, performance): the web
         # server serves only the care-team page and API and the operations views

@@ -175,5 +175,23 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800),
             registry=r,
         )
+        self.shadow_scored = Counter(
+            "wardwatch_shadow_scored_total",
+            "Vitals events the shadow model scored beside the live one",
+            registry=r,
+        )
+        self.shadow_would_page = Counter(
+            "wardwatch_shadow_would_page_total",
+            "Shadow transitions that would have paged (published on alerts-shadow, never paged)",
+            ["priority"],
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "wardwatch_shadow_errors_total",
+            "Shadow failures, by reason (load, model_error, no_model, conflict, store, "
+            "publish); live scoring and paging are never affected",
+            ["reason"],
+            registry=r,
+        )
         self.model_info = Info("wardwatch_model", "Active model", registry=r)
         self.build_info = Info("wardwatch_build", "wardwatch version", registry=r)

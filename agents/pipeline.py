@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.model_stage import Incoming, ModelHolder, ModelStage, Staged, version_policy
+from agents.shadow import Shadow, ShadowState
 from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
 from alerts import acknowledge as policy_acknowledge
 from alerts import discharge as policy_discharge
@@ -74,6 +75,9 @@ class BatchResult:
     emitted: list[dict[str, Any]] = field(default_factory=list)  # accepted transitions
     outbox_ids: list[str] = field(default_factory=list)
     stream_ms: dict[int, int] = field(default_factory=dict)  # partition -> newest event time
+    # the shadow model's would-be transitions (alerts-shadow, never paged)
+    shadow_emitted: list[dict[str, Any]] = field(default_factory=list)
+    shadow_outbox_ids: list[str] = field(default_factory=list)
 
     def add(self, part: BatchResult, positions: Sequence[int]) -> None:
         """Fold in the result of the sub-batch made of this batch's events at
@@ -87,6 +91,8 @@ class BatchResult:
         self.emitted += part.emitted
         self.outbox_ids += part.outbox_ids
         self.conflict_retries += part.conflict_retries
+        self.shadow_emitted += part.shadow_emitted
+        self.shadow_outbox_ids += part.shadow_outbox_ids
 
 
 def alert_message(
@@ -158,8 +164,10 @@ class ScoringPipeline:
         on_model_unavailable: Callable[[str, int], None] | None = None,
         on_inference: Callable[[str, str, float], None] | None = None,
         conflict_retries: int = 5,
+        shadow: Shadow | None = None,
     ) -> None:
         self.store = store
+        self.shadow = shadow  # a candidate model beside the live one (agents.shadow)
         self.conflict_retries = conflict_retries
         # one load-to-commit at a time: the worker's vitals, commands and timers run as
         # separate tasks and would otherwise race each other on the same patients
@@ -296,7 +304,13 @@ class ScoringPipeline:
         result = BatchResult()
         if not batch:
             return result
-        loaded = await self.store.load([i.event.patient_id for i in batch])
+        pids = [i.event.patient_id for i in batch]
+        shadow = self.shadow if self.alerts else None
+        shadow_loaded: dict[str, ShadowState] | None = None
+        if shadow is None:
+            loaded = await self.store.load(pids)
+        else:  # concurrently: no extra round trip on the live path
+            loaded, shadow_loaded = await asyncio.gather(self.store.load(pids), shadow.load(pids))
         touched: dict[str, PatientState] = {}
         history: dict[str, list[str]] = {}
         alert_states: dict[str, AlertState] = {}
@@ -360,6 +374,7 @@ class ScoringPipeline:
 
         # 3. rules (always) and the alert policy, in event order
         scored = result.scored
+        rules: list[News2Result] = []  # NEWS2 per applied event, for the shadow
         for (item, state, ctx, applied, ts, _, scale), (risk, reason, contrib), stream_ms in zip(
             applied_items, risks, stream_at, strict=True
         ):
@@ -367,6 +382,8 @@ class ScoringPipeline:
             pid = ev.patient_id
             current = applied.current
             n2 = news2_from_vitals(current, spo2_scale=scale)
+            if shadow_loaded is not None:
+                rules.append(n2)
             q = qsofa_from_vitals(current)
             parts = None
             if risk is None or model is None:
@@ -429,6 +446,19 @@ class ScoringPipeline:
             )
             for pid, s in touched.items()
         ]
+        if shadow is not None and shadow_loaded is not None:
+            # committed before the live commit: a crash in between never leaves the live
+            # state ahead of the shadow's (a replay is a duplicate for both)
+            done = await shadow.run(
+                applied_items,
+                rules,
+                stream_at,
+                shadow_loaded,
+                self.policy,
+                lambda ev, source: alert_message(ev, source, now, clock),
+                model.version if model is not None else None,
+            )
+            result.shadow_emitted, result.shadow_outbox_ids = done.emitted, done.outbox_ids
         # with the partitions' event time, so that a restart resumes their clocks
         commit = await self.store.commit(updates, emits, partition_ms)
         self._collect(result, commit, emits)

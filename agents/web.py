@@ -31,6 +31,7 @@ import asyncio
 import hmac
 import json
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
@@ -93,13 +94,16 @@ def error(status: int, word: str) -> web.Response:
 
 
 def same_origin(request: Any) -> bool:
-    """The request's Origin (or, without one, its Referer) is this server's own."""
-    own = f"{request.scheme}://{request.host}"
-    origin = request.headers.get("Origin")
-    if origin is not None:
-        return hmac.compare_digest(origin, own)
-    referer = request.headers.get("Referer", "")
-    return referer == own or referer.startswith(own + "/")
+    """The request's Origin (or, without one, its Referer) is this server's own: the
+    same host and port as the request's ``Host``, over this scheme or HTTPS (a TLS proxy
+    in front of a plain-HTTP worker)."""
+    given = request.headers.get("Origin")
+    if given is None:
+        given = request.headers.get("Referer", "")
+    parts = urllib.parse.urlsplit(given)
+    if parts.scheme not in {request.scheme, "https"} or not parts.netloc:
+        return False
+    return hmac.compare_digest(parts.netloc.lower(), str(request.host).lower())
 
 
 def client_address(request: Any) -> str:
@@ -228,7 +232,7 @@ def register(
     web_app = app.web.web_app  # type: ignore[attr-defined]
     web_app.middlewares.append(security_middleware(settings.max_request_bytes))
     web_app.on_response_prepare.append(security_headers)
-    secure_cookie = settings.session_cookie_secure
+    secure_cookie = settings.session_cookie_secure or settings.web_tls_enabled
 
     async def visible(who: Principal, pids: list[str]) -> set[str]:
         """The patients of ``pids`` whose ward the principal may see."""

@@ -6,6 +6,8 @@
     alert-commands ──► commands agent (agents.commands) ──► alerts
     timers ──► escalation of owned patients' alerts; outbox sweep
     alerts ──► pager (its own consumer group, agents.pager) ──► paging webhook
+    (shadow_model_version set) candidate beside the live model ──► alerts-shadow, never
+        paged (agents.shadow)
     control ──► model promotions (agents.control)
 
 Several workers with the same app id share the partitions of ``vitals``; each patient
@@ -40,6 +42,7 @@ from agents.outbox import AlertPublisher
 from agents.pager import Pager
 from agents.pipeline import ScoringPipeline
 from agents.retry import Retrier, guarded, in_background
+from agents.shadow import RedisShadowStore, Shadow, ShadowControl, ShadowHolder, ShadowPublisher
 from alerts import PolicyConfig
 from alerts.webhook import WebhookSender
 from wardwatch.ingest import Decoded, Rejection, decode_vitals
@@ -78,6 +81,7 @@ class Worker:
         self._stream_checked: set[int] = set()
         self.models = ModelHolder()
         self.control = ModelControl(settings, self.metrics, self.models)
+        shadow = self._shadow(settings)
         self.pipeline = ScoringPipeline(
             self.store,
             PolicyConfig.from_settings(settings),
@@ -93,6 +97,7 @@ class Worker:
             on_inference=lambda name, version, s: self.metrics.inference_seconds.labels(
                 name, version
             ).observe(s),
+            shadow=shadow,
         )
         self.metrics.model_unavailable.labels("no_model").inc(0)
         self.metrics.model_unavailable.labels("model_error").inc(0)
@@ -110,6 +115,15 @@ class Worker:
             t.patient_context, value_serializer="raw", key_serializer="raw"
         )
         self.alerts_topic = self.app.topic(t.alerts, value_serializer="raw", key_serializer="raw")
+        self.shadow_publisher: ShadowPublisher | None = None
+        if shadow is not None:  # its own topic: the pager reads only `alerts`
+            self.shadow_publisher = ShadowPublisher(
+                self.app.topic(t.alerts_shadow, value_serializer="raw", key_serializer="raw"),
+                shadow.store,
+                self.owned,
+                settings.outbox_sweep_s,
+                on_error=self._shadow_error,
+            )
         self.dead_letter_topic = self.app.topic(
             t.dead_letter, value_serializer="raw", key_serializer="raw"
         )
@@ -149,6 +163,35 @@ class Worker:
         self.ready = False
         self._register_agents()
 
+    def _shadow(self, settings: Settings) -> Shadow | None:
+        """The shadow stage when ``shadow_model_version`` names a candidate (else None)."""
+        if not settings.shadow_model_version:
+            return None
+        for reason in ("load", "model_error", "conflict", "store", "publish"):
+            self.metrics.shadow_errors.labels(reason).inc(0)
+        holder = ShadowHolder(settings.shadow_model_version)
+        self.shadow_control = ShadowControl(settings, holder, self._shadow_error)
+        self.shadow_control.load()
+        store = RedisShadowStore(
+            self.store.r,
+            prefix=settings.redis_prefix,
+            version=holder.version,
+            cluster=self.store.cluster,
+            ttl_s=settings.state_ttl_s,
+        )
+        return Shadow(
+            store,
+            holder,
+            self.store,
+            min_priority=settings.webhook_min_priority,
+            on_error=self._shadow_error,
+            on_scored=self.metrics.shadow_scored.inc,
+            on_would_page=lambda priority: self.metrics.shadow_would_page.labels(priority).inc(),
+        )
+
+    def _shadow_error(self, reason: str, n: int = 1) -> None:
+        self.metrics.shadow_errors.labels(reason).inc(n)
+
     # ---- agents -----------------------------------------------------------------------
     def _register_agents(self) -> None:
         app, s = self.app, self.settings
@@ -181,6 +224,16 @@ class Worker:
         async def sweep() -> None:
             await in_background("outbox", self.outbox.sweep_outbox, self._failed)
 
+        if self.shadow_publisher is not None:
+            shadow_publisher = self.shadow_publisher
+
+            @app.timer(interval=s.outbox_sweep_s)
+            async def shadow_sweep() -> None:
+                await shadow_publisher.flush(owned_only=True)
+                if self.shadow_control.due():  # a candidate that failed to load
+                    loop = asyncio.get_running_loop()
+                    await loop.run_in_executor(None, self.shadow_control.load)
+
         if self.pager is not None:
             pager = self.pager
 
@@ -195,6 +248,8 @@ class Worker:
         @app.task
         async def startup() -> None:
             await guarded("start-up", self.retrying("start-up", self.outbox.flush_outbox))
+            if self.shadow_publisher is not None:
+                await self.shadow_publisher.flush()
             self.ready = True
             log.info("worker ready (redis %s)", (self.settings.redis_url or "").split("@")[-1])
 
@@ -272,6 +327,8 @@ class Worker:
         await self.retrying(
             "publish", lambda: self.outbox.publish_alerts(result.emitted, result.outbox_ids)
         )
+        if self.shadow_publisher is not None:  # never raises: left for the sweep
+            await self.shadow_publisher.publish(result.shadow_emitted, result.shadow_outbox_ids)
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
 
     async def dead_letter_too_late(self, item: Incoming, origins: dict[str, Origin]) -> None:

@@ -24,6 +24,7 @@ from simulator.publish import PublishStats, publish_simulation
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_stack, free_port
 from wardwatch.topics import ensure_topics
+from wardwatch.transport import redact_url
 
 __all__ = ["run_demo"]
 
@@ -85,7 +86,7 @@ def run_demo(
             flush=True,
         )
     with embedded_stack(settings) as s:
-        print(f"  kafka {s.kafka_url}   redis {s.redis_url}", file=out, flush=True)
+        print(f"  kafka {s.kafka_url}   redis {redact_url(s.redis_url)}", file=out, flush=True)
         ensure_topics(s)
         workdir = Path(s.data_dir)
         try:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, SecretStr
 
 from wardwatch.settings import Settings
 from wardwatch.stack import stop_process_group
+from wardwatch.transport import web_client_ssl_context, web_scheme
 
 __all__ = ["WorkerProcess", "metric_sum", "parse_metrics", "settings_env", "totals"]
 
@@ -70,7 +71,13 @@ class WorkerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.web_port}"
+        return f"{web_scheme(self.settings)}://127.0.0.1:{self.web_port}"
+
+    def open(self, path: str, timeout: float) -> Any:
+        """GET ``path`` of this worker (over HTTPS, trusting its own certificate, when
+        the settings give it one)."""
+        ctx = web_client_ssl_context(self.settings)
+        return urllib.request.urlopen(self.url + path, timeout=timeout, context=ctx)
 
     def start(self) -> None:
         env = settings_env(self.settings)
@@ -93,7 +100,7 @@ class WorkerProcess:
                 raise RuntimeError(f"worker exited ({self.proc.returncode}); see {self.log_path}")
             with (
                 contextlib.suppress(OSError),
-                urllib.request.urlopen(self.url + "/readyz", timeout=1) as resp,
+                self.open("/readyz", timeout=1) as resp,
             ):
                 if resp.status == 200:
                     return
@@ -103,7 +110,7 @@ class WorkerProcess:
     def metrics(self) -> dict[str, float]:
         """The worker's metrics now (or the last ones read, if it does not answer)."""
         try:
-            with urllib.request.urlopen(self.url + "/metrics", timeout=5) as resp:
+            with self.open("/metrics", timeout=5) as resp:
                 self.last_metrics = parse_metrics(resp.read().decode())
         except OSError:
             pass

@@ -7,6 +7,7 @@ Heavy imports (Faust, torch) happen inside the subcommand that needs them, so th
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -32,7 +33,9 @@ def _setup_logging(settings: Settings, verbose: bool = False) -> None:
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from agents.worker import Worker
     from wardwatch import heap
+    from wardwatch.errors import ConfigError
     from wardwatch.topics import ensure_topics
+    from wardwatch.transport import check_safe_start
 
     if args.web_port:
         settings = settings.model_copy(update={"web_port": args.web_port})
@@ -43,8 +46,15 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
-    ensure_topics(settings)
-    worker = Worker(settings)
+    try:
+        # refused before anything connects: an unsafe web server, wrong Redis credentials
+        check_safe_start(settings)
+        asyncio.run(_check_redis(settings))
+        ensure_topics(settings)
+        worker = Worker(settings)
+    except ConfigError as exc:
+        print(f"wardwatch worker: {exc}", file=sys.stderr)
+        return 2
     sys.argv = [
         "wardwatch",
         "worker",
@@ -58,6 +68,25 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     heap.settle()  # start-up done: long-lived objects out of the collector's way
     worker.app.main()
     return 0
+
+
+async def _check_redis(settings: Settings) -> None:
+    """Authenticate to Redis and touch one key of the store's namespace: ConfigError when
+    the credentials or the ACL are wrong; a server not reachable yet is left to the
+    worker's retries."""
+    from redis.exceptions import RedisError
+
+    from wardwatch.store import RedisStateStore
+
+    store = RedisStateStore.from_settings(settings)
+    try:
+        await store.check_access()
+    except (RedisError, OSError) as exc:  # unreachable now: the worker retries as usual
+        logging.getLogger("wardwatch.worker").warning(
+            "Redis not reachable at start-up (%s); retrying while running", type(exc).__name__
+        )
+    finally:
+        await store.close()
 
 
 # ---- simulate -------------------------------------------------------------------------
@@ -211,6 +240,7 @@ def cmd_promote(args: argparse.Namespace, settings: Settings) -> int:
         high_fraction=settings.alert_budget_high_fraction,
         sensitivity_floor=settings.sensitivity_floor,
         settings=settings if settings.kafka_url else None,
+        min_shadow_h=settings.promotion_min_shadow_h,
     )
     print(json.dumps(result, indent=2, default=str))
     return 0 if result.get("promoted") else 1
@@ -232,8 +262,21 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- validate -------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from cli.validate import run_validate
+    from cli.validate import run_validate, run_validate_shadow
 
+    if args.shadow:
+        return run_validate_shadow(
+            settings,
+            version=args.model,
+            since=args.since,
+            until=args.until,
+            json_path=args.json,
+            html_path=args.html,
+            horizon_h=args.horizon_h,
+        )
+    if not args.export:
+        print("wardwatch validate: --export (or --shadow) is required", file=sys.stderr)
+        return 2
     return run_validate(
         settings,
         args.export,
@@ -271,11 +314,16 @@ def cmd_access(args: argparse.Namespace, settings: Settings) -> int:
 # ---- settings -------------------------------------------------------------------------
 def cmd_settings(args: argparse.Namespace, settings: Settings) -> int:
     from wardwatch.settings import reference_markdown
+    from wardwatch.transport import redact_url
 
     if args.markdown:
         sys.stdout.write(reference_markdown())
-    else:  # the effective values, secrets masked
-        print(settings.model_dump_json(indent=2))
+    else:  # the effective values, secrets masked (passwords inside URLs too)
+        values = settings.model_dump(mode="json")
+        for name in ("kafka_url", "redis_url", "webhook_url"):
+            if values.get(name):
+                values[name] = redact_url(values[name])
+        print(json.dumps(values, indent=2))
     return 0
 
 
@@ -370,14 +418,21 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(fn=cmd_score)
 
     va = sub.add_parser("validate", help="silent mode: replay an export, report vs outcomes")
-    va.add_argument("--export", required=True, help="export folder (YAIB task(s) or generic)")
+    va.add_argument("--export", default=None, help="export folder (YAIB task(s) or generic)")
+    va.add_argument(
+        "--shadow", action="store_true", help="live vs shadow alerts on Kafka, vs outcomes"
+    )
+    va.add_argument("--since", default=None, help="--shadow: window start (ISO time)")
+    va.add_argument("--until", default=None, help="--shadow: window end (ISO time)")
     va.add_argument("--model", default=None, help="registry version (default: promoted)")
     va.add_argument("--out", default=None, help="write report.json and report.html here")
     va.add_argument("--json", default=None, help="write the report JSON here")
     va.add_argument("--html", default=None, help="write the report page here")
     va.add_argument("--bootstrap", type=int, default=1000, help="resamples of patients")
     va.add_argument("--seed", type=int, default=0)
-    va.add_argument("--horizon-h", type=float, default=12.0, help="generic format's horizon")
+    va.add_argument(
+        "--horizon-h", type=float, default=12.0, help="generic format's (and --shadow's) horizon"
+    )
     va.set_defaults(fn=cmd_validate)
 
     bench = sub.add_parser("bench", help="run benchmarks, print JSON", add_help=False)

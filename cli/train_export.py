@@ -56,6 +56,7 @@ def run_train_export(
             high_fraction=settings.alert_budget_high_fraction,
             sensitivity_floor=settings.sensitivity_floor,
             settings=settings if settings.kafka_url else None,
+            min_shadow_h=settings.promotion_min_shadow_h,
         )
         result["promotion"] = gate
         code = 0 if gate.get("promoted") else 1

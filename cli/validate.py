@@ -1,9 +1,11 @@
-"""``wardwatch validate``: silent mode on a hospital's export (``docs/validation.md``)."""
+"""``wardwatch validate``: silent mode on a hospital's export (``docs/validation.md``);
+``--shadow``: live vs a shadow candidate on Kafka (``docs/operations.md``, shadow mode)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
@@ -22,10 +24,11 @@ def run_validate(
     n_boot: int,
     seed: int,
     horizon_h: float,
-    stdout: IO[str] = sys.stdout,
+    stdout: IO[str] | None = None,
 ) -> int:
     """Validate ``export``; write the report as JSON and HTML (``out_dir`` gives both
     their default paths), or print the JSON when nothing is to be written."""
+    stdout = stdout or sys.stdout  # looked up now: a test may have replaced it since import
     from trainer.validation import report_html, validate_export
 
     heap.settle()
@@ -62,4 +65,80 @@ def run_validate(
                 f"sensitivity {t['sensitivity']['sensitivity']}",
                 file=stdout,
             )
+    return 0
+
+
+def _when(value: str | None) -> int | None:
+    if not value:
+        return None
+    ts = datetime.fromisoformat(value)
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return int(ts.timestamp() * 1000)
+
+
+def run_validate_shadow(
+    settings: Settings,
+    *,
+    version: str | None,
+    since: str | None,
+    until: str | None,
+    json_path: str | None,
+    html_path: str | None,
+    horizon_h: float,
+    stdout: IO[str] | None = None,
+) -> int:
+    """Compare ``alerts`` with ``alerts-shadow`` and the outcomes on Kafka over the
+    window; record the result in the candidate's registry version (``shadow.json``)."""
+    stdout = stdout or sys.stdout
+    from trainer.kafka_data import KafkaReadError
+    from trainer.validation.shadow import compare, read_shadow, record_shadow, shadow_html
+
+    try:
+        data = read_shadow(settings)
+    except KafkaReadError as exc:
+        print(f"wardwatch validate --shadow: {exc}", file=sys.stderr)
+        return 2
+    report = compare(
+        data["live"],
+        data["shadow"],
+        data["events"],
+        data["outcomes"],
+        since_ms=_when(since),
+        until_ms=_when(until),
+        horizon_h=horizon_h,
+        min_priority=settings.webhook_min_priority,
+    )
+    seen = report["shadow"]["model_versions"]
+    candidate = version or (seen[0] if len(seen) == 1 else None) or settings.shadow_model_version
+    if not candidate:
+        print("wardwatch validate --shadow: no shadow version (pass --model)", file=sys.stderr)
+        return 2
+    report["candidate"] = {"name": settings.model_name, "version": candidate}
+    try:
+        where = record_shadow(
+            settings.resolved_model_registry(), settings.model_name, candidate, report
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"wardwatch validate --shadow: {exc}", file=sys.stderr)
+        return 2
+    report["recorded"] = str(where)
+    text = json.dumps(report, indent=2) + "\n"
+    if json_path:
+        Path(json_path).write_text(text)
+    if html_path:
+        Path(html_path).write_text(shadow_html(report))
+    if not json_path and not html_path:
+        stdout.write(text)
+    else:
+        w, live, sh, agree = report["window"], report["live"], report["shadow"], report["agreement"]
+        print(
+            f"shadow {candidate} over {w['hours']} h ({w['patient_days']} patient-days): "
+            f"pages/patient-day live {live['pages_per_patient_day']}, shadow "
+            f"{sh['pages_per_patient_day']}; patients paged live {live['patients_paged']}, "
+            f"shadow {sh['patients_paged']} (both {agree['paged_by_both']}, only live "
+            f"{agree['only_live']}, only shadow {agree['only_shadow']}); sensitivity live "
+            f"{live['sensitivity']}, shadow {sh['sensitivity']}; recorded in {where}",
+            file=stdout,
+        )
     return 0

@@ -26,7 +26,13 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
 * it beats the promoted version's test AUROC (fused where both have one). A version
   recalibrated on an export (``recalibration`` in its metadata, :mod:`trainer.recalibrate`)
   is compared with its base version's fused AUROC on the *same held-out patients* (kept
-  in its metadata), and is refused unless its base is the promoted version.
+  in its metadata), and is refused unless its base is the promoted version; one whose
+  refit dropped the model term (ranking as NEWS2) also passes this rule when the base's
+  fused risk is not shown better than NEWS2 on those patients (the paired interval of
+  base − NEWS2 reaches 0): falling back to NEWS2 then gives up nothing shown;
+* with ``min_shadow_h`` > 0 (``promotion_min_shadow_h``): it ran in shadow beside the live
+  model, recorded by ``wardwatch validate --shadow`` in its ``shadow.json``, over a window
+  of at least that many hours, and its shadow pages per patient-day held the budget.
 
 The sensitivity floor rule says when it is untestable: with ``n`` patients with an
 outcome, the one-sided lower bound is at most ``alpha ** (1 / n)`` (all detected); when
@@ -56,6 +62,7 @@ from models.registry import (
     promoted_version,
     sha256_file,
     verify,
+    version_dir,
     version_key,
 )
 
@@ -174,11 +181,16 @@ def _recalibration(meta: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(rc, dict):
         return None
     held = rc.get("held_out") or {}
+    stacking = (meta.get("fusion") or {}).get("stacking") or {}
+    base_vs_news2 = ((held.get("base") or {}).get("fused_minus_news2") or {}).get("ci")
     return {
         "base_version": rc.get("base_version"),
         "task": rc.get("task"),
         "held_out_ids_sha256": (rc.get("split") or {}).get("held_out_ids_sha256"),
         "base_fused_auroc": held.get("base_fused_auroc"),
+        # the refit dropped the model term: the fused risk ranks exactly as NEWS2
+        "news2_only": bool(stacking) and stacking.get("c") == 0,
+        "base_minus_news2_ci": base_vs_news2,
     }
 
 
@@ -199,6 +211,10 @@ def _promoted_rules(
             )
         ]
     base, theirs = rc.get("base_version"), rc.get("base_fused_auroc")
+    ci = rc.get("base_minus_news2_ci")
+    # falling back to NEWS2 loses nothing shown: the base's fused risk is not better than
+    # NEWS2 on the same held-out patients (its paired interval reaches 0 or below)
+    fallback = bool(rc.get("news2_only")) and ci is not None and ci[0] is not None and ci[0] <= 0
     return [
         (
             "base_is_promoted",
@@ -207,9 +223,14 @@ def _promoted_rules(
         ),
         (
             "beats_promoted",
-            mine is not None and theirs is not None and mine > theirs,
+            fallback or (mine is not None and theirs is not None and mine > theirs),
             f"fused AUROC {mine} on the held-out patients does not beat base {base}'s "
-            f"{theirs} on the same patients",
+            f"{theirs} on the same patients"
+            + (
+                f", and the base is better than NEWS2 there (fused − NEWS2 95 % CI {ci})"
+                if rc.get("news2_only")
+                else ""
+            ),
         ),
     ]
 
@@ -293,6 +314,41 @@ def _budget_rules(
     ]
 
 
+def _shadow_rules(
+    root: Path, name: str, version: str, min_shadow_h: float, pages_budget: float
+) -> list[tuple[str, bool, str]]:
+    """A shadow period, when one is required: the version's ``shadow.json`` covers at
+    least ``min_shadow_h`` hours and its shadow pages per patient-day hold the budget."""
+    if min_shadow_h <= 0:
+        return []
+    path = version_dir(root, name, version) / "shadow.json"
+    try:
+        record = json.loads(path.read_text())
+        hours = float(record["window"]["hours"])
+        ppd = record.get("shadow_pages_per_patient_day")
+    except FileNotFoundError:
+        why = (
+            f"no shadow record: run {version} in shadow (WARDWATCH_SHADOW_MODEL_VERSION) for "
+            f"at least {min_shadow_h:g} h, then `wardwatch validate --shadow`"
+        )
+        return [("shadow_period", False, why)]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [("shadow_period", False, f"shadow record {path} unreadable: {exc}")]
+    return [
+        (
+            "shadow_period",
+            hours >= min_shadow_h and record.get("version") == version,
+            f"shadow record covers {hours:g} h of {record.get('version')}, under the "
+            f"{min_shadow_h:g} h required",
+        ),
+        (
+            "shadow_pages_budget",
+            isinstance(ppd, int | float) and ppd <= pages_budget,
+            f"shadow pages per patient-day {ppd} over the budget {pages_budget}",
+        ),
+    ]
+
+
 def gate(
     root: Path,
     name: str,
@@ -302,6 +358,7 @@ def gate(
     pages_budget: float = DEFAULT_PAGES_BUDGET,
     high_fraction: float = DEFAULT_HIGH_FRACTION,
     sensitivity_floor: float | None = None,
+    min_shadow_h: float = 0.0,
 ) -> GateResult:
     """Decide whether ``version`` may be promoted (see module docstring): one reason per
     rule that refuses, or "all gates passed"; ``rules`` has every rule's verdict."""
@@ -314,6 +371,7 @@ def gate(
         ("onnx_parity", bool(parity.get("passed")), f"ONNX parity not passed: {parity}"),
         *_auroc_rules(cand),
         *_budget_rules(cand, alert_budget, pages_budget, high_fraction, sensitivity_floor),
+        *_shadow_rules(root, name, version, min_shadow_h, pages_budget),
     ]
     current: dict[str, Any] | None = None
     cur_v = promoted_version(root, name)
@@ -344,6 +402,7 @@ def promote(
     high_fraction: float = DEFAULT_HIGH_FRACTION,
     sensitivity_floor: float | None = None,
     force: bool = False,
+    min_shadow_h: float = 0.0,
 ) -> dict[str, Any]:
     """Verify ``version``, apply the gate and, if it passes (or ``force``), point
     ``PROMOTED`` at it. Returns the gate decision plus ``promoted`` and ``sha256``."""
@@ -356,6 +415,7 @@ def promote(
         pages_budget=pages_budget,
         high_fraction=high_fraction,
         sensitivity_floor=sensitivity_floor,
+        min_shadow_h=min_shadow_h,
     )
     out = result.to_dict()
     out.update({"name": name, "version": version, "sha256": digest, "promoted": False})

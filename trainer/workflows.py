@@ -469,6 +469,7 @@ def promote(
     sensitivity_floor: float | None = None,
     force: bool = False,
     settings: Any | None = None,
+    min_shadow_h: float = 0.0,
 ) -> dict[str, Any]:
     """Gate and promote ``version``; with ``settings`` also publish on ``control``."""
     out = reg.promote(
@@ -480,6 +481,7 @@ def promote(
         high_fraction=high_fraction,
         sensitivity_floor=sensitivity_floor,
         force=force,
+        min_shadow_h=min_shadow_h,
     )
     _log(f"promotion of {name} {version}: {'done' if out['promoted'] else 'refused'}")
     for r in out["reasons"]:

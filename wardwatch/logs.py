@@ -1,13 +1,15 @@
 """Logging: plain or JSON lines, and a keyed hash for patient ids.
 
 Patient identifiers never appear in logs or metric labels; where a log line must say which
-patient, it carries ``patient_ref(pid, key)``: a keyed BLAKE2 hash that lets an operator
+patient, it carries ``patient_ref(pid, key)``: HMAC-SHA256 of the id under the secret
+``WARDWATCH_LOG_HASH_KEY``, truncated to 12 hex characters, which lets an operator
 correlate lines (and, holding the key, check a suspected id) without exposing the id.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import logging
 import sys
@@ -18,8 +20,9 @@ _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 
 
 def patient_ref(patient_id: str, key: str) -> str:
-    """A stable, non-reversible reference to a patient for logs (12 hex chars)."""
-    return hashlib.blake2b(patient_id.encode(), key=key.encode()[:64], digest_size=6).hexdigest()
+    """A stable, non-reversible reference to a patient for logs: HMAC-SHA256 under
+    ``key``, the first 12 hex characters (48 bits)."""
+    return hmac.new(key.encode(), patient_id.encode(), hashlib.sha256).hexdigest()[:12]
 
 
 class JsonFormatter(logging.Formatter):

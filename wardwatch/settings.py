@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "WARDWATCH_"
@@ -29,6 +29,11 @@ class TopicNames(BaseModel):
         "patient-context", description="ADT context (age band, SpO2 scale, ward), keyed by patient"
     )
     alerts: str = Field("alerts", description="alert transitions with their explanation")
+    alerts_shadow: str = Field(
+        "alerts-shadow",
+        description="a shadow model's would-be alert transitions, keyed by patient; never "
+        "paged (no pager or webhook reads it), compared by `wardwatch validate --shadow`",
+    )
     dead_letter: str = Field(
         "dead-letter", description="rejected messages: original bytes, reason, source offset"
     )
@@ -110,6 +115,14 @@ class Settings(BaseSettings):
     redis_ssl_ca_certs: Path | None = Field(
         None, description="CA bundle for a rediss:// server with a private CA"
     )
+    redis_ssl_certfile: Path | None = Field(
+        None,
+        description="client certificate for a rediss:// server that requires one "
+        "(`tls-auth-clients yes`, mutual TLS)",
+    )
+    redis_ssl_keyfile: Path | None = Field(
+        None, description="private key of WARDWATCH_REDIS_SSL_CERTFILE"
+    )
     state_ttl_s: int = Field(7 * 24 * 3600, description="forget patients silent this long")
     redis_socket_timeout_s: float = Field(
         5.0, gt=0, description="a Redis command unanswered this long fails (and is retried)"
@@ -178,6 +191,13 @@ class Settings(BaseSettings):
     require_model: bool = Field(
         True, description="/readyz fails without a loaded model (False: rules-only is ready)"
     )
+    shadow_model_version: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
+        description="registry version of a candidate model the workers run in shadow beside "
+        "the live one (own model and alert state, its would-be transitions on "
+        "`alerts-shadow`, never paged); empty: off",
+    )
 
     time_scale: float = Field(
         1.0,
@@ -235,6 +255,13 @@ class Settings(BaseSettings):
         description="the share of that budget the high-priority model pages may use (the "
         "high threshold)",
     )
+    promotion_min_shadow_h: float = Field(
+        0.0,
+        ge=0,
+        description="`wardwatch promote` refuses a version without a shadow record "
+        "(`wardwatch validate --shadow`) covering at least this many hours, or whose shadow "
+        "pages per patient-day exceed the alert budget; 0: no shadow period required",
+    )
     sensitivity_floor: float | None = Field(
         None,
         ge=0,
@@ -270,6 +297,18 @@ class Settings(BaseSettings):
         "127.0.0.1", description="worker web server address (page, API, /metrics, health)"
     )
     web_port: int = Field(6066, description="worker web server port")
+    web_tls_cert: Path | None = Field(
+        None,
+        description="PEM certificate (chain) the web server presents: set with "
+        "WARDWATCH_WEB_TLS_KEY to serve the page, API and /metrics over HTTPS only",
+    )
+    web_tls_key: Path | None = Field(None, description="private key of WARDWATCH_WEB_TLS_CERT")
+    allow_insecure_http: bool = Field(
+        False,
+        description="let a worker whose web server binds a non-loopback address serve plain "
+        "HTTP (TLS terminated by a proxy in front of it); without it such a worker refuses "
+        "to start",
+    )
     api_token: SecretStr = Field(
         SecretStr("change-me"),
         description="legacy static bearer token for the API, principal `service:api` (read, "
@@ -312,6 +351,19 @@ class Settings(BaseSettings):
         "info", description="log level (`warn` is Faust's spelling)"
     )
     data_dir: Path = Field(Path(".wardwatch"), description="Faust table data, demo scratch")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.web_tls_cert is None) != (self.web_tls_key is None):
+            raise ValueError("WARDWATCH_WEB_TLS_CERT and WARDWATCH_WEB_TLS_KEY go together")
+        if (self.redis_ssl_keyfile is not None) and self.redis_ssl_certfile is None:
+            raise ValueError("WARDWATCH_REDIS_SSL_KEYFILE needs WARDWATCH_REDIS_SSL_CERTFILE")
+        return self
+
+    @property
+    def web_tls_enabled(self) -> bool:
+        """True when the web server serves HTTPS (session cookies get ``Secure``)."""
+        return self.web_tls_cert is not None and self.web_tls_key is not None
 
     def resolved_model_registry(self) -> Path:
         """The registry path; a relative default that does not exist here falls back to

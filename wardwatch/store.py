@@ -85,6 +85,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
+import redis.exceptions as redis_exc
 
 from wardwatch.errors import ConfigError
 from wardwatch.patient import PatientState
@@ -148,13 +149,21 @@ class RedisStateStore:
         *,
         cluster: bool = False,
         ssl_ca_certs: str | None = None,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
         client_options: dict[str, Any] | None = None,
         **kw: Any,
     ) -> RedisStateStore:
         """A store on the server at ``url``, or on the cluster that node belongs to
         (``cluster``); ``ssl_ca_certs`` verifies a ``rediss://`` server whose certificate a
-        private CA signed; ``client_options`` go to redis-py (timeouts, health checks)."""
+        private CA signed, and ``ssl_certfile``/``ssl_keyfile`` are the client certificate
+        of mutual TLS (both for ``rediss://`` only); ``client_options`` go to redis-py
+        (timeouts, health checks). User and password come in the URL
+        (``redis://user:password@host:port/db``, an ACL user; ``redis://:password@...``,
+        ``requirepass``)."""
         options: dict[str, Any] = {"ssl_ca_certs": ssl_ca_certs} if ssl_ca_certs else {}
+        if ssl_certfile:
+            options |= {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile or None}
         options |= client_options or {}
         if cluster:
             return cls(aioredis.RedisCluster.from_url(url, **options), **kw)
@@ -169,10 +178,13 @@ class RedisStateStore:
         if not settings.redis_url:
             raise ConfigError("WARDWATCH_REDIS_URL is not set")
         ca = settings.redis_ssl_ca_certs
+        cert, key = settings.redis_ssl_certfile, settings.redis_ssl_keyfile
         return cls.from_url(
             settings.redis_url,
             cluster=settings.redis_cluster,
             ssl_ca_certs=str(ca) if ca else None,
+            ssl_certfile=str(cert) if cert else None,
+            ssl_keyfile=str(key) if key else None,
             client_options={
                 "socket_timeout": settings.redis_socket_timeout_s,
                 "socket_connect_timeout": settings.redis_connect_timeout_s,
@@ -188,6 +200,34 @@ class RedisStateStore:
 
     async def ping(self) -> bool:
         return bool(await self.r.ping())
+
+    async def check_access(self) -> None:
+        """Connect, authenticate, and write, read and delete one key of this store's
+        namespace: a ConfigError saying which (wrong credentials, an ACL user denied a
+        command or the key prefix) instead of a failure retried for minutes. Network
+        failures pass through unchanged (they are transient). Never shows the password."""
+        probe = self.key("access-check", "probe")
+        try:
+            await self.r.set(probe, b"1", ex=10)
+            await self.r.get(probe)
+            await self.r.delete(probe)
+        except redis_exc.AuthenticationError as exc:
+            raise ConfigError(
+                f"Redis refused the credentials of WARDWATCH_REDIS_URL ({exc}); check the "
+                "user name and password"
+            ) from None
+        except redis_exc.NoPermissionError as exc:
+            raise ConfigError(
+                f"the Redis user of WARDWATCH_REDIS_URL may not use the keys "
+                f"{self.prefix}:* or a command wardwatch needs ({exc}); grant it "
+                f"~{self.prefix}:* and the commands in docs/operations.md"
+            ) from None
+        except redis_exc.ResponseError as exc:
+            if "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
+                raise ConfigError(
+                    f"Redis needs credentials in WARDWATCH_REDIS_URL ({exc})"
+                ) from None
+            raise
 
     async def close(self) -> None:
         await self.r.aclose()

@@ -456,6 +456,11 @@ def _bind_mounts(service: dict[str, Any]) -> Iterator[tuple[str, str]]:
             yield src, dst
 
 
+def _networks(service: dict[str, Any]) -> list[str]:
+    nets = service.get("networks", ["default"])
+    return list(nets) if isinstance(nets, dict | list) else [nets]
+
+
 def test_docker_compose_config() -> None:
     docker = shutil.which("docker")
     if docker is None:
@@ -483,11 +488,15 @@ def test_compose_structure(yaml: ModuleType) -> None:
     assert "--requirepass" in redis_cmd
     assert re.search(r"--appendonly\s+yes", redis_cmd)
 
-    # the workers' web port is on the compose network for Prometheus (Dockerfile binds 0.0.0.0)
+    # the workers' web port is on the compose network for Prometheus (Dockerfile binds 0.0.0.0),
+    # and they share a network with Kafka and Redis
     assert "WARDWATCH_WEB_HOST=0.0.0.0" in (ROOT / "Dockerfile").read_text(encoding="utf-8")
     for name in ("worker-1", "worker-2"):
         worker = services[name]
-        assert "network_mode" not in worker and "networks" not in worker, name
+        assert "network_mode" not in worker, name
+        nets = set(_networks(worker))
+        for peer in ("prometheus", "kafka", "redis"):
+            assert nets & set(_networks(services[peer])), f"{name} cannot reach {peer}"
         assert str(worker.get("environment", {}).get("WARDWATCH_WEB_PORT", 6066)) == "6066"
 
     prom = services["prometheus"]

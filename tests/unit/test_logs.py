@@ -21,3 +21,11 @@ def test_json_formatter_emits_one_object_with_extras() -> None:
     out = json.loads(JsonFormatter().format(rec))
     assert out["level"] == "warning" and out["msg"] == "dead-lettered x"
     assert out["patient_ref"] == patient_ref("p1", "k") and "p1" not in json.dumps(out)
+
+
+def test_patient_ref_is_truncated_hmac_sha256() -> None:
+    import hashlib
+    import hmac
+
+    want = hmac.new(b"secret-key", b"sim-00001", hashlib.sha256).hexdigest()[:12]
+    assert patient_ref("sim-00001", "secret-key") == want

@@ -271,3 +271,29 @@ def test_train_export_end_to_end(
     write_cohort(tmp_path / "two" / "a", n=6)
     write_cohort(tmp_path / "two" / "b", n=6)
     assert main(["train", "--export", str(tmp_path / "two")]) == 2
+
+
+def test_a_news2_only_recalibration_may_replace_a_base_not_shown_better_than_news2(
+    tmp_path: Path,
+) -> None:
+    """A refit that dropped the model term ranks as NEWS2: it passes the rule against its
+    base when the base's fused risk is not shown better than NEWS2 on the same held-out
+    patients, and is still refused when the base is better there."""
+
+    def news2_only(base_ci: list[float]) -> dict[str, Any]:
+        rc = _recal("v1", 0.80)  # the base ranks these patients better than 0.74 ...
+        rc["held_out"]["base"] = {"fused_minus_news2": {"value": 0.0, "ci": base_ci}}
+        return rc
+
+    _version(tmp_path, "v1")
+    assert reg.promote(tmp_path, "m", "v1")["promoted"]
+    for version, ci in (("v2", [-0.3, 0.1]), ("v3", [0.02, 0.2])):
+        _version(tmp_path, version, news2_only(ci))
+        d = tmp_path / "m" / version / "metadata.json"
+        meta = json.loads(d.read_text())
+        meta["fusion"] = {"stacking": {"a": -2.0, "b": 0.3, "c": 0.0, "tag": "news2-logit-v1"}}
+        d.write_text(json.dumps(meta))
+    # ... but not beyond NEWS2's interval: falling back to NEWS2 gives up nothing shown
+    assert reg.gate(tmp_path, "m", "v2").passed
+    (why,) = reg.gate(tmp_path, "m", "v3").reasons
+    assert "the base is better than NEWS2 there" in why

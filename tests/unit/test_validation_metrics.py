@@ -141,3 +141,32 @@ def test_one_class_gives_no_interval() -> None:
     y = np.zeros(10)
     out = bootstrap(y, {"s": np.arange(10.0)}, np.arange(10), n=50, seed=0)
     assert out["s"]["auroc"] == {"value": None, "ci": None, "defined": 0}
+
+
+def test_the_go_live_verdict_reads_the_paired_interval() -> None:
+    """Worse only when the whole interval of (fused - NEWS2) is below 0; the local
+    recalibration's verdict beside it; no model: the rules alone."""
+    from trainer.validation.evaluate import verdict
+
+    def disc(lo: float, hi: float, with_fused: bool = True) -> dict[str, object]:
+        return {
+            "fused": {"auroc": {"value": 0.5}} if with_fused else None,
+            "difference": {"auroc": {"value": (lo + hi) / 2, "ci": [lo, hi]}},
+        }
+
+    worse = verdict({"discrimination": disc(-0.4, -0.3)}, False)
+    assert worse["shipped_vs_news2"] == "worse" and "do not go live" in worse["text"]
+    same = verdict(
+        {
+            "discrimination": disc(-0.2, 0.05),
+            "discrimination_recalibrated": {**disc(0.0, 0.0), "uses_model": False},
+        },
+        True,
+    )
+    assert same["shipped_vs_news2"] == "not_different"
+    assert same["recalibrated_vs_news2"] == "not_different"
+    assert "drops the model term (ranks as NEWS2)" in same["text"]
+    assert same["text"].endswith("indicative only")
+    assert verdict({"discrimination": disc(0.01, 0.2)}, False)["shipped_vs_news2"] == "better"
+    none = verdict({"discrimination": disc(0, 0, with_fused=False)}, False)
+    assert none["shipped_vs_news2"] == "no_model"

@@ -230,6 +230,63 @@ def _recalibrated(
     return out
 
 
+def _side(d: dict[str, Any] | None) -> tuple[str, float | None, list[float] | None]:
+    """ "worse", "better" or "not_different" from a paired (fused - NEWS2) AUROC interval
+    (or "untestable" without one)."""
+    diff = ((d or {}).get("difference") or {}).get("auroc") or {}
+    value, ci = diff.get("value"), diff.get("ci")
+    if value is None or not ci or ci[0] is None or ci[1] is None:
+        return "untestable", value, ci
+    if ci[1] < 0:
+        return "worse", value, ci
+    if ci[0] > 0:
+        return "better", value, ci
+    return "not_different", value, ci
+
+
+def verdict(out: dict[str, Any], few_positives: bool) -> dict[str, Any]:
+    """What the figures mean for going live, in one place: the version as shipped
+    (transported) and the local recalibration, each against NEWS2 on the same points by
+    the 95 % paired interval of the AUROC difference."""
+    shipped, value, ci = _side(out.get("discrimination"))
+    recal = out.get("discrimination_recalibrated")
+    local = _side(recal)[0] if recal and recal.get("available", True) else "untestable"
+    if out.get("discrimination", {}).get("fused") is None:
+        text = "no model risk: the rules (NEWS2) alone were scored"
+        shipped = "no_model"
+    elif shipped == "worse":
+        text = (
+            "the shipped fused risk ranks patients worse than NEWS2 on this export: do not "
+            "go live with its model term; recalibrate on the export (wardwatch train "
+            "--export), which drops the model term where it does not help, or run on the "
+            "rules alone"
+        )
+    elif shipped == "better":
+        text = "the shipped fused risk ranks patients better than NEWS2 on this export"
+    elif shipped == "not_different":
+        text = "the shipped fused risk is not shown different from NEWS2 on this export"
+    else:
+        text = "no interval for the difference: too few defined resamples"
+    if local != "untestable" and recal is not None:
+        uses = recal.get("uses_model")
+        text += (
+            "; recalibrated locally it "
+            + ("keeps the model term" if uses else "drops the model term (ranks as NEWS2)")
+            + {"worse": " and is worse than NEWS2", "better": " and is better than NEWS2"}.get(
+                local, " and is not shown different from NEWS2"
+            )
+        )
+    if few_positives:
+        text += "; few positive patients: indicative only"
+    return {
+        "shipped_vs_news2": shipped,
+        "recalibrated_vs_news2": local,
+        "auroc_difference": value,
+        "auroc_difference_ci": ci,
+        "text": text,
+    }
+
+
 def evaluate_task(task: Task, rep: Replayed, *, n_boot: int, seed: int) -> dict[str, Any]:
     """The figures of ``task`` from its replay ``rep``."""
     pts = task_points(task, rep)
@@ -291,4 +348,5 @@ def evaluate_task(task: Task, rep: Replayed, *, n_boot: int, seed: int) -> dict[
         )
     if notes:
         out["notes"] = notes
+    out["verdict"] = verdict(out, positives < FEW_POSITIVES)
     return out

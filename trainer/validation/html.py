@@ -132,8 +132,10 @@ def _task(name: str, t: dict[str, Any]) -> str:
         f"{_f(c['points_evaluated'])} labelled points scored ({_f(c['positive_points'])} "
         f"positive, prevalence {_pct(c['prevalence'])}); {_f(c['points_without_score'])} "
         "without a score.</p>",
-        _discrimination(t["discrimination"], "Discrimination, score at the label time"),
     ]
+    if t.get("verdict"):
+        parts.append(f"<p class=verdict><b>Verdict:</b> {_e(t['verdict']['text'])}.</p>")
+    parts.append(_discrimination(t["discrimination"], "Discrimination, score at the label time"))
     recal = t.get("discrimination_recalibrated")
     if recal and recal.get("news2"):
         kept = "kept" if recal.get("uses_model") else "dropped: the fused risk ranks as NEWS2"
