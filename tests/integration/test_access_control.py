@@ -362,3 +362,35 @@ def test_every_route_against_every_caller(settings: Settings, tmp_path: Path) ->
         r.xadd(log_key, fields, id=entry_id)
     code, out = cli(settings, "audit", "verify")
     assert code == 1 and json.loads(out)["first_broken"] == victim.decode(), out
+
+
+def test_session_cookie_is_secure_over_https(settings: Settings, tmp_path: Path) -> None:
+    import ssl
+
+    from tests.tls import CertAuthority
+
+    ca = CertAuthority.create(tmp_path / "pki")
+    leaf = ca.issue("wardwatch-web")
+    s = settings.model_copy(
+        update={"web_tls_cert": leaf.cert, "web_tls_key": leaf.key, "require_model": False}
+    )
+    code, _ = cli(
+        s, "users", "add", "ada", "--role", "viewer", "--password-stdin", stdin=PASSWORD + "\n"
+    )
+    assert code == 0
+    ensure_topics(s)
+    worker = start_worker(s, tmp_path)
+    try:
+        base = f"https://127.0.0.1:{worker.web_port}"
+        req = urllib.request.Request(
+            base + "/login",
+            data=json.dumps({"name": "ada", "password": PASSWORD}).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "Origin": base},
+        )
+        trusted = ssl.create_default_context(cafile=str(ca.ca.cert))
+        with urllib.request.urlopen(req, context=trusted, timeout=10) as resp:
+            cookie = resp.headers["Set-Cookie"]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    finally:
+        worker.stop()
