@@ -45,6 +45,7 @@ from alerts import AlertEvent
 from alerts.fhir import detected_issue
 from wardwatch.auth import AccessAudit, AuthStore, Principal
 from wardwatch.settings import Settings
+from wardwatch.transport import static_token
 
 log = logging.getLogger(__name__)
 PRIORITY_ORDER = {"high": 0, "medium": 1, "low": 2}
@@ -60,7 +61,6 @@ STATIC = {
     "login.js": "application/javascript",
     "login.css": "text/css",
 }
-LEGACY_DEFAULT = "change-me"
 LEGACY_PRINCIPAL = Principal(
     name="service:api",
     kind="service",
@@ -116,7 +116,7 @@ class Gate:
     def __init__(self, auth: AuthStore, audit: AccessAudit, legacy_token: str) -> None:
         self.auth = auth
         self.audit = audit
-        self.legacy = legacy_token if legacy_token and legacy_token != LEGACY_DEFAULT else ""
+        self.legacy = legacy_token  # "" when off (transport.static_token)
 
     async def principal(self, request: Any, *, touch: bool = True) -> Principal | None:
         """Bearer token (a service) or session cookie (a user); ``None`` for neither."""
@@ -221,9 +221,9 @@ def register(
     """Add the page and API routes (and the security middleware and headers) to the
     worker's Faust web server; every read and action goes through ``desk``, every
     credential check through the Redis ``redis_client``."""
-    legacy = settings.api_token.get_secret_value()
-    if legacy == LEGACY_DEFAULT:
-        log.info("WARDWATCH_API_TOKEN is the default: the static API token is disabled")
+    legacy = static_token(settings)
+    if not legacy:
+        log.info("WARDWATCH_API_TOKEN is not set: the static API token is off")
     gate = Gate(
         AuthStore.from_settings(redis_client, settings),
         AccessAudit(redis_client, settings.redis_prefix),

@@ -312,8 +312,9 @@ class Settings(BaseSettings):
     api_token: SecretStr = Field(
         SecretStr("change-me"),
         description="legacy static bearer token for the API, principal `service:api` (read, "
-        "ack, resolve, audit; all wards); the default `change-me` is refused. Prefer "
-        "`wardwatch tokens add`",
+        "ack, resolve, audit; all wards); off when empty or the default `change-me` (the "
+        "default); a worker exposed beyond loopback refuses a weak one. Prefer scoped "
+        "tokens (`wardwatch tokens add`)",
     )
     # --- access control (docs/security.md) --------------------------------------------
     session_idle_s: int = Field(

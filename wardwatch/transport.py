@@ -51,6 +51,17 @@ def weak_secret(secret: str) -> bool:
     )
 
 
+STATIC_TOKEN_OFF = "change-me"
+"""``WARDWATCH_API_TOKEN``'s default: the static all-access token is off."""
+
+
+def static_token(settings: Settings) -> str:
+    """The static API token, or "" when it is off (empty or the default): services use
+    their own scoped tokens (``wardwatch tokens add``) instead."""
+    value = settings.api_token.get_secret_value()
+    return "" if value in ("", STATIC_TOKEN_OFF) else value
+
+
 def unsafe_start_problems(settings: Settings) -> list[str]:
     """Why a worker with these settings must not start (empty: it may). Only a web server
     bound to a non-loopback address is checked."""
@@ -59,11 +70,11 @@ def unsafe_start_problems(settings: Settings) -> list[str]:
         return []
     where = f"the web server binds {s.web_host or 'every interface'}:{s.web_port}"
     problems = []
-    for env, secret in (
-        ("WARDWATCH_API_TOKEN", s.api_token),
-        ("WARDWATCH_LOG_HASH_KEY", s.log_hash_key),
-    ):
-        if weak_secret(secret.get_secret_value()):
+    secrets = [("WARDWATCH_LOG_HASH_KEY", s.log_hash_key.get_secret_value())]
+    if static_token(s):  # off (the default) is safe; on, it must be strong
+        secrets.insert(0, ("WARDWATCH_API_TOKEN", static_token(s)))
+    for env, secret in secrets:
+        if weak_secret(secret):
             problems.append(
                 f"{where} but {env} is empty, a default or placeholder, or shorter than "
                 f"{MIN_SECRET_CHARS} characters"

@@ -94,7 +94,9 @@ def test_secrets_come_from_env_without_defaults(compose: dict[str, Any]) -> None
     # ${VAR} is compose's interpolation; $${VAR} is left to the container's shell
     used = set(re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", text))
     secret_like = {v for v in used if re.search(r"PASSWORD|TOKEN|KEY|SECRET", v)}
-    assert {"WARDWATCH_API_TOKEN", "WARDWATCH_LOG_HASH_KEY", "REDIS_PASSWORD"} <= secret_like
+    assert {"WARDWATCH_LOG_HASH_KEY", "REDIS_PASSWORD"} <= secret_like
+    # no shared all-access token in production: people sign in, services get scoped tokens
+    assert "WARDWATCH_API_TOKEN" not in text
     for var in secret_like:  # never a fallback value: unset is an error at `compose up`
         for m in re.finditer(rf"(?<!\$)\$\{{{var}(?P<op>:?[-?+])?", text):
             assert m.group("op") in (":?", "?"), f"${{{var}}} has a default"
@@ -107,7 +109,7 @@ def test_secrets_come_from_env_without_defaults(compose: dict[str, Any]) -> None
     )
     assert used <= set(example), used - set(example)
     # its placeholders are refused by a worker, as a copied template would be
-    for var in ("WARDWATCH_API_TOKEN", "WARDWATCH_LOG_HASH_KEY"):
+    for var in ("WARDWATCH_LOG_HASH_KEY",):
         s = Settings(
             web_host="0.0.0.0",
             allow_insecure_http=True,

@@ -16,6 +16,7 @@ from wardwatch.transport import (
     check_safe_start,
     is_loopback,
     redact_url,
+    static_token,
     unsafe_start_problems,
     weak_secret,
     web_client_ssl_context,
@@ -43,9 +44,9 @@ def test_loopback_keeps_working_with_the_defaults() -> None:
 
 def test_exposed_worker_with_defaults_is_refused_for_every_reason() -> None:
     problems = unsafe_start_problems(Settings(web_host="0.0.0.0"))
-    assert len(problems) == 3
+    assert len(problems) == 2  # the static API token is off by default: nothing to refuse
     text = " ".join(problems)
-    assert "WARDWATCH_API_TOKEN" in text and "WARDWATCH_LOG_HASH_KEY" in text
+    assert "WARDWATCH_API_TOKEN" not in text and "WARDWATCH_LOG_HASH_KEY" in text
     assert "without TLS" in text and "WARDWATCH_ALLOW_INSECURE_HTTP" in text
     with pytest.raises(ConfigError, match="refusing to start"):
         check_safe_start(Settings(web_host="0.0.0.0"))
@@ -55,11 +56,21 @@ def test_exposed_worker_with_defaults_is_refused_for_every_reason() -> None:
     "secret", ["", "change-me", "CHANGE-ME", "wardwatch-log-key", "replace-me-api-token", "tiny-x"]
 )
 def test_weak_secrets(secret: str) -> None:
+    """A weak log hash key is refused; the static API token, off when empty or the
+    default, is refused only when it is on and weak (services use scoped tokens)."""
     assert weak_secret(secret)
-    s = Settings(web_host="10.0.0.7", **{**STRONG, "api_token": SecretStr(secret)})
+    s = Settings(web_host="10.0.0.7", **{**STRONG, "log_hash_key": SecretStr(secret)})
     s = s.model_copy(update={"allow_insecure_http": True})
     (problem,) = unsafe_start_problems(s)
-    assert "WARDWATCH_API_TOKEN" in problem and (not secret or secret not in problem)
+    assert "WARDWATCH_LOG_HASH_KEY" in problem and (not secret or secret not in problem)
+    s = Settings(web_host="10.0.0.7", **{**STRONG, "api_token": SecretStr(secret)})
+    s = s.model_copy(update={"allow_insecure_http": True})
+    if secret in ("", "change-me"):
+        assert static_token(s) == "" and unsafe_start_problems(s) == []  # off: nothing to guess
+    else:
+        assert static_token(s) == secret
+        (problem,) = unsafe_start_problems(s)
+        assert "WARDWATCH_API_TOKEN" in problem and secret not in problem
 
 
 def test_exposed_worker_with_secrets_needs_tls_or_the_opt_out(tmp_path: Path) -> None:
