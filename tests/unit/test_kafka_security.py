@@ -125,7 +125,7 @@ def test_every_kafka_client_in_the_product_is_given_the_security_settings() -> N
             for m in re.finditer(CONSTRUCTORS, text):
                 if text[: m.start()].rstrip().endswith(("import", "from")):
                     continue
-                call = text[m.end() : m.end() + 1200]
+                call = text[m.end() : m.end() + 6000]  # a whole call, however long
                 depth, end = 1, 0
                 for i, ch in enumerate(call):
                     depth += {"(": 1, ")": -1}.get(ch, 0)
