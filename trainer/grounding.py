@@ -600,7 +600,7 @@ def load_summary(path: Path = SUMMARY_PATH) -> dict[str, Any]:
     return out
 
 
-GROUNDING_MAX_PATIENTS = 2000
+GROUNDING_MAX_PATIENTS = 500
 """The trainer's report compares at most this many patients of its cohort (the first ones:
 by the simulator's prefix property they are exactly those of the training cohort)."""
 
