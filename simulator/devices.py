@@ -17,12 +17,14 @@ import numpy.typing as npt
 
 from simulator.physiology import DBP, HR, SBP, SPO2, TEMP, FloatArray
 
-__all__ = ["Readings", "measure"]
+__all__ = ["DEVICE_NOISE_SD", "Readings", "measure"]
 
 BoolArray = npt.NDArray[np.bool_]
 
 # Device / charting measurement noise (sd).
 _NOISE_SD = np.array([2.0, 1.5, 0.8, 5.0, 4.0, 0.15])
+DEVICE_NOISE_SD: tuple[float, ...] = tuple(float(x) for x in _NOISE_SD)
+"""Device / charting noise sd per vital (the floor of the grounded hour-to-hour sd)."""
 # Hard plausibility limits for what a device would display.
 _LO = np.array([25.0, 4.0, 50.0, 50.0, 20.0, 32.0])
 _HI = np.array([220.0, 60.0, 100.0, 250.0, 150.0, 42.5])
@@ -43,11 +45,16 @@ def measure(
     rng: np.random.Generator,
     *,
     artifact_prob: float,
+    noise_sd: FloatArray | None = None,
 ) -> Readings:
-    """The charted readings of ``latent``; draws noise, then artifacts, from ``rng``."""
+    """The charted readings of ``latent``; draws noise, then artifacts, from ``rng``.
+
+    ``noise_sd`` (per vital) defaults to the device noise; the grounded simulator passes
+    the fitted hour-to-hour variation, which is never below it."""
     n = int(latent.shape[0])
+    sd = _NOISE_SD if noise_sd is None else np.maximum(noise_sd, _NOISE_SD)
     # Measurement: device noise (+ beat-to-beat irregularity in arrhythmia), limits.
-    meas = latent + _NOISE_SD * rng.standard_normal((n, 6))
+    meas = latent + sd * rng.standard_normal((n, 6))
     meas[:, HR] += hr_extra_sd * rng.standard_normal(n)
     meas = np.clip(meas, _LO, _HI)
 

@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.devices import measure
+from simulator.grounded import Reference, reference
 from simulator.physiology import (
     CIRC_AMP,
     CIRC_PHASE,
@@ -64,6 +65,58 @@ def _obs_times(rng: np.random.Generator, end_h: float, interval_min: float) -> F
     return times[times < end_h]
 
 
+def _charting_times(
+    rng: np.random.Generator, end_h: float, interval_min: float, ref: Reference, *, outcome: bool
+) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """Grounded observation times in [0, end_h) and their charting slots.
+
+    Time is cut into slots of ``interval_min`` (an hour by default, like the export's
+    grid). The first set falls in slot ``k0`` (``ref.first_set_pmf``), each next one ``k``
+    slots after the last (``ref.set_gap_pmf``, k = 1, 2, ...), at a uniform point of the
+    middle 90 % of its slot: at most one set per slot, and the slot gaps are the fitted
+    charting intervals. A stay without an outcome stops being charted ``k1`` slots before
+    its end (``ref.last_set_pmf``); before an outcome, charting goes on to the end.
+    """
+    slot_h = interval_min / 60.0
+    n_slots = int(math.ceil(end_h / slot_h))
+    first = int(rng.choice(ref.first_set_pmf.shape[0], p=ref.first_set_pmf))
+    trail = int(rng.choice(ref.last_set_pmf.shape[0], p=ref.last_set_pmf))
+    ks = np.arange(1, ref.set_gap_pmf.shape[0] + 1)
+    parts: list[npt.NDArray[np.int64]] = [np.array([first], dtype=np.int64)]
+    last = first
+    est = n_slots + 8
+    while last < n_slots:
+        chunk = last + np.cumsum(rng.choice(ks, size=est, p=ref.set_gap_pmf))
+        parts.append(chunk.astype(np.int64))
+        last = int(chunk[-1])
+        est = max(8, est // 4)
+    slots = np.concatenate(parts)
+    times: FloatArray = (slots + rng.uniform(0.05, 0.95, size=slots.shape[0])).astype(np.float64)
+    times *= slot_h
+    keep = times < end_h
+    if not outcome:
+        keep &= slots < n_slots - trail
+    return times[keep], slots[keep]
+
+
+def _temperature_schedule(
+    rng: np.random.Generator, slots: npt.NDArray[np.int64], gap_pmf: FloatArray
+) -> npt.NDArray[np.bool_]:
+    """Which sets chart a temperature: the first, then the first set at least ``k``
+    slots after the last temperature, ``k`` drawn from ``gap_pmf`` each time."""
+    n = int(slots.shape[0])
+    gaps = rng.choice(np.arange(1, gap_pmf.shape[0] + 1), size=n, p=gap_pmf).tolist()
+    out = np.zeros(n, dtype=np.bool_)
+    due = 0
+    j = 0
+    for i, slot in enumerate(slots.tolist()):
+        if slot >= due:
+            out[i] = True
+            due = slot + gaps[j]
+            j += 1
+    return out
+
+
 def _nursing_oxygen(spo2: FloatArray, u_o2: FloatArray, p: PatientProfile) -> npt.NDArray[np.bool_]:
     """Whether the patient is on oxygen at each observation, by the ward rule.
 
@@ -106,9 +159,19 @@ def simulate_patient(
 
     end_h = config.hours if p.outcome_h is None else min(p.outcome_h, config.hours)
     end_s = int(round(end_h * 3600.0))
-    t_raw = _obs_times(rng, end_h, config.obs_interval_min)
+    ref = reference() if config.grounded else None  # fitted physiology
+    chart = reference() if config.charted_as_export else None  # fitted charting
+    if chart is None:
+        t_raw = _obs_times(rng, end_h, config.interval_min)
+        slots = np.zeros(t_raw.shape[0], dtype=np.int64)  # unused at the bedside
+    else:
+        t_raw, slots = _charting_times(
+            rng, end_h, config.interval_min, chart, outcome=p.outcome_h is not None
+        )
     sec = np.rint(t_raw * 3600.0).astype(np.int64)
-    sec = sec[sec < end_s]
+    kept = sec < end_s
+    sec = sec[kept]
+    slots = slots[kept]
     t: FloatArray = sec / 3600.0
     n = int(t.shape[0])
 
@@ -125,8 +188,11 @@ def simulate_patient(
     clock0 = start.hour + start.minute / 60.0 + start.second / 3600.0
     clock = (clock0 + t)[:, None]
     circ = circ_amp * np.cos(2.0 * np.pi * (clock - circ_phase) / 24.0)
-    drift = ou_drift(rng, t)
-    drift[:, DBP] += 0.4 * drift[:, SBP]  # systolic and diastolic drift together
+    if ref is None:
+        drift = ou_drift(rng, t)
+        drift[:, DBP] += 0.4 * drift[:, SBP]  # systolic and diastolic drift together
+    else:  # fitted size, time constant and cross-vital correlation
+        drift = ou_drift(rng, t, ref.drift_sd, ref.drift_tau_h, ref.drift_chol)
     latent = base + circ + drift + delta
 
     # Oxygen: started by the ward rule, titrated towards target within the capacity of
@@ -138,7 +204,13 @@ def simulate_patient(
     boost = np.clip(target - latent[:, SPO2], 0.0, max_boost) * o2_efficacy
     latent[:, SPO2] += np.where(on_o2, boost, 0.0)
 
-    readings = measure(latent, hr_extra_sd, rng, artifact_prob=config.artifact_prob)
+    readings = measure(
+        latent,
+        hr_extra_sd,
+        rng,
+        artifact_prob=config.artifact_prob,
+        noise_sd=None if ref is None else ref.noise_sd,
+    )
     charted = readings.charted
 
     # Consciousness (ACVPU), fluctuating near the patient's thresholds like delirium.
@@ -148,7 +220,13 @@ def simulate_patient(
     acvpu = np.where(u_c < p_v, "V", np.where(u_c < p_c, "C", "A")).tolist()
 
     # Missingness: HR, RR, SpO2 (+ oxygen), BP (one cuff reading), temperature.
-    present = rng.random((n, 5)) >= config.missing_prob
+    if chart is None or config.missing_prob is not None:
+        missing = 0.1 if config.missing_prob is None else config.missing_prob
+        present = rng.random((n, 5)) >= missing
+    else:  # fitted: each vital's own omission rate, the temperature on its own schedule
+        present = np.empty((n, 5), dtype=np.bool_)
+        present[:, :4] = rng.random((n, 4)) >= chart.omit_prob
+        present[:, 4] = _temperature_schedule(rng, slots, chart.temp_gap_pmf)
     present[:, 0] |= readings.artifact_hr
     present[:, 2] |= readings.artifact_spo2
     present[:, 4] |= readings.artifact_temp

@@ -33,6 +33,7 @@ __all__ = [
     "SPO2",
     "TEMP",
     "VITALS",
+    "HAND_DRIFT_SD",
     "FloatArray",
     "deterioration",
     "ou_drift",
@@ -58,6 +59,8 @@ CIRC_PHASE = np.array([15.0, 14.0, 14.0, 14.0, 14.0, 17.0])
 # Slow AR(1) (Ornstein-Uhlenbeck) drift: stationary sd and time constant in hours.
 _DRIFT_SD = np.array([4.0, 1.2, 0.7, 6.0, 4.0, 0.15])
 _DRIFT_TAU_H = np.array([3.0, 2.0, 2.0, 3.0, 3.0, 4.0])
+HAND_DRIFT_SD: tuple[float, ...] = tuple(float(x) for x in _DRIFT_SD)
+"""The hand-chosen drift sd per vital (what the grounded fit keeps for SpO2 and temperature)."""
 
 
 def _ramp(u: FloatArray, k: float, c: float, lin: float) -> FloatArray:
@@ -192,17 +195,31 @@ def deterioration(
     return d, hr_sd, confused_at, v_at
 
 
-def ou_drift(rng: np.random.Generator, t: FloatArray) -> FloatArray:
-    """Ornstein-Uhlenbeck drift per vital, exact at irregular times, stationary start."""
+def ou_drift(
+    rng: np.random.Generator,
+    t: FloatArray,
+    sd: FloatArray | None = None,
+    tau_h: FloatArray | None = None,
+    chol: FloatArray | None = None,
+) -> FloatArray:
+    """Ornstein-Uhlenbeck drift per vital, exact at irregular times, stationary start.
+
+    ``sd`` and ``tau_h`` default to the hand-chosen values; ``chol`` (a Cholesky factor of
+    the cross-vital correlation) correlates the innovations, and so the drift.
+    """
+    sd = _DRIFT_SD if sd is None else sd
+    tau_h = _DRIFT_TAU_H if tau_h is None else tau_h
     n = t.shape[0]
     z = rng.standard_normal((n, 6))
+    if chol is not None:
+        z = z @ chol.T
     x = np.empty((n, 6))
     if n == 0:
         return x
     dt = np.diff(t, prepend=t[0])[:, None]
-    a = np.exp(-dt / _DRIFT_TAU_H)
-    e = _DRIFT_SD * np.sqrt(1.0 - a * a) * z
-    x[0] = _DRIFT_SD * z[0]
+    a = np.exp(-dt / tau_h)
+    e = sd * np.sqrt(1.0 - a * a) * z
+    x[0] = sd * z[0]
     for i in range(1, n):  # ~200 rows per patient: a plain loop is fast enough
         x[i] = a[i] * x[i - 1] + e[i]
     return x

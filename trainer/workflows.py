@@ -19,6 +19,7 @@ import numpy.typing as npt
 from alerts import PolicyConfig
 from models.features import FEATURE_NAMES, FEATURES_VERSION, N_FEATURES, NORM
 from models.fusion import FusionParams, Stacking, Thresholds
+from simulator import SimConfig
 from trainer import registry as reg
 from trainer.dataset import Dataset, PatientSeq, from_simulation
 from trainer.stacking import calibration_split, fit_stacking, stack
@@ -107,6 +108,7 @@ def train(
     else:
         raise ValueError(f"unknown data source {source!r}")
     summary = ds.summary()
+    grounding = _grounding(ds.source)
     _log(
         "data: "
         + ", ".join(
@@ -187,6 +189,7 @@ def train(
             "calibration_split": _split_summary(calib, seed),
         },
         "training": info,
+        "grounding": grounding,
         "fusion": fusion,
         "operating_points": points,
         "metrics": metrics,
@@ -292,6 +295,29 @@ def _calibrate(
     return fusion, points, fused
 
 
+def _grounding(source: dict[str, Any]) -> dict[str, Any]:
+    """The simulated cohort's vitals against the MIMIC-IV demo's (committed summary), with
+    the hand-chosen simulator as before (:func:`trainer.grounding.training_grounding`)."""
+    from trainer.grounding import training_grounding
+
+    t0 = time.monotonic()
+    out = training_grounding(source)
+    if out.get("available"):
+        a, b = out["after"], out["before"]
+        _log(
+            f"grounding vs MIMIC-IV demo: mean KS {b['ks_mean']} -> {a['ks_mean']}, Spearman "
+            f"max |diff| {b['spearman_max_abs_diff']} -> {a['spearman_max_abs_diff']} "
+            f"({time.monotonic() - t0:.1f}s)"
+        )
+    return out
+
+
+def _sim_config(src: dict[str, Any]) -> SimConfig:
+    """The simulator config a version's training data was drawn with; versions recorded
+    before the simulator's grounding have no ``grounding``: the hand-chosen parameters."""
+    return SimConfig(**{"grounding": "hand", **dict(src.get("config") or {})})
+
+
 def _counting_policy(meta: dict[str, Any]) -> PolicyConfig:
     """The policy hold times the version's pages were counted with."""
     counting = (meta.get("operating_points") or {}).get("counting") or {}
@@ -376,7 +402,10 @@ def _dataset_from_meta(meta: dict[str, Any], settings: Any | None = None) -> Dat
     if src.get("kind") != "simulation":
         raise reg.RegistryError(f"cannot rebuild training data of kind {src.get('kind')!r}")
     return from_simulation(
-        int(src["n_patients"]), seed=int(src["seed"]), horizon_h=float(meta["label_horizon_h"])
+        int(src["n_patients"]),
+        seed=int(src["seed"]),
+        horizon_h=float(meta["label_horizon_h"]),
+        config=_sim_config(src),
     )
 
 
