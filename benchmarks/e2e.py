@@ -184,6 +184,7 @@ def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "WARDWATCH_PARTITIONS": str(settings.partitions),
         "WARDWATCH_BATCH_SIZE": str(settings.batch_size),
         "WARDWATCH_BATCH_WITHIN_S": str(settings.batch_within_s),
+        "WARDWATCH_KAFKA_FETCH_MAX_WAIT_MS": str(settings.kafka_fetch_max_wait_ms),
         "WARDWATCH_REDIS_PREFIX": settings.redis_prefix,
         "WARDWATCH_DATA_DIR": str(settings.data_dir),
         "WARDWATCH_MODEL_REGISTRY": str(settings.resolved_model_registry().resolve()),
@@ -238,6 +239,9 @@ def _metrics(url: str) -> dict[str, float]:
             out[sample.name] = out.get(sample.name, 0.0) + sample.value
             if sample.name == "wardwatch_model_info" and sample.value:
                 out[f"wardwatch_model_info{{version={sample.labels.get('version')}}}"] = 1.0
+            stage = sample.labels.get("stage")
+            if sample.name == "wardwatch_stage_seconds_sum" and stage is not None:
+                out[f"stage_seconds{{{stage}}}"] = sample.value
             topic = sample.labels.get("topic")
             if topic is not None:
                 key = f"{sample.name}{{topic={topic}}}"
@@ -313,6 +317,17 @@ def _worker(settings: Settings, n: int, workdir: Path, timeout_s: float) -> dict
         "seconds": round(seconds, 3),
         "events_per_s": round((s1 - s0) / seconds, 1) if s1 > s0 else 0.0,
         "metrics_samples": len(samples),
+        "mean_batch_events": round(
+            last.get("wardwatch_batch_size_sum", 0.0)
+            / max(last.get("wardwatch_batch_size_count", 0.0), 1.0),
+            1,
+        ),
+        "batches": int(last.get("wardwatch_batch_size_count", 0.0)),
+        "stage_seconds": {
+            k.split("{", 1)[1].rstrip("}"): round(v, 2)
+            for k, v in last.items()
+            if k.startswith("stage_seconds{")
+        },
         **memory,
     }
 
@@ -340,6 +355,8 @@ def _redis_usage(settings: Settings, patients: int) -> dict[str, Any]:
 
 # ---- the benchmark ----------------------------------------------------------------------
 def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
+    """The figures; the settings (batch size, fetch wait, partitions) come from the
+    environment (``WARDWATCH_*``) like a worker's, the stack is always embedded."""
     n = events or (QUICK_EVENTS if quick else DEFAULT_EVENTS)
     timeout_s = 120.0 + n / 200  # a generous floor of 200 events/s
     t0 = time.perf_counter()
@@ -389,7 +406,7 @@ def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
             "partitions": settings.partitions,
             "batch_size": settings.batch_size,
             "batch_within_s": settings.batch_within_s,
-            "faust_fetch_max_wait_ms": 1500,  # hard-coded in faust's aiokafka driver
+            "faust_fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
             **{f"faust_{k}": v for k, v in bare.pop("faust_conf", {}).items()},
             "raw_fetch": "aiokafka defaults (fetch_max_wait_ms 500, max_records unbounded)",
             "model_registry": str(settings.resolved_model_registry().resolve()),
