@@ -6,13 +6,37 @@ views (``agents.views`` for operations, ``agents.web`` for the care team) add ro
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 from faust.sensors.prometheus import FaustMetrics, PrometheusMonitor
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import CollectorRegistry
 
 from agents.kafka_clients import faust_broker_credentials
 from wardwatch.settings import Settings
 from wardwatch.transport import check_safe_start, web_ssl_context
+
+
+def fetch_wait_transport(app: faust.App, fetch_max_wait_ms: int) -> faust_aiokafka.Transport:
+    """Faust's aiokafka transport for ``app`` whose worker consumer waits at most
+    ``fetch_max_wait_ms`` for data on a fetch. Faust's driver passes a fixed 1,500 ms to
+    aiokafka; this sets the value the consumer hands its fetcher when it starts."""
+
+    class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read by start()
+            return consumer
+
+    class FetchWaitConsumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> ConsumerThread:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Transport(faust_aiokafka.Transport):
+        Consumer = FetchWaitConsumer
+
+    return Transport(app.conf.broker_consumer, app)
 
 
 def build_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
@@ -55,6 +79,7 @@ def build_app(settings: Settings, registry: CollectorRegistry) -> faust.App:
         producer_linger_ms=1,
         logging_config=None,
     )
+    app.transport = fetch_wait_transport(app, s.kafka_fetch_max_wait_ms)
     # Faust's own sensors (messages, streams, commits, rebalances, send latency) on the
     # same injected registry, under the wardwatch_faust_ prefix
     app.monitor = PrometheusMonitor(metrics=FaustMetrics.create(registry, "wardwatch_faust"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import json
 import platform
 import sys
@@ -16,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 BENCHMARKS = ("ingest", "scoring", "state", "alert_burden")
+# run only when named: they start the embedded stack and worker processes
+ON_REQUEST = ("e2e",)
 
 
-def run_benchmarks(names: Sequence[str], quick: bool) -> dict[str, Any]:
+def run_benchmarks(names: Sequence[str], quick: bool, events: int | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "cpu": platform.machine()},
         "quick": quick,
@@ -32,7 +35,10 @@ def run_benchmarks(names: Sequence[str], quick: bool) -> dict[str, Any]:
             continue
         t0 = time.perf_counter()
         print(f"bench {name} ...", file=sys.stderr, flush=True)
-        result = mod.run(quick=quick)
+        kwargs: dict[str, Any] = {"quick": quick}
+        if events is not None and "events" in inspect.signature(mod.run).parameters:
+            kwargs["events"] = events
+        result = mod.run(**kwargs)
         result["wall_s"] = round(time.perf_counter() - t0, 2)
         out["results"][name] = result
     return out
@@ -42,12 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="wardwatch bench")
     p.add_argument("names", nargs="*", default=list(BENCHMARKS))
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--out", default=None)
+    p.add_argument("--events", type=int, default=None, help="events (e2e)")
+    p.add_argument("--out", "--json", dest="out", default=None, help="write the JSON here")
     args = p.parse_args(argv)
-    unknown = [n for n in args.names if n not in BENCHMARKS]
+    known = BENCHMARKS + ON_REQUEST
+    unknown = [n for n in args.names if n not in known]
     if unknown:
-        p.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
-    result = run_benchmarks(args.names, args.quick)
+        p.error(f"unknown benchmark(s) {unknown}; choose from {list(known)}")
+    if args.events is not None and args.events < 1:
+        p.error("--events must be positive")
+    result = run_benchmarks(args.names, args.quick, args.events)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:

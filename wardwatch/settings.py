@@ -91,6 +91,13 @@ class Settings(BaseSettings):
     kafka_rebalance_timeout_s: float = Field(
         10.0, description="how long the consumer group waits for members during a rebalance"
     )
+    kafka_fetch_max_wait_ms: int = Field(
+        1500,
+        ge=0,
+        le=60_000,
+        description="longest the broker holds a worker's fetch while it has no new data "
+        "(lower: an event on a quiet partition is read sooner, at more fetch requests)",
+    )
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: str | None = Field(
