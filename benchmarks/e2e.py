@@ -60,7 +60,7 @@ def simulated_events(n: int, seed: int = SEED) -> list[dict[str, Any]]:
     from simulator import SimConfig, simulate_cohort
 
     config = SimConfig(hours=HOURS)
-    per_patient = HOURS * 60 / config.obs_interval_min * 0.9  # charted sets, a little low
+    per_patient = HOURS * 60 / (config.obs_interval_min or 15.0) * 0.9  # sets, a little low
     patients = max(1, int(n / per_patient) + 1)
     start = datetime.now(UTC) - timedelta(hours=HOURS, minutes=10)
     while True:
