@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -137,6 +138,42 @@ def _vitals(
     return values
 
 
+def records_to_end(
+    consumer: Any,
+    ends: dict[Any, int],
+    settled: set[Any],
+    deadline: float,
+    timeout_s: float,
+) -> Iterator[tuple[str, bytes | None]]:
+    """``(topic, value)`` of every record of the assigned partitions ``ends`` (partition ->
+    end offset, updated in place) up to their end offsets, in partition order.
+
+    Some Kafka-wire brokers (the embedded Tansu) answer ListOffsets(latest) with a stale
+    or off-by-one offset; the high watermark of the first fetch response is exact, so a
+    partition not yet ``settled`` ends at the larger of the two. KafkaReadError when the
+    ends are not reached by ``deadline``."""
+    pending = set(ends)
+    while pending:
+        if time.monotonic() > deadline:
+            left = {f"{tp.topic}[{tp.partition}]": ends[tp] for tp in pending}
+            raise KafkaReadError(f"end offsets not reached within {timeout_s}s: {left}")
+        batch = consumer.poll(timeout_ms=500)
+        for tp in pending - settled:
+            hw = consumer.highwater(tp)
+            if hw is not None:
+                ends[tp] = max(ends[tp], int(hw))
+                settled.add(tp)
+        for tp, records in batch.items():
+            for rec in records:
+                if rec.offset >= ends[tp]:
+                    break
+                yield tp.topic, rec.value
+        for tp in list(pending & settled):
+            if consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
+                consumer.pause(tp)
+
+
 def read_topics_full(
     settings: Any,
     *,
@@ -164,7 +201,6 @@ def read_topics_full(
         else:
             ends = {tp: int(end_offsets.get(tp.topic, {}).get(tp.partition, 0)) for tp in tps}
             settled = set(tps)
-        pending = set(tps)
 
         events: list[dict[str, Any]] = []
         outcomes: list[Outcome] = []
@@ -173,37 +209,17 @@ def read_topics_full(
         skipped_o = {"invalid": 0}
         readings = {"set_aside": 0}  # single readings set aside from events kept
         messages = dict.fromkeys(topics, 0)
-        while pending:
-            if time.monotonic() > deadline:
-                left = {f"{tp.topic}[{tp.partition}]": ends[tp] for tp in pending}
-                raise KafkaReadError(f"end offsets not reached within {timeout_s}s: {left}")
-            batch = consumer.poll(timeout_ms=500)
-            for tp in pending - settled:
-                # Some Kafka-wire brokers (the embedded Tansu) answer ListOffsets(latest)
-                # with a stale or off-by-one offset; the high watermark of the first fetch
-                # response is exact, so the end is the larger of the two.
-                hw = consumer.highwater(tp)
-                if hw is not None:
-                    ends[tp] = max(ends[tp], int(hw))
-                    settled.add(tp)
-            for tp, records in batch.items():
-                for rec in records:
-                    if rec.offset >= ends[tp]:
-                        break
-                    messages[tp.topic] += 1
-                    if tp.topic == settings.topics.vitals:
-                        ev = _vitals(rec.value, seen, skipped_v, readings)
-                        if ev is not None:
-                            events.append(ev)
-                    else:
-                        try:
-                            outcomes.append(Outcome.model_validate_json(rec.value or b""))
-                        except ValidationError:
-                            skipped_o["invalid"] += 1
-            for tp in list(pending & settled):
-                if consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-                    consumer.pause(tp)
+        for topic, value in records_to_end(consumer, ends, settled, deadline, timeout_s):
+            messages[topic] += 1
+            if topic == settings.topics.vitals:
+                ev = _vitals(value, seen, skipped_v, readings)
+                if ev is not None:
+                    events.append(ev)
+            else:
+                try:
+                    outcomes.append(Outcome.model_validate_json(value or b""))
+                except ValidationError:
+                    skipped_o["invalid"] += 1
     finally:
         consumer.close()
 

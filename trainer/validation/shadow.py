@@ -215,7 +215,7 @@ def _read_json(settings: Any, topics: Sequence[str], timeout_s: float) -> dict[s
     of the read (as :func:`trainer.kafka_data.read_topics_full`); non-JSON is skipped."""
     from kafka import TopicPartition
 
-    from trainer.kafka_data import KafkaReadError, _consumer, _partitions
+    from trainer.kafka_data import _consumer, _partitions, records_to_end
 
     deadline = time.monotonic() + timeout_s
     consumer = _consumer(settings)
@@ -225,31 +225,13 @@ def _read_json(settings: Any, topics: Sequence[str], timeout_s: float) -> dict[s
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
         ends = {tp: int(o) for tp, o in consumer.end_offsets(tps).items()}
-        settled: set[Any] = set()
-        pending = set(tps)
-        while pending:
-            if time.monotonic() > deadline:
-                raise KafkaReadError(f"end offsets not reached within {timeout_s}s")
-            batch = consumer.poll(timeout_ms=500)
-            for tp in pending - settled:  # the embedded broker's stale ListOffsets
-                hw = consumer.highwater(tp)
-                if hw is not None:
-                    ends[tp] = max(ends[tp], int(hw))
-                    settled.add(tp)
-            for tp, records in batch.items():
-                for rec in records:
-                    if rec.offset >= ends[tp]:
-                        break
-                    try:
-                        obj = json.loads(rec.value or b"")
-                    except (ValueError, UnicodeDecodeError):
-                        continue
-                    if isinstance(obj, dict):
-                        out[tp.topic].append(obj)
-            for tp in list(pending & settled):
-                if consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-                    consumer.pause(tp)
+        for topic, value in records_to_end(consumer, ends, set(), deadline, timeout_s):
+            try:
+                obj = json.loads(value or b"")
+            except (ValueError, UnicodeDecodeError):
+                continue
+            if isinstance(obj, dict):
+                out[topic].append(obj)
     finally:
         consumer.close()
     return out
