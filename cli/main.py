@@ -217,7 +217,9 @@ def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from trainer.workflows import evaluate
 
     registry = settings.resolved_model_registry()
-    result = evaluate(registry, args.model, name=settings.model_name)
+    result = evaluate(
+        registry, args.model, name=settings.model_name, against_promoted=args.against_promoted
+    )
     text = json.dumps(result, indent=2, default=str)
     if args.html:
         meta = load_metadata(registry, settings.model_name, result["version"])
@@ -398,6 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", default=None, help="version (default: promoted)")
     ev.add_argument("--json", default=None, help="write the report JSON here")
     ev.add_argument("--html", default=None, help="write the report page (with plots) here")
+    ev.add_argument(
+        "--against-promoted",
+        action="store_true",
+        help="also score the promoted version on this version's test patients and store the "
+        "paired comparison (vs_promoted.json) that the promotion gate ranks them by",
+    )
     ev.set_defaults(fn=cmd_evaluate)
 
     pr = sub.add_parser("promote", help="promote a version if it passes the gate")

@@ -23,7 +23,13 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   exceeds its share), or when the 95 % lower bound of the patient-level sensitivity is
   under the floor (NEWS2 >= 5's on the same patients, or a set floor); a version without
   operating points: its alerts per patient-day must be within ``alert_budget``;
-* it beats the promoted version's test AUROC (fused where both have one). A version
+* it beats the promoted version's test AUROC (fused where both have one), measured on the
+  same patients: :func:`trainer.workflows.train` (or ``wardwatch evaluate --model vN
+  --against-promoted``) scores the promoted version on the candidate's test patients and
+  stores the paired comparison in the candidate's ``vs_promoted.json``; the gate ranks by
+  it when it names the promoted version's file (sha256). Without it, versions trained on
+  different data (fingerprints differ) are refused rather than ranked by figures from two
+  cohorts; on the same data the stored figures are compared. A version
   recalibrated on an export (``recalibration`` in its metadata, :mod:`trainer.recalibrate`)
   is compared with its base version's fused AUROC on the *same held-out patients* (kept
   in its metadata), and is refused unless its base is the promoted version; one whose
@@ -171,6 +177,8 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
         "alerts_per_patient_day": m.get("model", {}).get("alerts_per_patient_day"),
         "operating_points": meta.get("operating_points"),
         "recalibration": _recalibration(meta),
+        "sha256": meta.get("sha256"),
+        "fingerprint": (meta.get("training_data") or {}).get("fingerprint"),
     }
 
 
@@ -202,6 +210,32 @@ def _promoted_rules(
     mine = _primary(cand)
     rc = cand.get("recalibration")
     if rc is None:
+        vs = cand.get("vs_promoted")
+        if isinstance(vs, dict) and vs.get("promoted_version") == cur_v:
+            if vs.get("promoted_sha256") != current.get("sha256"):
+                why = f"vs_promoted.json was computed against another {cur_v} file"
+                return [("beats_promoted", False, why)]
+            if not vs.get("comparable"):
+                why = f"not comparable with promoted {cur_v}: {vs.get('reason')}"
+                return [("beats_promoted", False, why)]
+            a, b = vs.get("auroc"), vs.get("promoted_auroc")
+            return [
+                (
+                    "beats_promoted",
+                    a is not None and (b is None or a > b),
+                    f"fused AUROC {a} does not beat promoted {cur_v}'s {b} on the same "
+                    f"{vs.get('test_patients')} test patients (difference "
+                    f"{vs.get('difference')}, 95 % CI {vs.get('difference_ci')})",
+                )
+            ]
+        fp_mine, fp_theirs = cand.get("fingerprint"), current.get("fingerprint")
+        if fp_mine and fp_theirs and fp_mine != fp_theirs:
+            why = (
+                f"trained on other data than promoted {cur_v} (another cohort): their stored "
+                f"AUROCs ({mine} vs {_primary(current)}) do not rank them; compare both on "
+                f"the same patients with `wardwatch evaluate --model {cand.get('version')} --against-promoted`"
+            )
+            return [("beats_promoted", False, why)]
         theirs = _primary(current)
         return [
             (
@@ -314,6 +348,28 @@ def _budget_rules(
     ]
 
 
+VS_PROMOTED = "vs_promoted.json"
+
+
+def write_vs_promoted(root: Path, name: str, version: str, record: dict[str, Any]) -> Path:
+    """Store a version's comparison with the promoted version on the same test patients
+    (beside ``shadow.json``; the version's own files are never rewritten)."""
+    path = version_dir(root, name, version) / VS_PROMOTED
+    tmp = path.with_name(f".{VS_PROMOTED}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_vs_promoted(root: Path, name: str, version: str) -> dict[str, Any] | None:
+    """The stored same-patients comparison, or None when there is none (or unreadable)."""
+    try:
+        record = json.loads((version_dir(root, name, version) / VS_PROMOTED).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def _shadow_rules(
     root: Path, name: str, version: str, min_shadow_h: float, pages_budget: float
 ) -> list[tuple[str, bool, str]]:
@@ -364,6 +420,7 @@ def gate(
     rule that refuses, or "all gates passed"; ``rules`` has every rule's verdict."""
     meta = load_metadata(root, name, version)
     cand = _summary(meta)
+    cand["vs_promoted"] = read_vs_promoted(root, name, version)
     if cand["auroc"] is None:
         return GateResult(False, ["candidate has no test AUROC"], cand, None)
     parity = meta.get("parity", {})

@@ -23,6 +23,7 @@ from simulator import SimConfig
 from trainer import registry as reg
 from trainer.dataset import Dataset, PatientSeq, from_simulation
 from trainer.stacking import calibration_split, fit_stacking, stack
+from trainer.stats import paired_bootstrap_auroc
 
 __all__ = ["MODEL_NAME", "PRESETS", "evaluate", "list_models", "promote", "run_onnx", "train"]
 
@@ -201,6 +202,9 @@ def train(
     path = reg.write_version(
         registry, name, version, onnx_bytes, meta, report, report_html(metrics, meta)
     )
+    vs = compare_with_promoted(
+        registry, name, version, test, stack(test, test_risks, stacking), seed
+    )
     total_s = round(time.monotonic() - t0, 1)
     _log(f"registered {name} {version} at {path} ({total_s}s total)")
     return {
@@ -219,12 +223,73 @@ def train(
         "stacking": fusion["stacking"],
         "operating_points": points,
         "parity": par,
+        "vs_promoted": vs,
         "train": {
             "seconds_total": total_s,
             "seconds_fit": info["train_seconds"],
             "best_epoch": info["best_epoch"],
         },
     }
+
+
+def compare_with_promoted(
+    registry: Path,
+    name: str,
+    version: str,
+    test: Sequence[PatientSeq],
+    fused: Sequence[npt.NDArray[np.float64]],
+    seed: int = 0,
+    n_boot: int = 1000,
+) -> dict[str, Any] | None:
+    """The candidate's fused AUROC against the promoted version's on the candidate's own
+    test patients (a paired patient-level bootstrap), written to the candidate's
+    ``vs_promoted.json`` for the promotion gate: two versions trained on different
+    cohorts (another simulator, another seed) cannot be ranked by their stored figures.
+    None (nothing written) when no other version is promoted; ``comparable: false`` when
+    the promoted version reads other features."""
+    cur = reg.promoted_version(registry, name)
+    if cur is None or cur == version or not test:
+        return None
+    cur_meta = reg.load_metadata(registry, name, cur)
+    record: dict[str, Any] = {
+        "version": version,
+        "promoted_version": cur,
+        "promoted_sha256": cur_meta.get("sha256"),
+        "test_patients": len(test),
+    }
+    if int(cur_meta.get("features_version", -1)) != FEATURES_VERSION:
+        record.update(comparable=False, reason="the promoted version reads other features")
+    else:
+        cur_risks = run_onnx(
+            registry / name / cur / "model.onnx", test, int(cur_meta["hidden_size"])
+        )
+        params = FusionParams.from_meta(cur_meta)
+        theirs = cur_risks if params.stacking is None else stack(test, cur_risks, params.stacking)
+        y = np.concatenate([p.y for p in test]).astype(np.float64)
+        pid = np.concatenate([np.full(len(p.y), i) for i, p in enumerate(test)])
+        b = paired_bootstrap_auroc(
+            y,
+            [np.concatenate(list(fused)), np.concatenate(list(theirs))],
+            pid,
+            n_boot=n_boot,
+            seed=seed,
+        )
+        record.update(
+            comparable=True,
+            auroc=b["auroc"][0],
+            promoted_auroc=b["auroc"][1],
+            difference=b["difference"],
+            difference_ci=b["difference_ci"],
+            n_boot=n_boot,
+            resampled=b["resampled"],
+        )
+        _log(
+            f"on its test patients: {version} fused AUROC {record['auroc']} vs promoted "
+            f"{cur}'s {record['promoted_auroc']}, difference {record['difference']} "
+            f"{record['difference_ci']}"
+        )
+    reg.write_vs_promoted(registry, name, version, record)
+    return record
 
 
 def _budget(
@@ -416,6 +481,7 @@ def evaluate(
     *,
     external: bool = True,
     settings: Any | None = None,
+    against_promoted: bool = False,
 ) -> dict[str, Any]:
     """Re-evaluate a registered version (default: the promoted one) from its ONNX file.
 
@@ -442,12 +508,13 @@ def evaluate(
     params = FusionParams.from_meta(meta)
     thresholds = Thresholds.from_meta(meta)
     seed = int((meta.get("training", {}).get("config") or {}).get("seed", 0))
+    fused = None if params.stacking is None else stack(test, risks, params.stacking)
     metrics = eval_metrics(
         test,
         risks,
         horizon_h=float(meta["label_horizon_h"]),
         # a version without stacking (v1) fuses as its risk: fused figures only with it
-        fused=None if params.stacking is None else stack(test, risks, params.stacking),
+        fused=fused,
         thresholds=None if thresholds is None else (thresholds.medium, thresholds.high),
         policy=_counting_policy(meta),
         seed=seed,
@@ -470,6 +537,10 @@ def evaluate(
             stored_fused is not None
             and metrics["fused"]["auroc"] is not None
             and abs(float(metrics["fused"]["auroc"]) - float(stored_fused)) < 1e-3
+        )
+    if against_promoted:
+        out["vs_promoted"] = compare_with_promoted(
+            registry, name, version, test, risks if fused is None else fused, seed
         )
     if external:
         out["external"] = _external(registry, version, name)

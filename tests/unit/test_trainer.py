@@ -232,6 +232,46 @@ def test_gate_on_operating_points_and_the_fused_interval(tmp_path: Path) -> None
     assert not out["promoted"] and out["reasons"] == ["AUROC 0.74 does not beat promoted v6's 0.9"]
 
 
+def test_gate_ranks_versions_from_other_cohorts_only_on_the_same_patients(
+    tmp_path: Path,
+) -> None:
+    for version, fp in (("v1", "cohort-a"), ("v2", "cohort-b")):
+        _stacked_version(tmp_path, version, fused_auroc=0.74 if version == "v1" else 0.80)
+        path = tmp_path / "m" / version / "metadata.json"
+        meta = json.loads(path.read_text())
+        meta["training_data"] = {"fingerprint": fp}
+        path.write_text(json.dumps(meta))
+    assert reg.promote(tmp_path, "m", "v1")["promoted"]
+    # 0.80 on cohort b against 0.74 on cohort a says nothing: refused, with the way out
+    refused = reg.gate(tmp_path, "m", "v2")
+    (why,) = refused.reasons
+    assert "trained on other data than promoted v1" in why
+    assert "wardwatch evaluate --model v2 --against-promoted" in why
+    sha1 = reg.load_metadata(tmp_path, "m", "v1")["sha256"]
+    record = {
+        "version": "v2",
+        "promoted_version": "v1",
+        "promoted_sha256": sha1,
+        "comparable": True,
+        "test_patients": 300,
+        "auroc": 0.80,
+        "promoted_auroc": 0.78,
+        "difference": 0.02,
+        "difference_ci": [0.0, 0.04],
+    }
+    reg.write_vs_promoted(tmp_path, "m", "v2", record)
+    assert reg.gate(tmp_path, "m", "v2").passed
+    reg.write_vs_promoted(tmp_path, "m", "v2", {**record, "promoted_auroc": 0.81})
+    (why,) = reg.gate(tmp_path, "m", "v2").reasons
+    assert "does not beat promoted v1's 0.81 on the same 300 test patients" in why
+    # computed against another file of the promoted version: not trusted
+    reg.write_vs_promoted(tmp_path, "m", "v2", {**record, "promoted_sha256": "0" * 64})
+    (why,) = reg.gate(tmp_path, "m", "v2").reasons
+    assert "another v1 file" in why
+    reg.write_vs_promoted(tmp_path, "m", "v2", {**record, "comparable": False, "reason": "x"})
+    assert "not comparable" in reg.gate(tmp_path, "m", "v2").reasons[0]
+
+
 def test_publish_promotion_uses_the_control_topic(monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[tuple[str, Any, bytes]] = []
 
@@ -366,6 +406,22 @@ def test_tiny_end_to_end(tmp_path: Path) -> None:
     assert reg.promoted_version(tmp_path, "deterioration") == "v1"
     rows = cli.list_models(tmp_path)
     assert [(r["version"], r["promoted"]) for r in rows] == [("v1", True), ("v2", False)]
+
+    # a version trained on another cohort (another seed) is ranked against the promoted
+    # one on its own test patients, not by the two stored figures
+    out3 = cli.train(True, tmp_path, seed=4, n_patients=150, epochs=3, parity_n=50)
+    vs = out3["vs_promoted"]
+    assert vs is not None and vs["comparable"] and vs["promoted_version"] == "v1"
+    assert vs["promoted_sha256"] == meta["sha256"] and vs["test_patients"] > 0
+    assert vs["auroc"] == out3["metrics"]["fused"]["auroc"]
+    assert reg.read_vs_promoted(tmp_path, "deterioration", "v3") == vs
+    again3 = cli.evaluate(tmp_path, "v3", external=False, against_promoted=True)
+    assert again3["vs_promoted"] == vs  # rebuilt from the recorded source: the same record
+    gated = reg.gate(tmp_path, "deterioration", "v3")
+    same = vs["auroc"] > vs["promoted_auroc"]
+    assert gated.candidate["rules"]["beats_promoted"] is same
+    if not same:
+        assert any("on the same" in r and "test patients" in r for r in gated.reasons)
 
 
 def test_html_report_has_roc_and_calibration_plots() -> None:
