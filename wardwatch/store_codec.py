@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -123,6 +124,17 @@ def _hex_bin(s: Any) -> Any:
     return s
 
 
+_DEFLATE_FROM = 256  # characters: a longer text is stored deflated (bytes, not text)
+
+
+def _text_pack(text: str | None) -> str | bytes | None:
+    """The alert policy's state (JSON text): deflated when long (an open alert carries
+    its explanation), as it is otherwise."""
+    if text is None or len(text) < _DEFLATE_FROM:
+        return text
+    return zlib.compress(text.encode(), 1)
+
+
 def _recent_pack(wm: int, recent: list[list[Any]]) -> list[Any]:
     """The ``[ts, digest]`` entries as ``[times before the watermark, the digests' bytes
     one after another]`` (8 each); entries of another shape as they are (``[None, …]``)."""
@@ -156,8 +168,12 @@ def _model_pack(model: Mapping[str, Any] | None) -> Any:
     features, h = model["features"], model["h"]
     if isinstance(features, Mapping):
         feats: Any = _feature_pack(features)
-    elif isinstance(features, str):
-        feats = features  # as stored in JSON: kept as its text
+    elif isinstance(features, str):  # as the JSON form stores it: its fields, if a map
+        try:
+            parsed = json.loads(features)
+        except ValueError:
+            parsed = None
+        feats = _feature_pack(parsed) if isinstance(parsed, dict) else features
     else:
         feats = _feature_pack(vars(features))  # a live FeatureState
     if isinstance(h, str):
@@ -195,7 +211,8 @@ def pack_state(state: Mapping[str, Any]) -> bytes:
     """A patient state's fields (``vars(PatientState)``) in the binary form.
 
     Times are written relative to the watermark (small integers); digests as bytes;
-    the alert state is the alert policy's own (compact JSON) text."""
+    the alert state is the alert policy's own (compact JSON) text, deflated (zlib) from
+    256 characters on."""
     wm = int(state["watermark_ms"])
     latest = state["latest"]
     recent = _recent_pack(wm, state["recent"])
@@ -210,7 +227,7 @@ def pack_state(state: Mapping[str, Any]) -> bytes:
         _keys(state["baseline"]),
         state["spo2_scale_device"],
         state["n_events"],
-        state["alert"],
+        _text_pack(state["alert"]),
         _model_pack(state["model"]),
         extra or None,
     ]
@@ -235,7 +252,7 @@ def unpack_state(raw: bytes) -> dict[str, Any]:
         "baseline": baseline,
         "spo2_scale_device": scale,
         "n_events": n_events,
-        "alert": alert,
+        "alert": zlib.decompress(alert).decode() if isinstance(alert, bytes) else alert,
         "model": _model_unpack(model),
     }
     if extra:
