@@ -192,6 +192,7 @@ class DeteriorationModel:
             if live_h.size != self.hidden:
                 return None
             return features, live_h
+        h: FloatArray | None
         if isinstance(raw_h, bytes):  # the store's binary form: float32 bytes
             if len(raw_h) != 4 * self.hidden:
                 return None

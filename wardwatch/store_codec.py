@@ -231,15 +231,28 @@ def pack_state(state: Mapping[str, Any]) -> bytes:
         _model_pack(state["model"]),
         extra or None,
     ]
-    return _STATE_HEAD + msgpack.packb(body, default=_packable, use_bin_type=True)
+    packed: bytes = msgpack.packb(body, default=_packable, use_bin_type=True)
+    return _STATE_HEAD + packed
 
 
 def unpack_state(raw: bytes) -> dict[str, Any]:
     """The fields of a patient state from :func:`pack_state`'s bytes."""
     if raw[1] != STATE_FORMAT:
         raise ValueError(f"patient state in unknown format {raw[1]}")
-    (version, wm, wm_digests, recent, n_late, latest, baseline, scale, n_events, alert, model,
-     extra) = msgpack.unpackb(  # fmt: skip
+    (
+        version,
+        wm,
+        wm_digests,
+        recent,
+        n_late,
+        latest,
+        baseline,
+        scale,
+        n_events,
+        alert,
+        model,
+        extra,
+    ) = msgpack.unpackb(  # fmt: skip
         memoryview(raw)[2:], ext_hook=_ext, strict_map_key=False, use_list=True
     )
     out = {
@@ -297,7 +310,8 @@ def pack_row(
     cells.append(news2_total)
     cells.append(None if risk is None else _scaled(round(risk, 4), 10_000.0))
     cells.append(1 if late else 0)
-    return _ROW_HEAD + msgpack.packb(cells, use_bin_type=True)
+    packed: bytes = msgpack.packb(cells, use_bin_type=True)
+    return _ROW_HEAD + packed
 
 
 def json_row(

@@ -17,8 +17,8 @@ from cli.demo_workers import WorkerProcess
 from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.stack import free_port
-from wardwatch.store_codec import unpack_row
 from wardwatch.store import RedisStateStore, redis_key
+from wardwatch.store_codec import unpack_row
 from wardwatch.topics import producer
 
 
