@@ -180,7 +180,7 @@ class AlertState:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
-        known = {f.name for f in fields(cls)}
+        known = _FIELD_NAMES
         values = {k: v for k, v in data.items() if k in known}
         if "recent_news2" in values:
             values["recent_news2"] = [(int(t), int(v)) for t, v in values["recent_news2"] or []]
@@ -276,6 +276,7 @@ class AlertEvent:
 
 _MISSING = object()
 _DEFAULTS: Final[Mapping[str, Any]] = vars(AlertState())
+_FIELD_NAMES: Final[frozenset[str]] = frozenset(f.name for f in fields(AlertState))
 
 
 def deep_copy(value: Any) -> Any:

@@ -154,8 +154,10 @@ def _recent_unpack(wm: int, packed: list[Any]) -> list[list[Any]]:
     deltas, blob = packed
     if deltas is None:
         return list(blob)
-    text = blob.hex()
-    return [[wm - d, text[16 * i : 16 * i + 16]] for i, d in enumerate(deltas)]
+    if not deltas:
+        return []
+    digests = blob.hex(" ", 8).split(" ")  # 16 hex digits each, split in C
+    return [[wm - d, h] for d, h in zip(deltas, digests, strict=True)]
 
 
 def _model_pack(model: Mapping[str, Any] | None) -> Any:
