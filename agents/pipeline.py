@@ -32,7 +32,7 @@ from alerts import tick as policy_tick
 from models.news2 import News2Result, news2_from_vitals
 from models.qsofa import QsofaResult, qsofa_from_vitals
 from wardwatch.ingest import ReadingFlag
-from wardwatch.patient import PatientState, apply_event, history_entry
+from wardwatch.patient import PatientState, apply_event, history_row
 from wardwatch.store import CommitResult, Emit, StateStore, Update
 from wardwatch.topics import partition_for
 
@@ -312,7 +312,7 @@ class ScoringPipeline:
         else:  # concurrently: no extra round trip on the live path
             loaded, shadow_loaded = await asyncio.gather(self.store.load(pids), shadow.load(pids))
         touched: dict[str, PatientState] = {}
-        history: dict[str, list[str]] = {}
+        history: dict[str, list[str | bytes]] = {}
         alert_states: dict[str, AlertState] = {}
         emits: list[Emit] = []
         suppressed: dict[str, int] = {}  # artifacts held per patient
@@ -375,7 +375,7 @@ class ScoringPipeline:
         # 3. rules (always) and the alert policy, in event order
         scored = result.scored
         rules: list[News2Result] = []  # NEWS2 per applied event, for the shadow
-        for (item, state, ctx, applied, ts, _, scale), (risk, reason, contrib), stream_ms in zip(
+        for (item, state, ctx, applied, ts, vals, scale), (risk, reason, contrib), stream_ms in zip(
             applied_items, risks, stream_at, strict=True
         ):
             ev = item.event
@@ -400,7 +400,9 @@ class ScoringPipeline:
                 )
             )
             if self.keep_history:
-                history.setdefault(pid, []).append(history_entry(ev, n2.total, fused))
+                history.setdefault(pid, []).append(
+                    history_row(ev, n2.total, fused, False, ts, vals)
+                )
             if not self.alerts or ctx.get("discharged"):
                 continue  # scores only: a replay of history, or a patient who has left
             obs = Observation(
@@ -470,7 +472,11 @@ class ScoringPipeline:
         return result
 
     def _score_late(
-        self, history: dict[str, list[str]], item: Incoming, own: dict[str, Any], scale: int
+        self,
+        history: dict[str, list[str | bytes]],
+        item: Incoming,
+        own: dict[str, Any],
+        scale: int,
     ) -> Scored:
         """A late event's score of record: NEWS2 and qSOFA on its own values, no model
         (its state runs in event order), no alert policy (no paging on old news)."""
@@ -480,7 +486,9 @@ class ScoringPipeline:
         score.model_reason, score.event_id, score.late = "late", item.event_id, True
         score.flags = item.flags
         if self.keep_history:
-            history.setdefault(ev.patient_id, []).append(history_entry(ev, n2.total, None, True))
+            history.setdefault(ev.patient_id, []).append(
+                history_row(ev, n2.total, None, True, vitals=own)
+            )
         return score
 
     @staticmethod

@@ -151,7 +151,7 @@ class AlertState:
     def copy(self) -> AlertState:
         """A deep copy (what ``copy.deepcopy`` gives), built field by field: the scalars
         are immutable, the lists and dicts of scalars are copied one level, the two nested
-        dicts (pending candidate, explanation) deeply."""
+        dicts (pending candidate, explanation) deeply (:func:`deep_copy`)."""
         new = object.__new__(AlertState)
         new.__dict__.update(self.__dict__)
         new.recent_news2 = list(self.recent_news2)
@@ -159,18 +159,28 @@ class AlertState:
         new.last_event_ids = list(self.last_event_ids)
         new.last_points = dict(self.last_points)
         if self.pending_candidate is not None:
-            new.pending_candidate = copy.deepcopy(self.pending_candidate)
+            new.pending_candidate = deep_copy(self.pending_candidate)
         if self.last_explanation is not None:
-            new.last_explanation = copy.deepcopy(self.last_explanation)
+            new.last_explanation = deep_copy(self.last_explanation)
         return new
 
     def to_json(self) -> str:
-        # every field is JSON-native already: no deep asdict() copy on the hot path
-        return json.dumps(vars(self), separators=(",", ":"), sort_keys=True)
+        """Compact JSON of the fields that differ from their defaults (``from_json`` puts
+        the defaults back): every field is JSON-native already, no deep copy."""
+        defaults = _DEFAULTS
+        return json.dumps(
+            {
+                k: v
+                for k, v in vars(self).items()
+                if type(v) is not type(d := defaults.get(k, _MISSING)) or v != d
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AlertState:
-        known = {f.name for f in fields(cls)}
+        known = _FIELD_NAMES
         values = {k: v for k, v in data.items() if k in known}
         if "recent_news2" in values:
             values["recent_news2"] = [(int(t), int(v)) for t, v in values["recent_news2"] or []]
@@ -234,7 +244,7 @@ class AlertEvent:
             "ts_ms": self.ts_ms,
             "reason": list(self.reason),
             "news2_total": self.news2_total,
-            "explanation": copy.deepcopy(self.explanation),
+            "explanation": deep_copy(self.explanation),
             "actor": self.actor,
             "page": self.pages,
         }
@@ -262,3 +272,29 @@ class AlertEvent:
             actor=d.get("actor"),
             page=None if d.get("page") is None else bool(d["page"]),
         )
+
+
+_MISSING = object()
+_DEFAULTS: Final[Mapping[str, Any]] = vars(AlertState())
+_FIELD_NAMES: Final[frozenset[str]] = frozenset(f.name for f in fields(AlertState))
+
+
+def deep_copy(value: Any) -> Any:
+    """``copy.deepcopy`` for values made of dicts, lists, tuples and scalars (what an
+    explanation or a held candidate holds), without its memo and dispatch; anything else
+    goes to ``copy.deepcopy``. Shared sub-objects are copied once per reference, as
+    ``deepcopy`` would copy them once (no value here shares or cycles)."""
+    cls = type(value)
+    if cls is dict:
+        return {k: v if type(v) in _ATOMIC else deep_copy(v) for k, v in value.items()}
+    if cls is list:
+        return [v if type(v) in _ATOMIC else deep_copy(v) for v in value]
+    if cls in _ATOMIC:
+        return value
+    if cls is tuple:
+        items = tuple(deep_copy(v) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return copy.deepcopy(value)
+
+
+_ATOMIC: Final[frozenset[type]] = frozenset({str, int, float, bool, type(None)})

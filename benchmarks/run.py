@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 BENCHMARKS = ("ingest", "scoring", "state", "alert_burden")
-# run only when named: they start the embedded stack and worker processes
-ON_REQUEST = ("e2e",)
+# run only when named: they start the embedded stack and worker processes, or a long
+# run of the scoring stage on its own Redis
+ON_REQUEST = ("e2e", "pipeline")
 
 
 def run_benchmarks(names: Sequence[str], quick: bool, events: int | None = None) -> dict[str, Any]:
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="wardwatch bench")
     p.add_argument("names", nargs="*", default=list(BENCHMARKS))
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--events", type=int, default=None, help="events (e2e)")
+    p.add_argument("--events", type=int, default=None, help="events (e2e, pipeline)")
     p.add_argument("--out", "--json", dest="out", default=None, help="write the JSON here")
     args = p.parse_args(argv)
     known = BENCHMARKS + ON_REQUEST

@@ -175,7 +175,9 @@ class DeteriorationModel:
     def _start(self, state: Mapping[str, Any] | None) -> tuple[FeatureState, FloatArray] | None:
         """The patient's feature and hidden state, if it belongs to this model version.
 
-        The state is either as stored (JSON strings) or, within one process, as left by
+        The state is either as stored (JSON strings; or the fields of the feature state and
+        the hidden state's float32 bytes, as the store's binary form decodes them) or,
+        within one process, as left by
         :meth:`score` with ``live=True`` (a :class:`FeatureState` and the hidden state's
         float32 bytes; serialized only when a store writes it, see ``PatientState.to_json``).
         A stored state is decoded into new objects; a live one is returned as is (no copy:
@@ -190,9 +192,17 @@ class DeteriorationModel:
             if live_h.size != self.hidden:
                 return None
             return features, live_h
-        h = decode_hidden(str(raw_h), self.hidden)
+        h: FloatArray | None
+        if isinstance(raw_h, bytes):  # the store's binary form: float32 bytes
+            if len(raw_h) != 4 * self.hidden:
+                return None
+            h = np.frombuffer(raw_h, dtype=np.float32).copy()
+        else:
+            h = decode_hidden(str(raw_h), self.hidden)
         if h is None:
             return None
+        if isinstance(features, dict):  # the binary form: the fields, new objects
+            return FeatureState(**features), h
         return FeatureState.from_json(features), h
 
     def fresh(self) -> tuple[FeatureState, FloatArray]:
@@ -208,9 +218,10 @@ class DeteriorationModel:
             return False
         raw_h = state.get("h", "")
         features = state.get("features")
-        if isinstance(raw_h, bytes) and isinstance(features, FeatureState):
-            return len(raw_h) == 4 * self.hidden
-        return isinstance(features, str) and decode_hidden(str(raw_h), self.hidden) is not None
+        if isinstance(raw_h, bytes):  # live, or as the store's binary form decodes it
+            return isinstance(features, FeatureState | dict) and len(raw_h) == 4 * self.hidden
+        readable = isinstance(features, str | dict)
+        return readable and decode_hidden(str(raw_h), self.hidden) is not None
 
     @property
     def norm_consts(self) -> NormConsts:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wardwatch.schemas import NUMERIC_VITALS, VITAL_FIELDS, VitalsEvent
+from wardwatch.store_codec import is_binary, json_row, pack_row, pack_state, unpack_state
 
 # A floor under each vital's personal standard deviation, so that a very steady patient
 # does not turn a trivial change into a huge z-score (units of the vital).
@@ -109,7 +110,9 @@ def baseline_step(
 
 @dataclass
 class PatientState:
-    """Everything the worker remembers about one patient (JSON round-trip)."""
+    """Everything the worker remembers about one patient: :meth:`encode` is the binary form
+    the Redis store keeps (``wardwatch.store_codec``), :meth:`to_json` the JSON one (the
+    in-memory store, views); :meth:`from_json` reads either."""
 
     version: int = 0  # optimistic concurrency: bumped by every commit
     watermark_ms: int = -1  # newest event time applied
@@ -129,10 +132,19 @@ class PatientState:
     def to_json(self) -> str:
         return json.dumps(self.__dict__, separators=(",", ":"), default=_lazy_json)
 
+    def encode(self) -> bytes:
+        """The compact binary form (``wardwatch.store_codec.pack_state``)."""
+        return pack_state(self.__dict__)
+
     @classmethod
     def from_json(cls, raw: str | bytes | None) -> PatientState:
+        """A state from :meth:`encode`'s bytes or from JSON (the form stored before the
+        binary one); empty for ``None`` or an empty value."""
         if not raw:
             return cls()
+        if is_binary(raw):
+            assert isinstance(raw, bytes)
+            return cls(**unpack_state(raw))
         return cls(**json.loads(raw))
 
 
@@ -343,13 +355,27 @@ def _apply_late(
 def history_entry(
     event: VitalsEvent, news2_total: int | None, risk: float | None, late: bool = False
 ) -> str:
-    """One compact ring-buffer entry (for trends, sparklines and model rewarming); a late
-    event's is marked ``"late": 1`` (entries are in the order applied, not by time)."""
-    row: dict[str, Any] = {"t": event.ts_ms(), **event.vitals()}
-    if late:
-        row["late"] = 1
-    if news2_total is not None:
-        row["news2"] = news2_total
-    if risk is not None:
-        row["risk"] = round(risk, 4)
-    return json.dumps(row, separators=(",", ":"))
+    """One compact ring-buffer entry as JSON (for trends, sparklines and model
+    rewarming); a late event's is marked ``"late": 1`` (entries are in the order applied,
+    not by time). The store reads it as :func:`history_row`'s binary form."""
+    return json_row(event.ts_ms(), event.vitals(), news2_total, risk, late)
+
+
+def history_row(
+    event: VitalsEvent,
+    news2_total: int | None,
+    risk: float | None,
+    late: bool = False,
+    ts_ms: int | None = None,
+    vitals: dict[str, Any] | None = None,
+) -> bytes | str:
+    """:func:`history_entry` in the binary form the Redis store keeps
+    (``wardwatch.store_codec.pack_row``; the same row once read back). ``ts_ms`` and
+    ``vitals``, when given, are ``event.ts_ms()`` and ``event.vitals()``."""
+    return pack_row(
+        event.ts_ms() if ts_ms is None else ts_ms,
+        event.vitals() if vitals is None else vitals,
+        news2_total,
+        risk,
+        late,
+    )

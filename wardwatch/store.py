@@ -5,8 +5,10 @@ Key schema (version ``v2``; the only module that knows it). ``{tag}`` is the pat
 in braces, with ``%``, ``{`` and ``}`` percent-encoded: the hash tag that puts all the keys
 of a patient in one cluster slot, whatever characters the id holds::
 
-    {prefix}:v2:p:{tag}          hash   ver -> commit counter, s -> PatientState JSON
-    {prefix}:v2:h:{tag}          list   recent observations, newest first (ring buffer)
+    {prefix}:v2:p:{tag}          hash   ver -> commit counter, s -> PatientState (binary,
+                                        see below; JSON before)
+    {prefix}:v2:h:{tag}          list   recent observations, newest first (ring buffer of
+                                        ``hist_max`` rows, binary; JSON before)
     {prefix}:v2:ctx:{tag}        string PatientContext JSON (ADT / clinician settings)
     {prefix}:v2:a:{tag}          hash   e -> latest alert transition of the current episode,
                                         o -> '1' while that alert is open or acknowledged
@@ -21,6 +23,12 @@ of a patient in one cluster slot, whatever characters the id holds::
     {prefix}:v2:patients         zset   pid -> last event time (patients monitored)
     {prefix}:v2:audit            stream accepted transitions (capped at ``audit_max``)
     {prefix}:v2:stream           zset   Kafka partition -> newest event time seen (ms)
+
+**Encoding.** The state and the history rows are MessagePack behind a two-byte header
+(``0xC1``, format version), laid out by position (:mod:`wardwatch.store_codec`); a value
+without the header is the JSON of earlier releases and is read as such (migration on
+read: the patient's next commit writes the binary form, and old rows leave the ring as
+new ones arrive). Everything else (context, alerts, outbox, audit) stays JSON.
 
 Every per-patient key has a TTL (``state_ttl_s``) refreshed on each commit, so silent or
 discharged patients disappear by themselves.
@@ -91,6 +99,7 @@ from wardwatch.errors import ConfigError
 from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.store_api import CommitResult, Emit, Loaded, MemoryStateStore, StateStore, Update
+from wardwatch.store_codec import unpack_row
 from wardwatch.store_commit import (
     FENCED_ZREM,
     OUTBOX_DONE,
@@ -364,13 +373,13 @@ class RedisStateStore:
 
     async def history(self, pid: str, n: int = 48) -> list[dict[str, Any]]:
         rows = await self.r.lrange(self.key("h", pid), 0, n - 1)
-        return [json.loads(r) for r in reversed(rows)]
+        return [unpack_row(r) for r in reversed(rows)]
 
     async def histories(self, pids: Sequence[str], n: int = 96) -> dict[str, list[dict[str, Any]]]:
         """Recent observations of several patients, oldest first, in one round trip."""
         rows = await self._run([Call(("LRANGE", self.key("h", pid), 0, n - 1)) for pid in pids])
         return {
-            pid: [json.loads(r) for r in reversed(rs)] for pid, rs in zip(pids, rows, strict=True)
+            pid: [unpack_row(r) for r in reversed(rs)] for pid, rs in zip(pids, rows, strict=True)
         }
 
     async def open_alerts(self) -> list[dict[str, Any]]:

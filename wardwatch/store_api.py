@@ -7,12 +7,12 @@ the replay and the tests, with the same behaviour.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wardwatch.patient import PatientState
+from wardwatch.store_codec import unpack_row
 
 
 @dataclass
@@ -22,7 +22,7 @@ class Update:
     pid: str
     expected_version: int
     state: PatientState
-    history: list[str] = field(default_factory=list)
+    history: list[str | bytes] = field(default_factory=list)  # rows: binary or compact JSON
     seen_ms: int | None = None
     watch: bool | None = None  # needs time-driven checks (None: unchanged)
 
@@ -80,7 +80,7 @@ class MemoryStateStore:
         self.states: dict[str, str | PatientState] = {}
         self.versions: dict[str, int] = {}
         self.contexts: dict[str, dict[str, Any]] = {}
-        self.hist: dict[str, list[str]] = {}
+        self.hist: dict[str, list[str | bytes]] = {}
         self.guards: set[str] = set()
         self.watch: set[str] = set()
         self.emitted: list[dict[str, Any]] = []
@@ -137,7 +137,7 @@ class MemoryStateStore:
         self.contexts[pid] = context
 
     async def history(self, pid: str, n: int = 48) -> list[dict[str, Any]]:
-        return [json.loads(r) for r in reversed(self.hist.get(pid, [])[:n])]
+        return [unpack_row(r) for r in reversed(self.hist.get(pid, [])[:n])]
 
     async def histories(self, pids: Sequence[str], n: int = 96) -> dict[str, list[dict[str, Any]]]:
         return {pid: await self.history(pid, n) for pid in pids}

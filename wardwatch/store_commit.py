@@ -37,33 +37,32 @@ def guard_key(prefix: str, pid: str, transition_id: str) -> str:
 
 
 # KEYS: p, h, a, ob, then the NX guard of each transition, in ARGV order.
-# ARGV: 1 has an update ('1'/'0'), 2 expected version, 3 state JSON, 4 TTL, 5 history
-# length kept, 6 guard TTL, 7 the new history rows, oldest first, joined by newlines
-# (compact JSON holds none), then per transition: transition id, event JSON, open after
-# it ('1'/'0').
+# ARGV: 1 has an update ('1'/'0'), 2 expected version, 3 the state (its binary form,
+# wardwatch.store_codec), 4 TTL, 5 history length kept, 6 guard TTL, 7 the number n of
+# new history rows, 8 .. 7 + n the rows, oldest first (binary, or compact JSON), then per
+# transition: transition id, event JSON, open after it ('1'/'0').
 # Returns {0, stored version} on a version conflict (nothing written), else
 # {1, version, open flag of the latest alert ('1', '0', or '' if none),
 #  {index of each accepted transition, its outbox stream id, ...}}.
 PATIENT_COMMIT_LUA = r"""
 local ttl = tonumber(ARGV[4])
+local n_rows = tonumber(ARGV[7])
 local ver = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
 if ARGV[1] == '1' then
   if ver ~= tonumber(ARGV[2]) then return {0, ver} end
   ver = ver + 1
   redis.call('HSET', KEYS[1], 'ver', ver, 's', ARGV[3])
   redis.call('EXPIRE', KEYS[1], ttl)
-  if ARGV[7] ~= '' then
-    local rows = {}
-    for row in string.gmatch(ARGV[7], '[^\n]+') do rows[#rows + 1] = row end
-    for i = 1, #rows, 1000 do  -- one LPUSH per thousand rows (Lua's stack limit)
-      redis.call('LPUSH', KEYS[2], unpack(rows, i, math.min(i + 999, #rows)))
+  if n_rows > 0 then
+    for i = 8, 7 + n_rows, 1000 do  -- one LPUSH per thousand rows (Lua's stack limit)
+      redis.call('LPUSH', KEYS[2], unpack(ARGV, i, math.min(i + 999, 7 + n_rows)))
     end
     redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[5]) - 1)
     redis.call('EXPIRE', KEYS[2], ttl)
   end
 end
 local accepted = {}
-local base = 8
+local base = 8 + n_rows
 local j = 0
 while base + 3 * j <= #ARGV do
   local a = base + 3 * j
@@ -261,16 +260,17 @@ class CommitPlan:
         keys = [self.key(k, p.pid) for k in ("p", "h", "a", "ob")]
         keys += [guard_key(self.prefix, p.pid, e.transition_id) for _, e in p.emits]
         hist = u.history if u is not None else []
-        if any("\n" in row for row in hist):
+        if any(isinstance(row, str) and "\n" in row for row in hist):
             raise ValueError("a history row must be compact JSON, on one line")
         args: list[Any] = [
             "1" if u is not None else "0",
             u.expected_version if u is not None else 0,
-            u.state.to_json() if u is not None else "",
+            u.state.encode() if u is not None else "",
             self.ttl_s,
             self.hist_max,
             self.guard_ttl_s,
-            "\n".join(hist),
+            len(hist),
+            *hist,
         ]
         for _, e in p.emits:
             args += [e.transition_id, dumps(e.event), "1" if e.open else "0"]

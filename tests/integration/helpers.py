@@ -18,6 +18,7 @@ from wardwatch.patient import PatientState
 from wardwatch.settings import Settings
 from wardwatch.stack import free_port
 from wardwatch.store import RedisStateStore, redis_key
+from wardwatch.store_codec import unpack_row
 from wardwatch.topics import producer
 
 
@@ -69,7 +70,7 @@ def stored_history(settings: Settings, pid: str) -> list[dict[str, Any]]:
     """A patient's ring buffer in Redis, oldest first."""
     r = redis_client(settings)
     rows = r.lrange(redis_key(settings.redis_prefix, "h", pid), 0, -1)
-    return [json.loads(x) for x in reversed(rows)]
+    return [unpack_row(x) for x in reversed(rows)]
 
 
 def outbox_left(settings: Settings) -> list[dict[str, Any]]:

@@ -71,7 +71,7 @@ async def _redis_run(settings: Settings, shadow_on: bool) -> tuple[str, RedisSta
     states = [await store.r.hget(store.key("p", pid), "s") for pid in pids]
     hist = [await store.history(pid, 96) for pid in pids]
     outbox = [e for _, e in await store.outbox()]
-    return json.dumps([emitted, [s.decode() for s in states], hist, outbox]), store
+    return json.dumps([emitted, [s.hex() for s in states], hist, outbox]), store
 
 
 async def test_live_redis_state_is_byte_identical_with_shadow(redis_settings: Settings) -> None:

@@ -38,3 +38,20 @@ def test_every_benchmark_runs_quick_and_reports_json(capsys: pytest.CaptureFixtu
 def test_unknown_benchmark_is_an_error() -> None:
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+def test_the_pipeline_benchmark_reports_rates_stages_and_bytes() -> None:
+    result = run_benchmarks(["pipeline"], quick=True, events=1_500)["results"]["pipeline"]
+    scoring = result["scoring"]
+    assert result["events"] == 1_500 and scoring["scored"] == 1_500
+    assert scoring["events_per_s"] > 0 and scoring["events_per_cpu_s"] > 0
+    assert set(scoring["stage_seconds"]) >= {
+        "redis_load",
+        "model_stage",
+        "redis_commit",
+        "apply_rules_policy",
+    }
+    assert scoring["stage_calls"]["redis_load"] == scoring["batches"]  # one load per batch
+    assert 2 <= scoring["redis_round_trips_per_batch"] <= 3
+    kinds = result["redis"]["bytes_per_patient_by_kind"]
+    assert kinds["p"] > 0 and kinds["h"] > 0
