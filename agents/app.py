@@ -64,7 +64,10 @@ class BatchIntake:
                 else:
                     break
             if not self.app.flow_control.is_active():
-                continue  # taken while a rebalance revokes: dropped, never acknowledged
+                # taken while a rebalance revokes: dropped, never acknowledged; no
+                # reference kept, so the rebalance's wait for unacked records ends
+                batch.clear()
+                continue
             yield batch
 
     def ack(self, records: list[Any]) -> None:
