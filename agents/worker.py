@@ -1,6 +1,6 @@
 """A wardwatch worker: its topics, agents, timers and tasks on the Faust app.
 
-    vitals ──► score agent (batched, agents.batch) ──► outbox ──► alerts (agents.outbox)
+    vitals ──► score task (batched, agents.batch) ──► outbox ──► alerts (agents.outbox)
                    │ rejects, poison events ─────────► dead-letter
     patient-context ──► context agent ──► Redis
     alert-commands ──► commands agent (agents.commands) ──► alerts
