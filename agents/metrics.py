@@ -10,6 +10,24 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0)
+SCORED_BUCKETS = (
+    0.005,
+    0.01,
+    0.02,
+    0.03,
+    0.04,
+    0.05,
+    0.075,
+    0.1,
+    0.15,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    10,
+    30,
+    60,
+)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -61,6 +79,13 @@ class Metrics:
             "wardwatch_event_to_alert_seconds",
             "From the vitals message's produce time to its alert transition being published",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.event_to_scored = Histogram(
+            "wardwatch_event_to_scored_seconds",
+            "From the vitals message's produce time to its batch being scored and its "
+            "alerts published",
+            buckets=SCORED_BUCKETS,
             registry=r,
         )
         self.batch_size = Histogram(

@@ -1,6 +1,6 @@
 """A wardwatch worker: its topics, agents, timers and tasks on the Faust app.
 
-    vitals ──► score agent (batched, agents.batch) ──► outbox ──► alerts (agents.outbox)
+    vitals ──► score task (batched, agents.batch) ──► outbox ──► alerts (agents.outbox)
                    │ rejects, poison events ─────────► dead-letter
     patient-context ──► context agent ──► Redis
     alert-commands ──► commands agent (agents.commands) ──► alerts
@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import faust
 from prometheus_client import CollectorRegistry
@@ -31,7 +31,7 @@ from pydantic import BaseModel
 import wardwatch
 from agents import views as ops_views
 from agents import web as care_team_web
-from agents.app import build_app
+from agents.app import batch_intake, build_app
 from agents.batch import BatchScorer, Origin
 from agents.commands import CommandApplier
 from agents.control import ModelControl
@@ -62,6 +62,17 @@ from wardwatch.topics import partition_for
 log = logging.getLogger("wardwatch.worker")
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
+
+
+class Taken:
+    """A record from the vitals intake as the batch handler reads it (``message``,
+    ``value``), like a Faust event."""
+
+    __slots__ = ("message", "value")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self.value = message.value
 
 
 class Worker:
@@ -196,12 +207,15 @@ class Worker:
     def _register_agents(self) -> None:
         app, s = self.app, self.settings
 
-        @app.agent(self.vitals_topic, name="score")
-        async def score(stream: faust.StreamT) -> None:
-            async for events in cast(faust.Stream, stream).take_events(
-                s.batch_size, within=s.batch_within_s
-            ):
-                await guarded("vitals batch", self.handle_vitals(events))
+        # vitals in batches straight from the consumer's fetch loop (agents.app.
+        # BatchIntake), acknowledged once a batch is scored and its outbox published
+        intake = batch_intake(app, self.vitals_topic)
+
+        @app.task
+        async def score() -> None:
+            async for records in intake.batches(s.batch_size, s.batch_within_s):
+                await guarded("vitals batch", self.handle_vitals([Taken(r) for r in records]))
+                intake.ack(records)
 
         @app.agent(self.context_topic, name="context")
         async def context(stream: faust.StreamT) -> None:
@@ -265,7 +279,7 @@ class Worker:
         checks["model"] = current is not None or not self.settings.require_model
         return checks, {"model": current.version if current else None}
 
-    async def handle_vitals(self, events: Sequence[faust.EventT]) -> None:
+    async def handle_vitals(self, events: Sequence[faust.EventT | Taken]) -> None:
         topic = self.settings.topics.vitals
         self.metrics.consumed.labels(topic).inc(len(events))
         self.metrics.batch_size.observe(len(events))
@@ -330,6 +344,10 @@ class Worker:
         if self.shadow_publisher is not None:  # never raises: left for the sweep
             await self.shadow_publisher.publish(result.shadow_emitted, result.shadow_outbox_ids)
         self.metrics.stage_seconds.labels("publish").observe(time.perf_counter() - t2)
+        done_s, observe = time.time(), self.metrics.event_to_scored.observe
+        for ev in events:
+            if ev.message.timestamp:
+                observe(max(0.0, done_s - ev.message.timestamp))
 
     async def dead_letter_too_late(self, item: Incoming, origins: dict[str, Origin]) -> None:
         """An event older than its patient's newest by more than the late window: too

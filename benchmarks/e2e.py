@@ -45,10 +45,12 @@ DEFAULT_EVENTS = 100_000
 QUICK_EVENTS = 5_000
 SEED = 11
 HOURS = 48.0
+LATENCY_RATE = 2000.0  # events/s offered
+LATENCY_S, QUICK_LATENCY_S = 30.0, 3.0
+WARMUP_S = 2.0
+NOT_SCORED = ("wardwatch_dead_letter_total", "wardwatch_events_skipped_total")
 NOT_MEASURED = [
-    "latency at a fixed offered load",
     "alert envelopes under load",
-    "two workers sharing the partitions",
     "the CT stage",
 ]
 
@@ -133,42 +135,58 @@ async def _raw(settings: Settings, n: int, timeout_s: float) -> dict[str, Any]:
     return _rate(count, first_batch, t_first, t_last) | {"fetch": "getmany(), defaults"}
 
 
-# ---- 2. bare Faust agent (run in its own process) -------------------------------------
-def bare_child(result_path: Path, n: int) -> int:
-    """The bare agent's process: wardwatch's Faust app, one decode-only agent on
-    ``vitals``; writes its figures to ``result_path`` once ``n`` events are in."""
+# ---- 2. bare Faust (run in its own process) ------------------------------------------
+def bare_child(result_path: Path, n: int, mode: str = "intake") -> int:
+    """The bare process: wardwatch's Faust app, decode only, on ``vitals``; writes its
+    figures to ``result_path`` once ``n`` events are in. ``mode`` ``intake``: batches
+    from the worker's own hand-off (``agents.app.batch_intake``), acknowledged after
+    each; ``agent``: a Faust agent's ``take_events`` (Faust's per-message path)."""
     import faust
     from prometheus_client import CollectorRegistry
 
-    from agents.app import build_app
+    from agents.app import batch_intake, build_app
 
     s = Settings()
     app = build_app(s, CollectorRegistry())
     topic = app.topic(s.topics.vitals, value_serializer="raw", key_serializer="raw")
     seen = {"count": 0, "first_batch": 0, "t_first": 0.0}
 
-    @app.agent(topic, name="bare")
-    async def bare(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(s.batch_size, within=s.batch_within_s):  # type: ignore[attr-defined]
-            now = time.perf_counter()
-            for ev in events:
-                json.loads(ev.value)
-            if not seen["count"]:
-                seen["t_first"], seen["first_batch"] = now, len(events)
-            seen["count"] += len(events)
-            if seen["count"] >= n and not result_path.exists():
-                out = _rate(int(seen["count"]), int(seen["first_batch"]), seen["t_first"], now)
-                c = app.conf
-                out["faust_conf"] = {
-                    "broker_max_poll_records": c.broker_max_poll_records,
-                    "consumer_max_fetch_size": c.consumer_max_fetch_size,
-                    "broker_commit_every": c.broker_commit_every,
-                    "broker_commit_interval_s": c.broker_commit_interval,
-                    "stream_buffer_maxsize": c.stream_buffer_maxsize,
-                }
-                tmp = result_path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(out))
-                tmp.replace(result_path)
+    def handle(values: list[bytes]) -> None:
+        now = time.perf_counter()
+        for value in values:
+            json.loads(value)
+        if not seen["count"]:
+            seen["t_first"], seen["first_batch"] = now, len(values)
+        seen["count"] += len(values)
+        if seen["count"] >= n and not result_path.exists():
+            out = _rate(int(seen["count"]), int(seen["first_batch"]), seen["t_first"], now)
+            c = app.conf
+            out["faust_conf"] = {
+                "broker_max_poll_records": c.broker_max_poll_records,
+                "consumer_max_fetch_size": c.consumer_max_fetch_size,
+                "broker_commit_every": c.broker_commit_every,
+                "broker_commit_interval_s": c.broker_commit_interval,
+                "stream_buffer_maxsize": c.stream_buffer_maxsize,
+            }
+            tmp = result_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(out))
+            tmp.replace(result_path)
+
+    if mode == "agent":
+
+        @app.agent(topic, name="bare")
+        async def bare(stream: faust.StreamT) -> None:
+            async for events in stream.take_events(s.batch_size, within=s.batch_within_s):  # type: ignore[attr-defined]
+                handle([ev.value for ev in events])
+
+    else:
+        intake = batch_intake(app, topic)
+
+        @app.task
+        async def bare_intake() -> None:
+            async for records in intake.batches(s.batch_size, s.batch_within_s):
+                handle([r.value for r in records])
+                intake.ack(records)
 
     sys.argv = ["wardwatch-bench-bare", "worker", "--loglevel", "warn"]
     sys.argv += ["--web-port", str(s.web_port), "--web-host", s.web_host]
@@ -185,11 +203,16 @@ def _child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "WARDWATCH_BATCH_SIZE": str(settings.batch_size),
         "WARDWATCH_BATCH_WITHIN_S": str(settings.batch_within_s),
         "WARDWATCH_KAFKA_FETCH_MAX_WAIT_MS": str(settings.kafka_fetch_max_wait_ms),
+        "WARDWATCH_KAFKA_MAX_PARTITION_FETCH_BYTES": str(settings.kafka_max_partition_fetch_bytes),
+        "WARDWATCH_KAFKA_FETCH_MAX_BYTES": str(settings.kafka_fetch_max_bytes),
+        "WARDWATCH_FAUST_MESSAGE_SENSORS": str(settings.faust_message_sensors).lower(),
         "WARDWATCH_REDIS_PREFIX": settings.redis_prefix,
         "WARDWATCH_DATA_DIR": str(settings.data_dir),
         "WARDWATCH_MODEL_REGISTRY": str(settings.resolved_model_registry().resolve()),
         "WARDWATCH_LOG_LEVEL": "warn",
     }
+    if settings.kafka_max_poll_records is not None:
+        env["WARDWATCH_KAFKA_MAX_POLL_RECORDS"] = str(settings.kafka_max_poll_records)
     return env | extra
 
 
@@ -205,15 +228,25 @@ def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.P
         )
 
 
-def _bare(settings: Settings, n: int, workdir: Path, timeout_s: float) -> dict[str, Any]:
-    result = workdir / "bare.json"
+def _bare(
+    settings: Settings,
+    n: int,
+    workdir: Path,
+    timeout_s: float,
+    mode: str = "intake",
+    **extra_env: str,
+) -> dict[str, Any]:
+    name = f"bare-{uuid.uuid4().hex[:8]}"
+    result = workdir / f"{name}.json"
     env = _child_env(
         settings,
+        **extra_env,
         WARDWATCH_APP_ID=f"bench-bare-{uuid.uuid4().hex[:8]}",
         WARDWATCH_WEB_PORT=str(free_port()),
     )
-    log_path = workdir / "bare.log"
-    proc = _spawn(["-m", "benchmarks.e2e", "--bare-child", str(result), str(n)], env, log_path)
+    log_path = workdir / f"{name}.log"
+    argv = ["-m", "benchmarks.e2e", "--bare-child", str(result), str(n), mode]
+    proc = _spawn(argv, env, log_path)
     try:
         deadline = time.monotonic() + timeout_s
         while not result.exists():
@@ -260,16 +293,46 @@ def _proc_memory(pid: int) -> dict[str, float]:
     return out
 
 
-def _worker(settings: Settings, n: int, workdir: Path, timeout_s: float) -> dict[str, Any]:
-    port = free_port()
-    env = _child_env(
-        settings,
-        WARDWATCH_APP_ID=f"bench-worker-{uuid.uuid4().hex[:8]}",
-        WARDWATCH_WEB_PORT=str(port),
-    )
-    log_path = workdir / "worker.log"
-    proc = _spawn(["-m", "cli.main", "worker"], env, log_path)
-    url = f"http://127.0.0.1:{port}/metrics"
+def _spawn_workers(
+    settings: Settings, workdir: Path, count: int, tag: str, **extra_env: str
+) -> tuple[list[subprocess.Popen[bytes]], list[str], list[Path]]:
+    """``count`` worker processes in one fresh consumer group; their processes,
+    ``/metrics`` URLs and log files."""
+    app_id = f"bench-{tag}-{uuid.uuid4().hex[:8]}"
+    procs, urls, logs = [], [], []
+    for i in range(count):
+        port = free_port()
+        env = _child_env(settings, WARDWATCH_APP_ID=app_id, WARDWATCH_WEB_PORT=str(port))
+        log_path = workdir / f"{tag}-{i}.log"
+        procs.append(_spawn(["-m", "cli.main", "worker"], env | extra_env, log_path))
+        urls.append(f"http://127.0.0.1:{port}/metrics")
+        logs.append(log_path)
+    return procs, urls, logs
+
+
+def _check_alive(procs: list[subprocess.Popen[bytes]], logs: list[Path], deadline: float) -> None:
+    for proc, log_path in zip(procs, logs, strict=True):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"worker did not finish (rc {proc.poll()}):\n{tail}")
+
+
+def _summed_metrics(urls: list[str]) -> dict[str, float]:
+    """The workers' ``/metrics`` counters summed (OSError while any is not up)."""
+    out: dict[str, float] = {}
+    for url in urls:
+        for key, value in _metrics(url).items():
+            out[key] = out.get(key, 0.0) + value if "info{version=" not in key else value
+    return out
+
+
+def _worker(
+    settings: Settings, n: int, workdir: Path, timeout_s: float, workers: int = 1, **env: str
+) -> dict[str, Any]:
+    """``workers`` worker processes in one fresh group on the pre-loaded topic, until
+    every event is accounted for; the rate from their summed ``/metrics`` counters."""
+    tag = "worker" if workers == 1 else f"workers{workers}"
+    procs, urls, logs = _spawn_workers(settings, workdir, workers, tag, **env)
     vitals = settings.topics.vitals
     scored_key = f"wardwatch_events_scored_total{{topic={vitals}}}"
     consumed_key = f"wardwatch_events_consumed_total{{topic={vitals}}}"
@@ -278,11 +341,9 @@ def _worker(settings: Settings, n: int, workdir: Path, timeout_s: float) -> dict
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"worker did not finish (rc {proc.poll()}):\n{tail}")
+            _check_alive(procs, logs, deadline)
             try:
-                last = _metrics(url)
+                last = _summed_metrics(urls)
             except OSError:
                 time.sleep(0.25)
                 continue
@@ -298,15 +359,16 @@ def _worker(settings: Settings, n: int, workdir: Path, timeout_s: float) -> dict
             if last.get(consumed_key, 0.0) >= n and done >= n:
                 break
             time.sleep(0.2)
-        memory = _proc_memory(proc.pid)
+        memory = [_proc_memory(proc.pid) for proc in procs]
     finally:
-        stop_process_group(proc, 20)
+        for proc in procs:
+            stop_process_group(proc, 20)
     (t0, s0), (t1, s1) = samples[0], samples[-1]
     model = next(
         (k.split("version=", 1)[1].rstrip("}") for k in last if "info{version=" in k), None
     )
     seconds = max(t1 - t0, 1e-9)
-    return {
+    out: dict[str, Any] = {
         "events": int(last.get(consumed_key, 0.0)),
         "scored": int(s1),
         "dead_lettered": int(last.get("wardwatch_dead_letter_total", 0.0)),
@@ -328,7 +390,178 @@ def _worker(settings: Settings, n: int, workdir: Path, timeout_s: float) -> dict
             for k, v in last.items()
             if k.startswith("stage_seconds{")
         },
-        **memory,
+    }
+    if workers == 1:
+        return out | memory[0]
+    return out | {"workers": workers, "vmrss_mib": [m.get("vmrss_mib") for m in memory]}
+
+
+# ---- 4. latency at a fixed offered load -------------------------------------------------
+def _histogram(urls: list[str], name: str) -> dict[float, float]:
+    """Cumulative bucket counts (upper bound -> count) of a histogram, summed."""
+    out: dict[float, float] = {}
+    for url in urls:
+        with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback http
+            text = resp.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == f"{name}_bucket":
+                    le = float(sample.labels["le"])
+                    out[le] = out.get(le, 0.0) + sample.value
+    return out
+
+
+def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """Prometheus' ``histogram_quantile``: linear within the bucket holding rank ``q``."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0.0
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank:
+            if bound == float("inf"):
+                return lower
+            return lower + (bound - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = bound, count
+    return lower
+
+
+def exact_quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 1)
+
+
+def _paced(settings: Settings, events: list[dict[str, Any]], topic: str, rate: float) -> float:
+    """Publish ``events`` to ``topic`` at ``rate`` per second (each stamped with its send
+    time, the record's timestamp); seconds taken."""
+    from simulator.publish import encode_vitals
+    from wardwatch.topics import producer
+
+    prod = producer(settings, linger_ms=1)
+    t0 = time.perf_counter()
+    try:
+        for i, ev in enumerate(events):
+            ahead = t0 + i / rate - time.perf_counter()
+            if ahead > 0:
+                time.sleep(ahead)
+            prod.send(topic, key=ev["patient_id"], value=encode_vitals(ev))
+        prod.flush(timeout=60)
+    finally:
+        prod.close(timeout=10)
+    return time.perf_counter() - t0
+
+
+def _alert_latencies(settings: Settings, topic: str, since_ms: int) -> list[float]:
+    """Seconds from each alert transition's source vitals message (produced at or after
+    ``since_ms``) to its publication, read from ``topic`` to its end."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap(),
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+        **settings.kafka_python_security(),
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        consumer.assign(parts)
+        consumer.seek_to_beginning(*parts)
+        out = []
+        for rec in consumer:
+            msg = json.loads(rec.value)
+            src, pub = msg.get("source_ts_ms"), msg.get("published_ms")
+            if src and pub and src >= since_ms:
+                out.append(max(0.0, (pub - src) / 1000))
+    finally:
+        consumer.close()
+    return out
+
+
+def _latency(
+    settings: Settings, workdir: Path, rate: float, seconds: float, timeout_s: float
+) -> dict[str, Any]:
+    """One worker on fresh topics and Redis keys, fed at ``rate`` events/s: a warm-up
+    of ``WARMUP_S``, then ``seconds`` measured: publish to scored (the worker's
+    ``wardwatch_event_to_scored_seconds``, its bucket counts before and after) and
+    publish to alert (each transition's ``published_ms - source_ts_ms`` on ``alerts``)."""
+    from wardwatch.topics import ensure_topics
+
+    topics = settings.topics.model_copy(
+        update={"vitals": "bench-latency-vitals", "alerts": "bench-latency-alerts"}
+    )
+    lat_settings = settings.model_copy(update={"topics": topics, "redis_prefix": "bench-lat"})
+    ensure_topics(lat_settings)
+    warm_n, n = int(rate * WARMUP_S), int(rate * seconds)
+    events = simulated_events(warm_n + n, seed=SEED + 1)
+    for ev in events:  # patients of their own
+        ev["patient_id"] = f"lat-{ev['patient_id']}"
+    procs, urls, logs = _spawn_workers(
+        lat_settings,
+        workdir,
+        1,
+        "latency",
+        WARDWATCH_TOPICS__VITALS=topics.vitals,
+        WARDWATCH_TOPICS__ALERTS=topics.alerts,
+        WARDWATCH_REDIS_PREFIX="bench-lat",
+    )
+    scored_key = f"wardwatch_events_scored_total{{topic={topics.vitals}}}"
+    name = "wardwatch_event_to_scored_seconds"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:  # up and serving /metrics
+            _check_alive(procs, logs, deadline)
+            try:
+                _summed_metrics(urls)
+                break
+            except OSError:
+                time.sleep(0.25)
+        _paced(lat_settings, events[:warm_n], topics.vitals, rate)
+        while _summed_metrics(urls).get(scored_key, 0.0) < warm_n * 0.99:
+            _check_alive(procs, logs, deadline)
+            time.sleep(0.2)
+        before = _histogram(urls, name)
+        since_ms = int(time.time() * 1000)
+        sent_s = _paced(lat_settings, events[warm_n:], topics.vitals, rate)
+        inf, caught_up = float("inf"), 0
+        while True:  # every event handled, and its latency observed (after its publish)
+            _check_alive(procs, logs, deadline)
+            last = _summed_metrics(urls)
+            done = sum(last.get(k, 0.0) for k in (scored_key, *NOT_SCORED))
+            after = _histogram(urls, name)
+            caught_up += done >= warm_n + n
+            if after.get(inf, 0.0) - before.get(inf, 0.0) >= n or caught_up > 5:
+                break
+            time.sleep(0.2)
+        memory = _proc_memory(procs[0].pid)
+    finally:
+        stop_process_group(procs[0], 20)
+    window = {le: after[le] - before.get(le, 0.0) for le in after}
+    alerts = _alert_latencies(lat_settings, topics.alerts, since_ms)
+    return {
+        "offered_events_per_s": rate,
+        "achieved_offered_events_per_s": round(n / max(sent_s, 1e-9), 1),
+        "seconds": seconds,
+        "warmup_s": WARMUP_S,
+        "events": n,
+        "scored_in_window": int(window.get(float("inf"), 0.0)),
+        "publish_to_scored_ms": {
+            f"p{q}": _ms(bucket_quantile(window, q / 100)) for q in (50, 95, 99)
+        },
+        "publish_to_scored_how": "the worker's histogram, linear within its buckets "
+        "(5, 10, 20, 30, 40, 50, 75, 100, 150, 250 ms ...)",
+        "alerts": len(alerts),
+        "publish_to_alert_ms": {
+            f"p{q}": _ms(exact_quantile(alerts, q / 100)) for q in (50, 95, 99)
+        },
+        "worker_vmrss_mib": memory.get("vmrss_mib"),
     }
 
 
@@ -354,11 +587,17 @@ def _redis_usage(settings: Settings, patients: int) -> dict[str, Any]:
 
 
 # ---- the benchmark ----------------------------------------------------------------------
-def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
+def run(
+    quick: bool = False,
+    events: int | None = None,
+    rate: float = LATENCY_RATE,
+    latency_s: float | None = None,
+) -> dict[str, Any]:
     """The figures; the settings (batch size, fetch wait, partitions) come from the
     environment (``WARDWATCH_*``) like a worker's, the stack is always embedded."""
     n = events or (QUICK_EVENTS if quick else DEFAULT_EVENTS)
-    timeout_s = 120.0 + n / 200  # a generous floor of 200 events/s
+    lat_s = latency_s or (QUICK_LATENCY_S if quick else LATENCY_S)
+    timeout_s = 120.0 + n / 200 + lat_s * 3  # a generous floor of 200 events/s
     t0 = time.perf_counter()
     evs = simulated_events(n)
     patients = len({e["patient_id"] for e in evs})
@@ -378,9 +617,16 @@ def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
             ensure_topics(settings)
             publish_s = preload(settings, evs)
             raw = asyncio.run(_raw(settings, n, timeout_s))
-            bare = _bare(settings, n, workdir, timeout_s)
+            # Faust's per-message path as the worker had it: an agent's take_events, with
+            # Faust's per-message sensors
+            agent = _bare(
+                settings, n, workdir, timeout_s, "agent", WARDWATCH_FAUST_MESSAGE_SENSORS="true"
+            )
+            bare = _bare(settings, n, workdir, timeout_s, "intake")
             worker = _worker(settings, n, workdir, timeout_s)
             redis_usage = _redis_usage(settings, patients)
+            two = _worker(settings, n, workdir, timeout_s, 2, WARDWATCH_REDIS_PREFIX="bench2")
+            latency = _latency(settings, workdir, rate, lat_s, timeout_s)
 
     def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
         return round(a["events_per_s"] / b["events_per_s"], 4) if b["events_per_s"] else 0.0
@@ -394,12 +640,19 @@ def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
         "simulate_s": round(simulate_s, 2),
         "preload_s": round(publish_s, 2),
         "raw_client": raw,
-        "bare_faust": bare,
+        "bare_faust_agent": {k: v for k, v in agent.items() if k != "faust_conf"}
+        | {"path": "agent take_events, Faust's message sensors"},
+        "bare_faust": bare | {"path": "agents.app.batch_intake (the worker's)"},
         "worker": worker,
+        "two_workers": two,
+        "latency": latency,
         "ratios": {
             "bare_over_raw": ratio(bare, raw),
+            "bare_agent_over_raw": ratio(agent, raw),
+            "bare_over_bare_agent": ratio(bare, agent),
             "worker_over_bare": ratio(worker, bare),
             "worker_over_raw": ratio(worker, raw),
+            "two_workers_over_one": ratio(two, worker),
         },
         "redis": redis_usage,
         "settings": {
@@ -407,6 +660,10 @@ def run(quick: bool = False, events: int | None = None) -> dict[str, Any]:
             "batch_size": settings.batch_size,
             "batch_within_s": settings.batch_within_s,
             "faust_fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+            "kafka_max_partition_fetch_bytes": settings.kafka_max_partition_fetch_bytes,
+            "kafka_fetch_max_bytes": settings.kafka_fetch_max_bytes,
+            "kafka_max_poll_records": settings.kafka_max_poll_records,
+            "faust_message_sensors": settings.faust_message_sensors,
             **{f"faust_{k}": v for k, v in bare.pop("faust_conf", {}).items()},
             "raw_fetch": "aiokafka defaults (fetch_max_wait_ms 500, max_records unbounded)",
             "model_registry": str(settings.resolved_model_registry().resolve()),
@@ -420,11 +677,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.e2e")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--events", type=int, default=None)
-    p.add_argument("--bare-child", nargs=2, metavar=("RESULT", "N"), help=argparse.SUPPRESS)
+    p.add_argument("--bare-child", nargs=3, metavar=("RESULT", "N", "MODE"), help=argparse.SUPPRESS)
+    p.add_argument("--rate", type=float, default=LATENCY_RATE, help="offered events/s")
+    p.add_argument("--latency-s", type=float, default=None, help="seconds at that rate")
     args = p.parse_args(argv)
     if args.bare_child:
-        return bare_child(Path(args.bare_child[0]), int(args.bare_child[1]))
-    print(json.dumps(run(quick=args.quick, events=args.events), indent=2))
+        result, n, mode = args.bare_child
+        return bare_child(Path(result), int(n), mode)
+    doc = run(quick=args.quick, events=args.events, rate=args.rate, latency_s=args.latency_s)
+    print(json.dumps(doc, indent=2))
     return 0
 
 

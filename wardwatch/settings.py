@@ -98,6 +98,28 @@ class Settings(BaseSettings):
         description="longest the broker holds a worker's fetch while it has no new data "
         "(lower: an event on a quiet partition is read sooner, at more fetch requests)",
     )
+    kafka_max_poll_records: int | None = Field(
+        None,
+        ge=1,
+        description="most records a worker's consumer hands over per poll "
+        "(unset: everything fetched)",
+    )
+    kafka_max_partition_fetch_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        description="most bytes a worker's fetch returns per partition",
+    )
+    kafka_fetch_max_bytes: int = Field(
+        52_428_800,
+        ge=1024,
+        description="most bytes a worker's fetch returns in all",
+    )
+    faust_message_sensors: bool = Field(
+        False,
+        description="Faust's per-message sensors (wardwatch_faust_messages_*, "
+        "_events_*): a cost on every event; the worker's own counters cover them. "
+        "Rebalance, commit and send sensors are always on",
+    )
 
     # --- Redis ---------------------------------------------------------------------------
     redis_url: str | None = Field(

@@ -29,7 +29,7 @@ def test_bench_e2e_quick_reports_every_figure(tmp_path: Path) -> None:
     assert json.loads(proc.stdout) == doc
     res = doc["results"]["e2e"]
     assert res["events"] == 3000
-    for stage in ("raw_client", "bare_faust", "worker"):
+    for stage in ("raw_client", "bare_faust_agent", "bare_faust", "worker", "two_workers"):
         assert res[stage]["events"] == 3000, stage
         assert res[stage]["events_per_s"] > 0, stage
         assert res[stage]["seconds"] > 0, stage
@@ -38,7 +38,16 @@ def test_bench_e2e_quick_reports_every_figure(tmp_path: Path) -> None:
     assert worker["dead_lettered"] == 0  # simulated events are valid
     assert worker["model_version"]  # scored with the promoted model, not rules only
     assert worker["vmrss_mib"] > 0
-    for name in ("bare_over_raw", "worker_over_bare", "worker_over_raw"):
+    assert res["two_workers"]["workers"] == 2
+    assert res["two_workers"]["dead_lettered"] == 0
+    for name in (
+        "bare_over_raw",
+        "bare_agent_over_raw",
+        "bare_over_bare_agent",
+        "worker_over_bare",
+        "worker_over_raw",
+        "two_workers_over_one",
+    ):
         assert res["ratios"][name] > 0, name
     assert res["redis"]["patients"] > 0
     assert res["redis"]["keys"] > 0
@@ -47,4 +56,11 @@ def test_bench_e2e_quick_reports_every_figure(tmp_path: Path) -> None:
     for name in ("partitions", "batch_size", "batch_within_s", "faust_fetch_max_wait_ms"):
         assert name in settings, name
     assert settings["partitions"] == 4
-    assert "latency at a fixed offered load" in res["not_measured"]
+    latency = res["latency"]  # a fixed offered load: publish to scored, and to alert
+    assert latency["offered_events_per_s"] == 2000
+    assert latency["scored_in_window"] >= latency["events"] > 0
+    for q in ("p50", "p95", "p99"):
+        assert latency["publish_to_scored_ms"][q] > 0, q
+    assert latency["publish_to_scored_ms"]["p50"] <= latency["publish_to_scored_ms"]["p99"]
+    assert "publish_to_alert_ms" in latency and latency["alerts"] >= 0
+    assert "latency at a fixed offered load" not in res["not_measured"]

@@ -1,5 +1,5 @@
 """WARDWATCH_KAFKA_FETCH_MAX_WAIT_MS reaches the worker's Kafka consumer (Faust's driver
-hard-codes 1,500 ms; ``agents.app.fetch_wait_transport`` replaces it)."""
+hard-codes 1,500 ms; ``agents.app.consumer_transport`` replaces it)."""
 
 from __future__ import annotations
 
