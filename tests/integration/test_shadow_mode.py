@@ -130,6 +130,9 @@ def _replay_live(events: list[bytes], settings: Settings) -> list[dict[str, Any]
 def test_worker_in_shadow_mode_then_validate_shadow(settings: Settings, tmp_path: Path) -> None:
     root = tmp_path / "registry"
     shutil.copytree(SHIPPED, root)
+    # live v2 beside shadow v1: a pair whose transitions differ on these patients, so that
+    # shadow-only transitions exist to show they never page (whatever is promoted now)
+    (root / "deterioration" / "PROMOTED").write_text("v2\n")
     receiver = Receiver()
     receiver.up()
     settings = settings.model_copy(
