@@ -99,14 +99,7 @@ def _packable(value: object) -> Any:
 def _digest_bin(d: Any) -> Any:
     """An event digest (16 lowercase hex digits) as its 8 bytes; anything else as text."""
     s = d if isinstance(d, str) else _packable(d)
-    if len(s) == 16:
-        try:
-            b = bytes.fromhex(s)
-        except ValueError:
-            return s
-        if b.hex() == s:
-            return b
-    return s
+    return _hex_bin(s) if len(s) == 16 else s
 
 
 def _digest_str(d: Any) -> Any:
