@@ -34,7 +34,8 @@ function card(a) {
   const pers = ex.personal || {};
   const ctxLine = [pers.age_band ? "age " + pers.age_band : "", (pers.conditions || []).join(", "), pers.ward ? "ward " + pers.ward : ""].filter(Boolean).join(" · ");
   const context = (ctxLine ? `<div class="meta context">${esc(ctxLine)}</div>` : "") + (pers.spo2_scale_note ? `<div class="meta context-note">${esc(pers.spo2_scale_note)}</div>` : "");
-  const paging = ex.paging && ex.paging.paged === false ? `<div class="meta paging">Not paged: ${esc(ex.paging.why)}</div>` : "";
+  const due = ex.paging && typeof ex.paging.next_obs_due_ts_ms === "number" ? `; next observations due ${new Date(ex.paging.next_obs_due_ts_ms).toLocaleTimeString()}` : "";
+  const paging = ex.paging && ex.paging.paged === false ? `<div class="meta paging">Not paged: ${esc(ex.paging.why + due)}</div>` : "";
   const m = ex.model;
   const own = m && m.parts && typeof m.own_risk === "number" ? (m.carries_weight ? `, model's own ${(100 * m.own_risk).toFixed(0)}%` : ", from NEWS2 alone") : "";
   const model = m ? `<div class="meta model">${m.parts ? "Combined risk" : "Model risk"} ${(100 * m.risk).toFixed(0)}%${esc(own)} (${esc(m.version)})</div>` : "";

@@ -207,11 +207,20 @@ def clear_unpaged(st: AlertState) -> None:
     st.unpaged_last_ts_ms = None
 
 
-def _paging_note(page: bool, priority: str, ts_ms: int, config: PolicyConfig) -> dict[str, Any]:
+def _paging_note(
+    page: bool, priority: str, ts_ms: int, config: PolicyConfig, judged: bool = False
+) -> dict[str, Any]:
     if page:
         return {"paged": True}
     if priority != "medium":
         return {"paged": False, "why": "low priority: shown on the page, not paged"}
+    if judged:
+        return {
+            "paged": False,
+            "why": "below the model's operating point: on the page, pages if the model's "
+            "risk reaches it or NEWS2 reaches high",
+            "next_obs_due_ts_ms": ts_ms + ms(config.medium_confirm_wait_s),
+        }
     return {
         "paged": False,
         "why": "awaiting a repeat observation set",
@@ -262,10 +271,13 @@ def open_or_escalate(
     page_ts_ms: int,
     config: PolicyConfig,
     supported: bool = False,
+    judged: bool = False,
 ) -> AlertEvent:
     """OPEN a new episode or ESCALATE the open one, at ``priority``: it pages when
     :func:`pages_at_once` says so, else (medium) it waits on the page for a repeat
-    observation set (:func:`confirm_or_wait`)."""
+    observation set (:func:`confirm_or_wait`). ``judged``: a model scored this set (below
+    its operating point, unless ``supported``): the model, not silence, decides the page,
+    so no repeat is due (:func:`alerts.timers.page_overdue_repeat` leaves it alone)."""
     if kind == "OPEN":
         st.episode += 1
         st.alert_id = make_alert_id(pid, st.episode, ts_ms)
@@ -311,9 +323,10 @@ def open_or_escalate(
     else:
         st.last_page_ts_ms = None  # nothing to re-page until it has paged
         if priority == "medium":
-            st.unpaged_since_ts_ms = st.unpaged_last_ts_ms = ts_ms
+            st.unpaged_since_ts_ms = ts_ms
+            st.unpaged_last_ts_ms = None if judged else ts_ms
             st.unpaged_obs = 1
-    explanation["paging"] = _paging_note(page, priority, ts_ms, config)
+    explanation["paging"] = _paging_note(page, priority, ts_ms, config, judged)
     st.last_explanation = explanation
     _clear_tracking(st)
     detail = () if kind == "OPEN" else (st.priority, st.escalated_count)
@@ -358,8 +371,9 @@ def confirm_or_wait(
     deployed, or an outage: rules only), when ``medium_confirm_obs`` consecutive sets
     confirm it. A complete set below medium means the repeat did not bear it out: the
     count starts again and no repeat is due (it stays on the page until it resolves or
-    rises). Either way a repeat that does not come within ``medium_confirm_wait_s`` pages
-    (:func:`alerts.timers.page_overdue_repeat`)."""
+    rises). Rules only, a repeat that does not come within ``medium_confirm_wait_s`` pages
+    (:func:`alerts.timers.page_overdue_repeat`); a set the model judged below its operating
+    point answers the wait: no repeat is due from it (the model decides, not silence)."""
     if st.unpaged_since_ts_ms is None or st.status != "open":
         return []
     ts = int(obs.ts_ms)
@@ -367,6 +381,9 @@ def confirm_or_wait(
         st.unpaged_obs += 1
         st.unpaged_last_ts_ms = ts
         by_model = model_supports(obs.model_risk, config)
+        if obs.model_risk is not None and not by_model:
+            st.unpaged_last_ts_ms = None  # judged by the model: no repeat is due from it
+            return []
         if not by_model and (
             obs.model_risk is not None or st.unpaged_obs < config.medium_confirm_obs
         ):

@@ -137,6 +137,7 @@ def evaluate(
                 "points": dict(n2.components),
                 "event_id": obs.event_id,
                 "model_support": model_supports(obs.model_risk, config),
+                "model_judged": obs.model_risk is not None,
                 "explanation": explain_observation(
                     patient_id, obs, st, a.priority, a.reasons, config
                 ),
@@ -165,6 +166,7 @@ def evaluate(
                 # the next one bore out is a repeat already: it pages now
                 model_supports(obs.model_risk, config)
                 or (confirmation is not None and obs.model_risk is None),
+                obs.model_risk is not None,
             )
         )
     elif st.status in ("open", "acknowledged"):

@@ -121,6 +121,7 @@ def promote_expired_candidate(
             ts + ms(config.artifact_max_wait_s),
             config,
             bool(cand.get("model_support")),
+            bool(cand.get("model_judged")),
         )
     ]
 

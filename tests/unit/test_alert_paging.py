@@ -221,3 +221,24 @@ def test_with_a_model_a_held_reading_confirmed_pages_only_at_the_operating_point
     # rules only (no model risk), the same readings: the confirmed reading pages at once
     _, events = run([obs(0), obs(15, jump), obs(20, jump)], config=PolicyConfig())
     assert pages(events) == [("OPEN", "medium", "single_parameter_3")]
+
+
+def test_with_a_model_silence_after_a_set_it_judged_does_not_page() -> None:
+    """NEWS2 5 with the model's risk under its operating point: the model judged that set,
+    so no repeat is due from it. An hour and more of silence pages nothing (the page shows
+    when the next observation is due); rules only, the same silence pages."""
+    cfg = PolicyConfig(model_risk_medium=0.4, model_risk_high=0.9)
+    st0, (opened,) = run([obs(0, BY_TOTAL[5], model=0.2)], config=cfg)
+    assert not opened.pages and st0.unpaged_last_ts_ms is None
+    assert opened.explanation["paging"]["next_obs_due_ts_ms"] == T0 + int(WAIT_MIN * MIN)
+    _, later = tick(PID, st0, T0 + 3 * 3600 * 1000, cfg)
+    assert later == []
+    st1, _ = run([obs(30, BY_TOTAL[5], model=0.2)], st0, cfg)  # a judged repeat, too
+    _, late = evaluate(PID, st1, obs(200, BY_TOTAL[5], model=0.2), cfg)
+    assert pages(late) == []
+    # the model's risk rises to its operating point on the late set: it pages then
+    _, risen = evaluate(PID, st1, obs(200, BY_TOTAL[5], model=0.5), cfg)
+    assert pages(risen) == [("ESCALATED", "medium", "confirmed")]
+    # a model outage on the next set: rules only again, the repeats confirm it at once
+    _, outage = run([obs(45, BY_TOTAL[5], model=None)], st1, cfg)
+    assert pages(outage) == [("ESCALATED", "medium", "confirmed")]
