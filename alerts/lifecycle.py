@@ -379,14 +379,12 @@ def confirm_or_wait(
     ts = int(obs.ts_ms)
     if RANK[a.priority] >= RANK["medium"]:
         st.unpaged_obs += 1
-        st.unpaged_last_ts_ms = ts
         by_model = model_supports(obs.model_risk, config)
         if obs.model_risk is not None and not by_model:
             st.unpaged_last_ts_ms = None  # judged by the model: no repeat is due from it
             return []
-        if not by_model and (
-            obs.model_risk is not None or st.unpaged_obs < config.medium_confirm_obs
-        ):
+        st.unpaged_last_ts_ms = ts
+        if not by_model and st.unpaged_obs < config.medium_confirm_obs:
             return []
         reasons = ["confirmed", *a.reasons]
         explanation = explain_observation(pid, obs, st, cast(str, st.priority), reasons, config)
