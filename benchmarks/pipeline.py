@@ -111,6 +111,27 @@ def _redis_bytes(url: str, patients: int) -> dict[str, Any]:
     }
 
 
+def _server_stats(url: str, reset: bool = False) -> dict[str, float]:
+    """The server's own load so far: commands served, microseconds spent in them
+    (``INFO commandstats``) and its CPU seconds (``INFO cpu``); ``reset`` zeroes the
+    command counts first (``CONFIG RESETSTAT``)."""
+    import redis
+
+    r = redis.Redis.from_url(url)
+    try:
+        if reset:
+            r.config_resetstat()
+        stats = r.info("commandstats")
+        cpu = r.info("cpu")
+    finally:
+        r.close()
+    return {
+        "calls": float(sum(int(v["calls"]) for v in stats.values())),
+        "usec": float(sum(float(v["usec"]) for v in stats.values())),
+        "cpu_s": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+    }
+
+
 async def _drive(
     url: str,
     batches: Sequence[Sequence[Incoming]],
@@ -149,6 +170,7 @@ async def _drive(
     timed.seconds.clear()
     timed.calls.clear()
     round_trips[0] = 0
+    server0 = _server_stats(url, reset=True)
     done_trips = 0  # the outbox confirmations' round trips, not the scoring stage's
     if profile is not None:
         profile.enable()
@@ -172,7 +194,11 @@ async def _drive(
     if profile is not None:
         profile.disable()
     await store.close()
+    server1 = _server_stats(url)
     measured = sum(len(b) for b in batches[1:])
+    # (patient, batch) pairs: what the store's load and commit cost scales with (a ward of
+    # thousands of beds has about one event per patient in a batch)
+    patient_batches = sum(len({inc.event.patient_id for inc in b}) for b in batches[1:])
     stages = {k: round(v, 3) for k, v in timed.seconds.items()}
     inner = sum(v for k, v in timed.seconds.items() if k != "redis_histories")
     stages["apply_rules_policy"] = round(dt - inner, 3)
@@ -192,6 +218,27 @@ async def _drive(
         "redis_round_trips_per_batch": round(
             (round_trips[0] - done_trips) / max(len(batches) - 1, 1), 2
         ),
+        # the server's side of the same batches, the outbox confirmations included (minus
+        # the few commands of the two stats calls themselves)
+        "redis_server": _server_load(server0, server1, measured, patient_batches),
+    }
+
+
+def _server_load(
+    before: dict[str, float], after: dict[str, float], events: int, patient_batches: int
+) -> dict[str, Any]:
+    calls = after["calls"] - before["calls"]
+    usec = after["usec"] - before["usec"]
+    cpu_us = (after["cpu_s"] - before["cpu_s"]) * 1e6
+    return {
+        "patient_batches": patient_batches,
+        "events_per_patient_batch": round(events / max(patient_batches, 1), 2),
+        "commands_per_event": round(calls / max(events, 1), 2),
+        "commands_per_patient_batch": round(calls / max(patient_batches, 1), 2),
+        "command_us_per_event": round(usec / max(events, 1), 1),
+        "command_us_per_patient_batch": round(usec / max(patient_batches, 1), 1),
+        "cpu_us_per_event": round(cpu_us / max(events, 1), 1),
+        "cpu_us_per_patient_batch": round(cpu_us / max(patient_batches, 1), 1),
     }
 
 

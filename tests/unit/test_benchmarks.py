@@ -53,5 +53,10 @@ def test_the_pipeline_benchmark_reports_rates_stages_and_bytes() -> None:
     }
     assert scoring["stage_calls"]["redis_load"] == scoring["batches"]  # one load per batch
     assert 2 <= scoring["redis_round_trips_per_batch"] <= 3
+    # the server's side: every patient in a batch costs at least a load and a commit
+    server = scoring["redis_server"]
+    assert server["patient_batches"] >= scoring["batches"]
+    assert server["commands_per_patient_batch"] >= 2
+    assert server["cpu_us_per_event"] > 0 and server["command_us_per_event"] > 0
     kinds = result["redis"]["bytes_per_patient_by_kind"]
     assert kinds["p"] > 0 and kinds["h"] > 0
