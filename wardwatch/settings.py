@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         10.0, description="how long the consumer group waits for members during a rebalance"
     )
     kafka_fetch_max_wait_ms: int = Field(
-        1500,
+        100,
         ge=0,
         le=60_000,
         description="longest the broker holds a worker's fetch while it has no new data "
