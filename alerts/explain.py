@@ -37,6 +37,7 @@ __all__ = [
     "VITAL_INFO",
     "action_explanation",
     "explain",
+    "explain_recent",
     "format_value",
     "lower_first",
     "news2_rise",
@@ -398,12 +399,33 @@ def explain(
     ``patient_id`` is accepted for symmetry with the policy and deliberately not used.
     """
     del patient_id  # never part of an explanation text
+    return explain_recent(
+        obs,
+        state.recent_news2,
+        priority,
+        reasons,
+        trend_window_s=trend_window_s,
+        baseline_z_threshold=baseline_z_threshold,
+        max_summary_drivers=max_summary_drivers,
+    )
+
+
+def explain_recent(
+    obs: Observation,
+    recent_news2: Sequence[Sequence[int]],
+    priority: str,
+    reasons: Sequence[str],
+    *,
+    trend_window_s: float = 6 * 3600.0,
+    baseline_z_threshold: float = 3.0,
+    max_summary_drivers: int = 3,
+) -> dict[str, Any]:
+    """:func:`explain` with the recent NEWS2 history (``AlertState.recent_news2``) in
+    place of the state: a new dict on every call, from these arguments alone."""
     n2 = obs.news2
     drivers, shorts = _drivers(obs, baseline_z_threshold)
 
-    rise = news2_rise(
-        state.recent_news2, obs.ts_ms, n2.total if n2.complete else None, trend_window_s
-    )
+    rise = news2_rise(recent_news2, obs.ts_ms, n2.total if n2.complete else None, trend_window_s)
     trend: dict[str, Any] | None = None
     window_h = round(trend_window_s / 3600.0, 2)
     if rise > 0 and n2.total is not None:

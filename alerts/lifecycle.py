@@ -14,10 +14,11 @@ work on a copy of the state.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, cast
 
 from alerts.config import PolicyConfig, ms
-from alerts.explain import explain, lower_first
+from alerts.explain import explain, explain_recent, lower_first
 from alerts.state import (
     RANK,
     AlertEvent,
@@ -30,6 +31,7 @@ from alerts.state import (
 from alerts.triggers import Assessment, model_level
 
 __all__ = [
+    "defer_explanation",
     "explain_observation",
     "make_alert_id",
     "make_event",
@@ -140,6 +142,47 @@ def explain_observation(
         reasons,
         trend_window_s=config.trend_window_s,
         baseline_z_threshold=config.baseline_z,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _ExplainLater:
+    """An observation's explanation, to render when read: equal when its inputs are."""
+
+    obs: Observation
+    recent_news2: tuple[tuple[int, int], ...]
+    priority: str
+    reasons: tuple[str, ...]
+    trend_window_s: float
+    baseline_z: float
+
+    def __call__(self) -> dict[str, Any]:
+        return explain_recent(
+            self.obs,
+            self.recent_news2,
+            self.priority,
+            self.reasons,
+            trend_window_s=self.trend_window_s,
+            baseline_z_threshold=self.baseline_z,
+        )
+
+
+def defer_explanation(
+    st: AlertState, obs: Observation, priority: str, reasons: list[str], config: PolicyConfig
+) -> None:
+    """Set ``st.last_explanation`` to :func:`explain_observation` of ``obs`` at
+    ``priority`` for ``reasons``, rendered only when something reads it (see
+    ``AlertState.defer_explanation``). The renderer holds the observation (immutable)
+    and its own copies of the reasons and of the state's NEWS2 history as of now."""
+    st.defer_explanation(
+        _ExplainLater(
+            obs,
+            tuple(st.recent_news2),
+            priority,
+            tuple(reasons),
+            config.trend_window_s,
+            config.baseline_z,
+        )
     )
 
 

@@ -37,6 +37,7 @@ from alerts.explain import action_explanation, lower_first, news2_rise
 from alerts.lifecycle import (
     clear_unpaged,
     confirm_or_wait,
+    defer_explanation,
     explain_observation,
     make_event,
     model_supports,
@@ -178,11 +179,10 @@ def evaluate(
     if complete_total is not None:
         st.recent_news2 = push_news2(st.recent_news2, ts, complete_total, config.trend_window_s)
     if kind is None and st.status in ("open", "acknowledged"):
-        # keep the page's "why" current without emitting anything
+        # keep the page's "why" current without emitting anything (rendered when read:
+        # the state's JSON, an acknowledgement, a timer; mostly the next set replaces it)
         assert st.priority is not None
-        st.last_explanation = explain_observation(
-            patient_id, obs, st, st.priority, a.reasons, config
-        )
+        defer_explanation(st, obs, st.priority, a.reasons, config)
     return st, events
 
 

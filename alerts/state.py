@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Final, Literal, cast, get_args
 
@@ -160,13 +160,29 @@ class AlertState:
         new.last_points = dict(self.last_points)
         if self.pending_candidate is not None:
             new.pending_candidate = deep_copy(self.pending_candidate)
-        if self.last_explanation is not None:
-            new.last_explanation = deep_copy(self.last_explanation)
+        # an explanation not rendered yet stays so (its renderer is shared: it holds
+        # only values nothing changes); a rendered one is copied
+        explanation = self.__dict__["last_explanation"]
+        if explanation is not None:
+            new.__dict__["last_explanation"] = deep_copy(explanation)
         return new
+
+    def defer_explanation(self, render: Callable[[], dict[str, Any]]) -> None:
+        """Set ``last_explanation`` to what ``render()`` returns, calling it only when
+        the explanation is read (the attribute, ``to_json``, ``==``): an open alert's
+        explanation follows every observation set, and most of them are replaced by the
+        next before anything reads them. ``render`` must return a new dict on each call,
+        the same whenever it is called (it holds only values that do not change), and
+        compare equal to another with the same inputs (states compare by value)."""
+        d = self.__dict__
+        d["last_explanation"] = None
+        d[_DEFERRED] = render
 
     def to_json(self) -> str:
         """Compact JSON of the fields that differ from their defaults (``from_json`` puts
         the defaults back): every field is JSON-native already, no deep copy."""
+        if _DEFERRED in self.__dict__:
+            _render_explanation(self)
         defaults = _DEFAULTS
         return json.dumps(
             {
@@ -273,6 +289,34 @@ class AlertEvent:
             page=None if d.get("page") is None else bool(d["page"]),
         )
 
+
+_DEFERRED: Final = "_render_last_explanation"
+"""The instance attribute that holds a deferred explanation's renderer (never a field)."""
+
+
+def _render_explanation(state: AlertState) -> None:
+    d = state.__dict__
+    d["last_explanation"] = d.pop(_DEFERRED)()
+
+
+def _get_last_explanation(state: AlertState) -> dict[str, Any] | None:
+    d = state.__dict__
+    if _DEFERRED in d:
+        _render_explanation(state)
+    return cast("dict[str, Any] | None", d["last_explanation"])
+
+
+def _set_last_explanation(state: AlertState, value: dict[str, Any] | None) -> None:
+    d = state.__dict__
+    d.pop(_DEFERRED, None)
+    d["last_explanation"] = value
+
+
+# ``last_explanation`` stays a plain field for the dataclass (``__init__``, ``fields``,
+# ``==``, the JSON); reading it renders a deferred one (``AlertState.defer_explanation``)
+setattr(  # noqa: B010 (assigned after the dataclass is built, not in its body)
+    AlertState, "last_explanation", property(_get_last_explanation, _set_last_explanation)
+)
 
 _MISSING = object()
 _DEFAULTS: Final[Mapping[str, Any]] = vars(AlertState())

@@ -11,7 +11,9 @@ Reported: events/s over the whole run, seconds per sub-stage (Redis load, model 
 Redis commit, and the rest of the pipeline: applying events, NEWS2, qSOFA, fusion, the
 alert policy), Redis round trips, and Redis bytes per patient (``MEMORY USAGE`` over
 every key of the store, and per key kind). ``python -m benchmarks.pipeline --profile``
-also prints the top entries of a cProfile of the run.
+also prints the top entries of a cProfile of the run; ``--in-process`` scores the same
+batches without Redis (``MemoryStateStore(serialize=False)``), with and without the alert
+policy in turn, and reports events per CPU second of each (:func:`in_process`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from wardwatch.ingest import Decoded, decode_vitals
 from wardwatch.settings import Settings
 from wardwatch.stack import embedded_redis
 from wardwatch.store import RedisStateStore
+from wardwatch.store_api import MemoryStateStore
 from wardwatch.topics import partition_for
 
 DEFAULT_EVENTS = 50_000
@@ -277,12 +280,69 @@ def run(quick: bool = False, events: int | None = None, profile: bool = False) -
     return out
 
 
+async def _drive_in_process(
+    batches: Sequence[Sequence[Incoming]],
+    settings: Settings,
+    model: DeteriorationModel,
+    alerts: bool,
+) -> float:
+    pipe = ScoringPipeline(
+        MemoryStateStore(serialize=False),
+        PolicyConfig.from_settings(settings),
+        late_window_s=settings.late_window_s,
+        stream_lateness_s=settings.stream_lateness_s,
+        stream_idle_s=settings.stream_idle_s,
+        partitions=settings.partitions,
+        models=ModelHolder(model),
+        alerts=alerts,
+    )
+    await pipe.process(batches[0])  # outside the clock, as in _drive
+    cpu0 = time.process_time()
+    for batch in batches[1:]:
+        await pipe.process(batch)
+    return time.process_time() - cpu0
+
+
+def in_process(events: int | None = None, rounds: int = 3) -> dict[str, Any]:
+    """The same batches scored in this process without Redis or serialization
+    (``MemoryStateStore(serialize=False)``), with the alert policy and without it
+    (``alerts=False``, which also skips the model's contributions) in turn, ``rounds``
+    times: events per CPU second of each run. On a shared machine compare within a
+    round; the gap between the two is what the alert policy costs."""
+    n = events or DEFAULT_EVENTS
+    settings = Settings()
+    model = DeteriorationModel.from_registry(settings.resolved_model_registry())
+    batches = decoded_batches(simulated_events(n), settings)
+    measured = sum(len(b) for b in batches[1:])
+    runs: dict[str, list[float]] = {"with_policy": [], "without_policy": []}
+    for _ in range(rounds):
+        for key, alerts in (("with_policy", True), ("without_policy", False)):
+            cpu = asyncio.run(_drive_in_process(batches, settings, model, alerts))
+            runs[key].append(round(measured / cpu, 1))
+    return {
+        "benchmark": "pipeline_in_process",
+        "unit": "events per CPU second of ScoringPipeline.process, in process, no Redis",
+        "events": measured,
+        "batch_size": settings.batch_size,
+        "events_per_cpu_s": runs,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.pipeline")
     p.add_argument("--events", type=int, default=None)
     p.add_argument("--quick", action="store_true")
     p.add_argument("--profile", action="store_true", help="print cProfile's top entries")
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="without Redis: events per CPU second with and without the alert policy",
+    )
+    p.add_argument("--rounds", type=int, default=3, help="rounds of --in-process")
     args = p.parse_args(argv)
+    if args.in_process:
+        print(json.dumps(in_process(args.events, args.rounds), indent=2))
+        return 0
     result = run(args.quick, args.events, args.profile)
     text = result.pop("_profile", None)
     print(json.dumps(result, indent=2))

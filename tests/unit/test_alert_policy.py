@@ -840,3 +840,39 @@ def test_state_copy_is_a_deep_copy() -> None:
     for key, value in st.pending_candidate.items():
         if isinstance(value, list | dict):
             assert dup.pending_candidate[key] is not value
+
+
+def test_open_alerts_latest_explanation_is_the_observations_whenever_it_is_read() -> None:
+    """While an alert is open, each observation set without a transition makes its
+    explanation the latest one; it is built when read, and reads the same whether read at
+    once, after a copy, through the state's JSON, or by an acknowledgement."""
+    from alerts.explain import explain
+
+    st, events = run(series([0, 5, 7]))
+    assert st.status == "open" and kinds(events)[-1][1] == "high"
+    later = [obs(30, N8), obs(40, N7)]  # still high: no transition
+    a, new = run(later[:1], st)
+    b, more = run(later[1:], a)
+    assert new == [] and more == []
+    first_json = a.to_json()  # built for the JSON without being read first
+    assert a.last_explanation is not None
+    assert a.last_explanation["observation_ts_ms"] == later[0].ts_ms
+    dup = b.copy()
+    latest = b.last_explanation
+    assert latest is not None and latest["observation_ts_ms"] == later[1].ts_ms
+    assert latest == explain(
+        PID,
+        later[1],
+        b,
+        "high",
+        latest["reasons"],
+        trend_window_s=CFG.trend_window_s,
+        baseline_z_threshold=CFG.baseline_z,
+    )
+    copied = dup.last_explanation
+    assert copied == latest and copied is not latest  # the copy builds its own
+    assert AlertState.from_json(b.to_json()) == b
+    assert json.loads(first_json)["last_explanation"] == json.loads(a.to_json())["last_explanation"]
+    _, (ack,) = acknowledge(PID, dup, "nurse-7", later[1].ts_ms + MIN)
+    assert ack.explanation["observation_ts_ms"] == later[1].ts_ms
+    assert ack.explanation["drivers"] == latest["drivers"]

@@ -60,3 +60,13 @@ def test_the_pipeline_benchmark_reports_rates_stages_and_bytes() -> None:
     assert server["cpu_us_per_event"] > 0 and server["command_us_per_event"] > 0
     kinds = result["redis"]["bytes_per_patient_by_kind"]
     assert kinds["p"] > 0 and kinds["h"] > 0
+
+
+def test_the_pipeline_benchmark_in_process_reports_both_rates() -> None:
+    from benchmarks.pipeline import in_process
+
+    result = in_process(events=1_500, rounds=2)
+    rates = result["events_per_cpu_s"]
+    assert result["events"] > 0
+    assert len(rates["with_policy"]) == len(rates["without_policy"]) == 2
+    assert all(r > 0 for r in rates["with_policy"] + rates["without_policy"])
