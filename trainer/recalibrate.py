@@ -404,6 +404,7 @@ def recalibrate_export(
         budget=float(settings.alert_budget_pages_per_patient_day),
         high_fraction=float(settings.alert_budget_high_fraction),
         sensitivity_floor=settings.sensitivity_floor,
+        stable_first_day_fraction=float(settings.alert_budget_stable_first_day_fraction),
         policy=policy,
         window_h=task.window_ms / _H_MS,
         split="fit",

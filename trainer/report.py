@@ -102,6 +102,7 @@ def operating_lines(
         f"is detected when the fused risk reaches medium within {_fmt(points['window_h'])} h "
         "before the outcome.",
         "",
+        *_counting_lines(points),
         "| split | patients | patient-days | pages/patient-day | upper bound | high pages/patient-day "
         "| upper bound | sensitivity | lower bound | NEWS2 >= 5 sensitivity | NEWS2 >= 5 pages/patient-day |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -118,6 +119,21 @@ def operating_lines(
             f"| {_fmt(b['news2_ge5_pages_per_patient_day'])} |"
         )
     return [*lines, ""]
+
+
+def _counting_lines(points: dict[str, Any]) -> list[str]:
+    """How the pages were counted and, where chosen under it, the first-day budget."""
+    counting = points.get("counting") or {}
+    out = [f"Pages counted from: {counting.get('trigger', 'the fused risk alone')}."]
+    if points.get("stable_first_day_upper_bound") is not None:
+        out[0] += (
+            f" Patients without an outcome paged within their first "
+            f"{_fmt(counting.get('first_day_h'))} h: {points['stable_first_day_paged']}/"
+            f"{points['patients_without_outcome']} (upper bound "
+            f"{_fmt(points['stable_first_day_upper_bound'])}, budget "
+            f"{_fmt(points.get('stable_first_day_fraction_budget'))})."
+        )
+    return [*out, ""]
 
 
 def stacking_lines(fusion: dict[str, Any] | None, *, split: str = "calibration split") -> list[str]:
