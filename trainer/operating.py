@@ -5,26 +5,38 @@ The alert policy pages on the fused risk at two thresholds (``model_risk_medium`
 model version on the calibration split:
 
 * **pages** are counted as the worker's policy would raise them from the model-risk
-  trigger (:func:`count_pages`): per patient, an episode OPENs (one page) when the fused
-  risk reaches the medium threshold, ESCALATES (one page) when it reaches the high
-  threshold above the episode's priority, is lowered from high after ``downgrade_hold_s``
-  below it, and RESOLVES after ``resolve_hold_s`` continuously below medium; after a
-  resolution no episode opens for ``cooldown_s`` unless the risk is high. The hold times
-  are the policy's (:class:`alerts.PolicyConfig`, the cooldown from the settings).
-  Approximations, on the side of more pages: the model trigger alone (a NEWS2 trigger of
-  the same patient would often carry the same episode), resolution on the fused risk alone
-  (the policy also needs a complete NEWS2 below 3, so it resolves later and reopens less);
-  and the team acknowledges before the re-page interval (re-pages of unacknowledged alerts
-  are not counted), no held artifact readings.
-* **budget**: pages per patient-day (patient-days: first to last observation per patient,
-  at least 15 min). The medium threshold is the lowest at which the exact one-sided
-  Poisson (Garwood) upper bound of the page count, divided by the patient-days, is within
-  the budget; the high threshold the lowest at which the same bound on the high-priority
-  pages is within ``high_fraction`` of the budget.
-* **sensitivity** (patient level): the fraction of patients with an outcome whose fused
-  risk reached the medium threshold within the ``window_h`` hours before the outcome,
-  with its exact one-sided (Clopper-Pearson) lower bound; the **floor** it is held to is
-  NEWS2 >= 5's sensitivity on the same patients by the same definition (or a set value).
+  trigger **and the NEWS2 high trigger** (:func:`count_pages`): per patient and
+  observation the level is medium when the fused risk reaches the medium threshold, high
+  when it reaches the high threshold or the NEWS2 total is 7 or more (whatever the
+  model says: the clinical rule always pages); an episode OPENs (one page) when the
+  level reaches medium, ESCALATES (one page) when it rises above the episode's priority,
+  is lowered from high after ``downgrade_hold_s`` below it, and RESOLVES after
+  ``resolve_hold_s`` continuously at no level; after a resolution no episode opens for
+  ``cooldown_s`` unless the level is high. The hold times are the policy's
+  (:class:`alerts.PolicyConfig`, the cooldown from the settings). Not counted: the other
+  rule triggers (NEWS2 5-6, a single parameter at 3, a steep trend: with a model their
+  medium alerts page only when the model's risk supports them, which the model-risk
+  trigger counts), re-pages of unacknowledged alerts (the team acknowledges before the
+  re-page interval), held artifact readings; resolution on the level alone (the policy
+  also needs a complete NEWS2 below 3, so it resolves later and reopens less).
+  ``news2_high=None`` counts the model-risk trigger alone (how versions before were
+  chosen; the block's ``counting`` says which).
+* **budgets**: pages per patient-day (patient-days: first to last observation per
+  patient, at least 15 min), held by the exact one-sided Poisson (Garwood) upper bound of
+  the page count divided by the patient-days; the same bound on the high-priority pages
+  within ``high_fraction`` of it; and the share of patients **without an outcome** paged
+  within their first ``first_day_h`` (24) hours, held by its exact one-sided
+  (Clopper-Pearson) upper bound. The high threshold is the lowest that holds the high
+  bound (where the NEWS2 high trigger alone already breaks it, the lowest at which the
+  model-risk trigger's own high pages hold it); the medium threshold the lowest that holds
+  the page budget and the first-day budget, but never higher than the highest threshold
+  whose sensitivity lower bound still meets the floor: there the budgets yield and are
+  reported unmet.
+* **sensitivity** (patient level): the fraction of patients with an outcome whose level
+  reached medium (the fused risk at medium, or NEWS2 >= 7) within the ``window_h`` hours
+  before the outcome, with its exact one-sided (Clopper-Pearson) lower bound; the
+  **floor** it is held to is NEWS2 >= 5's sensitivity on the same patients by the same
+  definition (or a set value).
 
 Thresholds are placed half-way between two observed fused risks, so the worker's own
 floating-point arithmetic cannot move an observation across one.
