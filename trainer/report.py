@@ -99,8 +99,8 @@ def operating_lines(
         f"patient-day (high: {_fmt(points['high_fraction'])} of it), one-sided 95 % bounds "
         f"(Garwood for pages, Clopper-Pearson for sensitivity); sensitivity floor "
         f"{_fmt(points['sensitivity_floor'])} ({points['sensitivity_floor_source']}); a patient "
-        f"is detected when the fused risk reaches medium within {_fmt(points['window_h'])} h "
-        "before the outcome.",
+        f"is detected when the fused risk reaches medium{_news2_detects(points)} within "
+        f"{_fmt(points['window_h'])} h before the outcome.",
         "",
         *_counting_lines(points),
         "| split | patients | patient-days | pages/patient-day | upper bound | high pages/patient-day "
@@ -119,6 +119,11 @@ def operating_lines(
             f"| {_fmt(b['news2_ge5_pages_per_patient_day'])} |"
         )
     return [*lines, ""]
+
+
+def _news2_detects(points: dict[str, Any]) -> str:
+    n2 = (points.get("counting") or {}).get("news2_high")
+    return "" if n2 is None else f" or NEWS2 reaches {n2}"
 
 
 def _counting_lines(points: dict[str, Any]) -> list[str]:
