@@ -25,7 +25,7 @@ def run_train_export(
     n_boot: int,
     horizon_h: float,
     promote: bool,
-    stdout: IO[str] = sys.stdout,
+    stdout: IO[str] | None = None,
 ) -> int:
     """Recalibrate, register the new version and print the result as JSON; with
     ``promote``, run the gate on it and promote it only if it passes (exit 1 if not)."""
@@ -50,7 +50,7 @@ def run_train_export(
 
 
 def run_operating_points_only(
-    settings: Settings, *, base: str | None, promote: bool, stdout: IO[str] = sys.stdout
+    settings: Settings, *, base: str | None, promote: bool, stdout: IO[str] | None = None
 ) -> int:
     """``wardwatch train --operating-points-only``: choose ``base``'s operating points
     again (no retraining, :func:`trainer.workflows.rechoose_operating_points`), register
@@ -69,9 +69,11 @@ def run_operating_points_only(
     return _finish(settings, result, promote, stdout)
 
 
-def _finish(settings: Settings, result: dict[str, Any], promote: bool, stdout: IO[str]) -> int:
+def _finish(
+    settings: Settings, result: dict[str, Any], promote: bool, stdout: IO[str] | None
+) -> int:
     """Print the result; with ``promote``, gate the new version and promote it only if
-    it passes (exit 1 if not)."""
+    it passes (exit 1 if not); on ``stdout``, else the process's standard output now."""
     code = 0
     if promote:
         from trainer.workflows import promote as promote_version
@@ -88,5 +90,5 @@ def _finish(settings: Settings, result: dict[str, Any], promote: bool, stdout: I
         )
         result["promotion"] = gate
         code = 0 if gate.get("promoted") else 1
-    stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    (stdout or sys.stdout).write(json.dumps(result, indent=2, default=str) + "\n")
     return code

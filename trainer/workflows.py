@@ -455,6 +455,14 @@ def _counting_policy(meta: dict[str, Any]) -> PolicyConfig:
     )
 
 
+def _counting_news2_high(meta: dict[str, Any]) -> int | None:
+    """The NEWS2 high trigger the version's pages were counted with (None: versions
+    chosen before it was counted, on the model-risk trigger alone)."""
+    counting = (meta.get("operating_points") or {}).get("counting") or {}
+    value = counting.get("news2_high")
+    return None if value is None else int(value)
+
+
 def _split_summary(patients: Sequence[PatientSeq], seed: int) -> dict[str, Any]:
     return {
         "of": "val",
@@ -578,6 +586,7 @@ def evaluate(
         thresholds=None if thresholds is None else (thresholds.medium, thresholds.high),
         policy=_counting_policy(meta),
         seed=seed,
+        news2_high=_counting_news2_high(meta),
     )
     stored = meta["metrics"]["model"]["auroc"]
     out: dict[str, Any] = {
