@@ -671,23 +671,18 @@ def rechoose_operating_points(
     test_risks = run_onnx(onnx_path, test, hidden)
     metrics = _test_metrics(test, test_risks, stacking, points, budget.policy, horizon_h, seed)
     version = version or reg.next_version(registry, name)
-    drop = {"name", "version", "sha256", "metrics", "created_at", "code_version"}
-    meta: dict[str, Any] = {k: v for k, v in base_meta.items() if k not in drop}
-    meta.update(
-        {
-            "created_at": datetime.now(UTC).isoformat(),
-            "code_version": reg.code_version(),
-            "operating_points": points,
-            "metrics": metrics,
-            "operating_points_from": {
-                "base_version": base,
-                "base_sha256": base_sha,
-                "base_operating_points": {
-                    k: (base_meta.get("operating_points") or {}).get(k) for k in ("medium", "high")
-                },
-                "changed": "operating_points and metrics; network, stacking and data as the base",
+    meta = reg.derived_metadata(
+        base_meta,
+        operating_points=points,
+        metrics=metrics,
+        operating_points_from={
+            "base_version": base,
+            "base_sha256": base_sha,
+            "base_operating_points": {
+                k: (base_meta.get("operating_points") or {}).get(k) for k in ("medium", "high")
             },
-        }
+            "changed": "operating_points and metrics; network, stacking and data as the base",
+        },
     )
     meta_named = {**meta, "name": name, "version": version}
     path = reg.write_version(
