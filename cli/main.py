@@ -184,6 +184,16 @@ def cmd_context(args: argparse.Namespace, settings: Settings) -> int:
 
 # ---- trainer (offline; imports torch) -------------------------------------------------
 def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
+    if args.operating_points_only:
+        from cli.train_export import run_operating_points_only
+
+        if args.export:
+            print(
+                "wardwatch train: --operating-points-only and --export exclude each other",
+                file=sys.stderr,
+            )
+            return 2
+        return run_operating_points_only(settings, base=args.base, promote=args.promote)
     if args.export:
         from cli.train_export import run_train_export
 
@@ -384,7 +394,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="recalibrate a registered version on this export (YAIB task or generic) instead",
     )
-    t.add_argument("--base", default=None, help="with --export: the version (default: promoted)")
+    t.add_argument(
+        "--operating-points-only",
+        action="store_true",
+        help="choose a registered version's operating points again under today's budgets, "
+        "without retraining, and register the result as a new version",
+    )
+    t.add_argument(
+        "--base",
+        default=None,
+        help="with --export or --operating-points-only: the version (default: promoted)",
+    )
     t.add_argument("--task", default=None, help="with --export: the task, if it has several")
     t.add_argument(
         "--test-fraction", type=float, default=0.3, help="with --export: patients held out"
@@ -392,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--bootstrap", type=int, default=1000, help="with --export: resamples")
     t.add_argument("--horizon-h", type=float, default=12.0, help="generic format's horizon")
     t.add_argument(
-        "--promote", action="store_true", help="with --export: promote if the gate passes"
+        "--promote",
+        action="store_true",
+        help="with --export or --operating-points-only: promote if the gate passes",
     )
     t.set_defaults(fn=cmd_train)
 

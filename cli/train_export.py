@@ -1,12 +1,14 @@
 """``wardwatch train --export DIR``: recalibrate a registered version on a hospital's
-export and register the result (``docs/validation.md``, "Recalibrating on your export")."""
+export and register the result (``docs/validation.md``, "Recalibrating on your export");
+``wardwatch train --operating-points-only``: choose a registered version's operating
+points again without retraining (``docs/trainer.md``)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from wardwatch import heap
 from wardwatch.settings import Settings
@@ -23,7 +25,7 @@ def run_train_export(
     n_boot: int,
     horizon_h: float,
     promote: bool,
-    stdout: IO[str] = sys.stdout,
+    stdout: IO[str] | None = None,
 ) -> int:
     """Recalibrate, register the new version and print the result as JSON; with
     ``promote``, run the gate on it and promote it only if it passes (exit 1 if not)."""
@@ -44,6 +46,34 @@ def run_train_export(
     except (FileNotFoundError, ValueError) as exc:
         print(f"wardwatch train --export: {exc}", file=sys.stderr)
         return 2
+    return _finish(settings, result, promote, stdout)
+
+
+def run_operating_points_only(
+    settings: Settings, *, base: str | None, promote: bool, stdout: IO[str] | None = None
+) -> int:
+    """``wardwatch train --operating-points-only``: choose ``base``'s operating points
+    again (no retraining, :func:`trainer.workflows.rechoose_operating_points`), register
+    the new version and print the result as JSON; with ``promote`` as above."""
+    from trainer.registry import RegistryError
+    from trainer.workflows import rechoose_operating_points
+
+    heap.settle()
+    try:
+        result = rechoose_operating_points(
+            settings.resolved_model_registry(), base, settings.model_name, settings=settings
+        )
+    except (FileNotFoundError, RegistryError) as exc:
+        print(f"wardwatch train --operating-points-only: {exc}", file=sys.stderr)
+        return 2
+    return _finish(settings, result, promote, stdout)
+
+
+def _finish(
+    settings: Settings, result: dict[str, Any], promote: bool, stdout: IO[str] | None
+) -> int:
+    """Print the result; with ``promote``, gate the new version and promote it only if
+    it passes (exit 1 if not); on ``stdout``, else the process's standard output now."""
     code = 0
     if promote:
         from trainer.workflows import promote as promote_version
@@ -60,5 +90,5 @@ def run_train_export(
         )
         result["promotion"] = gate
         code = 0 if gate.get("promoted") else 1
-    stdout.write(json.dumps(result, indent=2, default=str) + "\n")
+    (stdout or sys.stdout).write(json.dumps(result, indent=2, default=str) + "\n")
     return code

@@ -39,7 +39,7 @@ from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_s
 
 from alerts import PolicyConfig
 from trainer.dataset import PatientSeq
-from trainer.operating import operating_summary
+from trainer.operating import NEWS2_HIGH, operating_summary
 from trainer.stats import paired_bootstrap_auroc
 
 __all__ = ["NEWS2_THRESHOLD", "compare_auroc", "evaluate"]
@@ -212,10 +212,13 @@ def evaluate(
     policy: PolicyConfig | None = None,
     n_boot: int = 1000,
     seed: int = 0,
+    news2_high: int | None = NEWS2_HIGH,
 ) -> dict[str, Any]:
     """Metrics of ``risks`` (one array per patient, calibrated) vs NEWS2 on ``patients``;
     with ``fused`` (the fused risk per patient) also its figures and both AUROC
-    comparisons with NEWS2, with ``thresholds`` (medium, high) the operating points'."""
+    comparisons with NEWS2, with ``thresholds`` (medium, high) the operating points'
+    (pages counted with the NEWS2 high trigger at ``news2_high``; None: the model-risk
+    trigger alone, as versions chosen before it were counted)."""
     if not patients:
         raise ValueError("nothing to evaluate")
     medium = thresholds[0] if thresholds else None
@@ -225,7 +228,13 @@ def evaluate(
         overall["model_vs_news2"] = compare_auroc(patients, risks, n_boot=n_boot, seed=seed)
         if thresholds is not None:
             overall["operating"] = operating_summary(
-                patients, fused, thresholds[0], thresholds[1], policy, window_h=horizon_h
+                patients,
+                fused,
+                thresholds[0],
+                thresholds[1],
+                policy,
+                window_h=horizon_h,
+                news2_high=news2_high,
             )
     y = np.concatenate([p.y for p in patients]).astype(np.int64)
     r = np.concatenate(list(risks))

@@ -26,7 +26,6 @@ import hashlib
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -404,6 +403,7 @@ def recalibrate_export(
         budget=float(settings.alert_budget_pages_per_patient_day),
         high_fraction=float(settings.alert_budget_high_fraction),
         sensitivity_floor=settings.sensitivity_floor,
+        stable_first_day_fraction=float(settings.alert_budget_stable_first_day_fraction),
         policy=policy,
         window_h=task.window_ms / _H_MS,
         split="fit",
@@ -507,17 +507,8 @@ def recalibrate_export(
         },
         "notes": notes,
     }
-    drop = {"name", "version", "sha256", "metrics", "created_at", "code_version"}
-    meta: dict[str, Any] = {k: v for k, v in base_meta.items() if k not in drop}
-    meta.update(
-        {
-            "created_at": datetime.now(UTC).isoformat(),
-            "code_version": reg.code_version(),
-            "fusion": fusion,
-            "operating_points": points,
-            "metrics": metrics,
-            "recalibration": recal,
-        }
+    meta = reg.derived_metadata(
+        base_meta, fusion=fusion, operating_points=points, metrics=metrics, recalibration=recal
     )
     report = {
         "report": "wardwatch train --export",

@@ -79,6 +79,7 @@ __all__ = [
     "GateResult",
     "RegistryError",
     "code_version",
+    "derived_metadata",
     "list_models",
     "list_versions",
     "load_metadata",
@@ -147,6 +148,16 @@ def write_version(
         (tmp / "report.html").write_text(report_html)
     tmp.rename(d)  # a reader never sees a half-written version
     return d
+
+
+def derived_metadata(base_meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """The metadata of a version made from ``base_meta``'s network without retraining (a
+    recalibration, operating points chosen again): the base's, without its identity,
+    metrics and provenance, with a new creation time and code version, and ``changes``."""
+    drop = {"name", "version", "sha256", "metrics", "created_at", "code_version"}
+    meta: dict[str, Any] = {k: v for k, v in base_meta.items() if k not in drop}
+    meta.update(created_at=datetime.now(UTC).isoformat(), code_version=code_version(), **changes)
+    return meta
 
 
 @dataclass(frozen=True)

@@ -99,9 +99,10 @@ def operating_lines(
         f"patient-day (high: {_fmt(points['high_fraction'])} of it), one-sided 95 % bounds "
         f"(Garwood for pages, Clopper-Pearson for sensitivity); sensitivity floor "
         f"{_fmt(points['sensitivity_floor'])} ({points['sensitivity_floor_source']}); a patient "
-        f"is detected when the fused risk reaches medium within {_fmt(points['window_h'])} h "
-        "before the outcome.",
+        f"is detected when the fused risk reaches medium{_news2_detects(points)} within "
+        f"{_fmt(points['window_h'])} h before the outcome.",
         "",
+        *_counting_lines(points),
         "| split | patients | patient-days | pages/patient-day | upper bound | high pages/patient-day "
         "| upper bound | sensitivity | lower bound | NEWS2 >= 5 sensitivity | NEWS2 >= 5 pages/patient-day |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -118,6 +119,26 @@ def operating_lines(
             f"| {_fmt(b['news2_ge5_pages_per_patient_day'])} |"
         )
     return [*lines, ""]
+
+
+def _news2_detects(points: dict[str, Any]) -> str:
+    n2 = (points.get("counting") or {}).get("news2_high")
+    return "" if n2 is None else f" or NEWS2 reaches {n2}"
+
+
+def _counting_lines(points: dict[str, Any]) -> list[str]:
+    """How the pages were counted and, where chosen under it, the first-day budget."""
+    counting = points.get("counting") or {}
+    out = [f"Pages counted from: {counting.get('trigger', 'the fused risk alone')}."]
+    if points.get("stable_first_day_upper_bound") is not None:
+        out[0] += (
+            f" Patients without an outcome paged within their first "
+            f"{_fmt(counting.get('first_day_h'))} h: {points['stable_first_day_paged']}/"
+            f"{points['patients_without_outcome']} (upper bound "
+            f"{_fmt(points['stable_first_day_upper_bound'])}, budget "
+            f"{_fmt(points.get('stable_first_day_fraction_budget'))})."
+        )
+    return [*out, ""]
 
 
 def stacking_lines(fusion: dict[str, Any] | None, *, split: str = "calibration split") -> list[str]:

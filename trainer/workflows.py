@@ -25,7 +25,16 @@ from trainer.dataset import Dataset, PatientSeq, from_simulation
 from trainer.stacking import calibration_split, fit_stacking, stack
 from trainer.stats import paired_bootstrap_auroc
 
-__all__ = ["MODEL_NAME", "PRESETS", "evaluate", "list_models", "promote", "run_onnx", "train"]
+__all__ = [
+    "MODEL_NAME",
+    "PRESETS",
+    "evaluate",
+    "list_models",
+    "promote",
+    "rechoose_operating_points",
+    "run_onnx",
+    "train",
+]
 
 MODEL_NAME = "deterioration"
 
@@ -66,6 +75,7 @@ def train(
     alert_budget: float | None = None,
     high_fraction: float | None = None,
     sensitivity_floor: float | None = None,
+    stable_first_day_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Simulate (or read Kafka), train, calibrate, export, check parity, stack on NEWS2,
     choose the operating points, evaluate, register (not promote).
@@ -74,8 +84,9 @@ def train(
     one early-stops the network and fits its temperature, the other (the calibration split)
     fits the stacking on NEWS2 and chooses the operating points under the alert budget
     (pages per patient-day ``alert_budget``, high-priority pages ``high_fraction`` of it;
-    defaults from ``settings``, else 0.3 and 0.2) with the sensitivity floor (NEWS2 >= 5's
-    on the same patients, or ``sensitivity_floor``).
+    defaults from ``settings``, else 0.3 and 0.2; patients without an outcome paged on
+    their first day ``stable_first_day_fraction``, else from ``settings``, else 0.05) with
+    the sensitivity floor (NEWS2 >= 5's on the same patients, or ``sensitivity_floor``).
 
     ``source="kafka"`` trains on what the system accumulated on the ``vitals`` and
     ``outcomes`` topics of ``settings`` (:func:`trainer.kafka_data.dataset_from_kafka`;
@@ -84,7 +95,6 @@ def train(
     "train"}``. Raises :class:`RuntimeError` when ONNX parity fails (nothing is registered
     then).
     """
-    from trainer.evaluate import evaluate as eval_metrics
     from trainer.export import INPUT_NAMES, OPSET, OUTPUT_NAMES, export_onnx, parity
     from trainer.model import TrainConfig, fit
     from trainer.report import report_html, report_markdown
@@ -139,29 +149,15 @@ def train(
 
     # what the worker computes: the ONNX graph's risks, stacked on NEWS2
     test = ds.subset("test")
-    budget, fraction, floor, policy = _budget(
-        settings, alert_budget, high_fraction, sensitivity_floor
+    budget = _budget(
+        settings, alert_budget, high_fraction, sensitivity_floor, stable_first_day_fraction
     )
     fusion, points, fused_calib = _calibrate(
-        calib, run_onnx(onnx_bytes, calib, hidden), budget, fraction, floor, policy, horizon_h, seed
+        calib, run_onnx(onnx_bytes, calib, hidden), budget, horizon_h, seed
     )
     test_risks = run_onnx(onnx_bytes, test, hidden)
     stacking = Stacking.from_dict(fusion["stacking"])
-    metrics = eval_metrics(
-        test,
-        test_risks,
-        horizon_h=horizon_h,
-        fused=stack(test, test_risks, stacking),
-        thresholds=(points["medium"], points["high"]),
-        policy=policy,
-        seed=seed,
-    )
-    fv = metrics["fused_vs_news2"]
-    _log(
-        f"test AUROC model {metrics['model']['auroc']}, fused {fv['auroc']} {fv['ci']} vs "
-        f"NEWS2 {fv['news2_auroc']} {fv['news2_ci']}; fused - NEWS2 {fv['difference']} "
-        f"{fv['difference_ci']}; pages/patient-day {metrics['operating']['pages_per_patient_day']}"
-    )
+    metrics = _test_metrics(test, test_risks, stacking, points, budget.policy, horizon_h, seed)
 
     version = version or reg.next_version(registry, name)
     meta: dict[str, Any] = {
@@ -232,6 +228,36 @@ def train(
     }
 
 
+def _test_metrics(
+    test: Sequence[PatientSeq],
+    test_risks: Sequence[npt.NDArray[np.float64]],
+    stacking: Stacking,
+    points: dict[str, Any],
+    policy: PolicyConfig,
+    horizon_h: float,
+    seed: int,
+) -> dict[str, Any]:
+    """The ``metrics`` block: the test split's risks, fused, at the operating points."""
+    from trainer.evaluate import evaluate as eval_metrics
+
+    metrics = eval_metrics(
+        test,
+        test_risks,
+        horizon_h=horizon_h,
+        fused=stack(test, test_risks, stacking),
+        thresholds=(points["medium"], points["high"]),
+        policy=policy,
+        seed=seed,
+    )
+    fv = metrics["fused_vs_news2"]
+    _log(
+        f"test AUROC model {metrics['model']['auroc']}, fused {fv['auroc']} {fv['ci']} vs "
+        f"NEWS2 {fv['news2_auroc']} {fv['news2_ci']}; fused - NEWS2 {fv['difference']} "
+        f"{fv['difference_ci']}; pages/patient-day {metrics['operating']['pages_per_patient_day']}"
+    )
+    return metrics
+
+
 def compare_with_promoted(
     registry: Path,
     name: str,
@@ -292,25 +318,45 @@ def compare_with_promoted(
     return record
 
 
+@dataclass(frozen=True)
+class Budget:
+    """What the operating points are chosen under (``trainer.operating``)."""
+
+    pages: float  # pages per patient-day
+    high_fraction: float
+    stable_first_day: float  # share of patients without an outcome paged on their first day
+    floor: float | None  # None: NEWS2 >= 5's sensitivity
+    policy: PolicyConfig
+
+
 def _budget(
     settings: Any | None,
     alert_budget: float | None,
     high_fraction: float | None,
     sensitivity_floor: float | None,
-) -> tuple[float, float, float | None, PolicyConfig]:
-    """The alert budget, its high fraction, the sensitivity floor (None: NEWS2 >= 5's) and
-    the policy whose hold times count the pages: the arguments, else ``settings``, else
-    the defaults."""
-    from trainer.operating import DEFAULT_BUDGET, DEFAULT_HIGH_FRACTION
+    stable_first_day_fraction: float | None = None,
+) -> Budget:
+    """The alert budget, its high fraction, the first-day budget of patients without an
+    outcome, the sensitivity floor (None: NEWS2 >= 5's) and the policy whose hold times
+    count the pages: the arguments, else ``settings``, else the defaults."""
+    from trainer.operating import (
+        DEFAULT_BUDGET,
+        DEFAULT_HIGH_FRACTION,
+        DEFAULT_STABLE_FIRST_DAY_FRACTION,
+    )
 
     if settings is not None:
-        budget = alert_budget or float(settings.alert_budget_pages_per_patient_day)
-        fraction = high_fraction or float(settings.alert_budget_high_fraction)
-        floor = settings.sensitivity_floor if sensitivity_floor is None else sensitivity_floor
-        return budget, fraction, floor, PolicyConfig.from_settings(settings)
-    return (
+        return Budget(
+            alert_budget or float(settings.alert_budget_pages_per_patient_day),
+            high_fraction or float(settings.alert_budget_high_fraction),
+            stable_first_day_fraction or float(settings.alert_budget_stable_first_day_fraction),
+            settings.sensitivity_floor if sensitivity_floor is None else sensitivity_floor,
+            PolicyConfig.from_settings(settings),
+        )
+    return Budget(
         alert_budget or DEFAULT_BUDGET,
         high_fraction or DEFAULT_HIGH_FRACTION,
+        stable_first_day_fraction or DEFAULT_STABLE_FIRST_DAY_FRACTION,
         sensitivity_floor,
         PolicyConfig(),
     )
@@ -319,17 +365,12 @@ def _budget(
 def _calibrate(
     calib: Sequence[PatientSeq],
     risks: Sequence[npt.NDArray[np.float64]],
-    budget: float,
-    fraction: float,
-    floor: float | None,
-    policy: PolicyConfig,
+    budget: Budget,
     horizon_h: float,
     seed: int,
 ) -> tuple[dict[str, Any], dict[str, Any], list[npt.NDArray[np.float64]]]:
     """On the calibration split: the ``fusion`` block (stacking on NEWS2) and the
     ``operating_points`` block, and the fused risks they were chosen on."""
-    from trainer.operating import choose_operating_points
-
     fit_ = fit_stacking(
         np.concatenate([p.news2 for p in calib]),
         np.concatenate(list(risks)),
@@ -339,25 +380,44 @@ def _calibrate(
     )
     stacking = Stacking.from_dict(fit_)
     fused = stack(calib, risks, stacking)
+    _log(
+        f"stacking a={stacking.a:.4f} b={stacking.b:.4f} c={stacking.c:.4f} "
+        f"(model term {'kept' if fit_['uses_model'] else 'dropped'})"
+    )
+    points = _choose_points(calib, fused, budget, horizon_h)
+    fusion = {"imaging_weight": 0.5, "imaging_prior": 0.1, "stacking": fit_}
+    return fusion, points, fused
+
+
+def _choose_points(
+    calib: Sequence[PatientSeq],
+    fused: Sequence[npt.NDArray[np.float64]],
+    budget: Budget,
+    horizon_h: float,
+) -> dict[str, Any]:
+    """The ``operating_points`` block on the calibration split's fused risks."""
+    from trainer.operating import choose_operating_points
+
     points = choose_operating_points(
         calib,
         fused,
-        budget=budget,
-        high_fraction=fraction,
-        sensitivity_floor=floor,
-        policy=policy,
+        budget=budget.pages,
+        high_fraction=budget.high_fraction,
+        sensitivity_floor=budget.floor,
+        stable_first_day_fraction=budget.stable_first_day,
+        policy=budget.policy,
         window_h=horizon_h,
     )
     _log(
-        f"stacking a={stacking.a:.4f} b={stacking.b:.4f} c={stacking.c:.4f} "
-        f"(model term {'kept' if fit_['uses_model'] else 'dropped'}); thresholds medium "
-        f"{points['medium']:.4f} high {points['high']:.4f}: {points['pages_per_patient_day']} "
-        f"pages/patient-day (upper bound {points['upper_bound']}, budget {budget}), "
+        f"thresholds medium {points['medium']:.4f} high {points['high']:.4f}: "
+        f"{points['pages_per_patient_day']} pages/patient-day (upper bound "
+        f"{points['upper_bound']}, budget {budget.pages}), patients without an outcome paged "
+        f"on their first day {points['stable_first_day_fraction']} (upper bound "
+        f"{points['stable_first_day_upper_bound']}, budget {budget.stable_first_day}), "
         f"sensitivity {points['sensitivity']} (lower bound {points['sensitivity_lower_bound']}, "
         f"NEWS2 >= 5 {points['news2_ge5_sensitivity']})"
     )
-    fusion = {"imaging_weight": 0.5, "imaging_prior": 0.1, "stacking": fit_}
-    return fusion, points, fused
+    return points
 
 
 def _grounding(source: dict[str, Any]) -> dict[str, Any]:
@@ -393,6 +453,14 @@ def _counting_policy(meta: dict[str, Any]) -> PolicyConfig:
         cooldown_s=float(counting.get("cooldown_s", base.cooldown_s)),
         downgrade_hold_s=float(counting.get("downgrade_hold_s", base.downgrade_hold_s)),
     )
+
+
+def _counting_news2_high(meta: dict[str, Any]) -> int | None:
+    """The NEWS2 high trigger the version's pages were counted with (None: versions
+    chosen before it was counted, on the model-risk trigger alone)."""
+    counting = (meta.get("operating_points") or {}).get("counting") or {}
+    value = counting.get("news2_high")
+    return None if value is None else int(value)
 
 
 def _split_summary(patients: Sequence[PatientSeq], seed: int) -> dict[str, Any]:
@@ -518,6 +586,7 @@ def evaluate(
         thresholds=None if thresholds is None else (thresholds.medium, thresholds.high),
         policy=_counting_policy(meta),
         seed=seed,
+        news2_high=_counting_news2_high(meta),
     )
     stored = meta["metrics"]["model"]["auroc"]
     out: dict[str, Any] = {
@@ -545,6 +614,101 @@ def evaluate(
     if external:
         out["external"] = _external(registry, version, name)
     return out
+
+
+def rechoose_operating_points(
+    registry: Path,
+    base: str | None = None,
+    name: str = MODEL_NAME,
+    *,
+    settings: Any | None = None,
+    version: str | None = None,
+    alert_budget: float | None = None,
+    high_fraction: float | None = None,
+    sensitivity_floor: float | None = None,
+    stable_first_day_fraction: float | None = None,
+) -> dict[str, Any]:
+    """Choose the operating points of ``base`` (default: the promoted version) again,
+    without retraining, and register the result as a new version (not promoted).
+
+    The base's training data are rebuilt from its recorded source (the fingerprint must
+    match), its calibration split drawn again with its seed, its ONNX file run on it and
+    its stacking on NEWS2 applied as recorded; the thresholds are chosen under today's
+    budgets (as :func:`train`: the arguments, else ``settings``, else the defaults) and
+    the test metrics recomputed at them. The new version is the base's ONNX file and
+    metadata with the new ``operating_points`` and ``metrics`` and an
+    ``operating_points_from`` block naming the base; like any candidate it is compared
+    with the promoted version on its test patients (``vs_promoted.json``) for the
+    promotion gate.
+    """
+    from trainer.report import report_html, report_markdown
+
+    t0 = time.monotonic()
+    base = base or reg.promoted_version(registry, name)
+    if base is None:
+        raise reg.RegistryError(f"no version of {name} given and none promoted")
+    base_sha = reg.verify(registry, name, base)
+    base_meta = reg.load_metadata(registry, name, base)
+    if FusionParams.from_meta(base_meta).stacking is None:
+        raise reg.RegistryError(f"{name} {base} has no stacking on NEWS2: retrain it instead")
+    _log(f"rebuilding training data for {name} {base} ...")
+    ds = _dataset_from_meta(base_meta, settings)
+    if ds.fingerprint() != base_meta["training_data"]["fingerprint"]:
+        raise reg.RegistryError(f"{name} {base}: the rebuilt training data differ from its own")
+    seed = int((base_meta.get("training", {}).get("config") or {}).get("seed", 0))
+    horizon_h = float(base_meta["label_horizon_h"])
+    hidden = int(base_meta["hidden_size"])
+    onnx_path = registry / name / base / "model.onnx"
+    _, calib = calibration_split(ds.subset("val"), seed)
+    stacking = Stacking.from_dict(base_meta["fusion"]["stacking"])
+    budget = _budget(
+        settings, alert_budget, high_fraction, sensitivity_floor, stable_first_day_fraction
+    )
+    points = _choose_points(
+        calib, stack(calib, run_onnx(onnx_path, calib, hidden), stacking), budget, horizon_h
+    )
+    test = ds.subset("test")
+    test_risks = run_onnx(onnx_path, test, hidden)
+    metrics = _test_metrics(test, test_risks, stacking, points, budget.policy, horizon_h, seed)
+    version = version or reg.next_version(registry, name)
+    meta = reg.derived_metadata(
+        base_meta,
+        operating_points=points,
+        metrics=metrics,
+        operating_points_from={
+            "base_version": base,
+            "base_sha256": base_sha,
+            "base_operating_points": {
+                k: (base_meta.get("operating_points") or {}).get(k) for k in ("medium", "high")
+            },
+            "changed": "operating_points and metrics; network, stacking and data as the base",
+        },
+    )
+    meta_named = {**meta, "name": name, "version": version}
+    path = reg.write_version(
+        registry,
+        name,
+        version,
+        onnx_path.read_bytes(),
+        meta,
+        report_markdown(metrics, meta_named),
+        report_html(metrics, meta_named),
+    )
+    vs = compare_with_promoted(
+        registry, name, version, test, stack(test, test_risks, stacking), seed
+    )
+    total_s = round(time.monotonic() - t0, 1)
+    _log(f"registered {name} {version} ({base}'s network, operating points re-chosen) at {path}")
+    return {
+        "name": name,
+        "version": version,
+        "base": base,
+        "path": str(path),
+        "operating_points": points,
+        "metrics": {"fused_vs_news2": metrics["fused_vs_news2"], "operating": metrics["operating"]},
+        "vs_promoted": vs,
+        "seconds_total": total_s,
+    }
 
 
 def _external(registry: Path, version: str, name: str) -> dict[str, Any]:

@@ -272,17 +272,28 @@ class Settings(BaseSettings):
     alert_budget_pages_per_patient_day: float = Field(
         0.3,
         gt=0,
-        description="pages per patient-day the model-risk trigger may send: `wardwatch train` "
-        "chooses a version's thresholds so that the 95 % upper bound of its pages on the "
-        "calibration split stays within this, and `wardwatch promote` refuses a version "
-        "whose bound exceeds it",
+        description="pages per patient-day the model-risk trigger and the NEWS2 >= 7 trigger "
+        "together may send, counted as the worker raises them: `wardwatch train` chooses a "
+        "version's thresholds so that the 95 % upper bound of its pages on the calibration "
+        "split stays within this (as far as the sensitivity floor allows), and "
+        "`wardwatch promote` refuses a version whose bound exceeds it",
     )
     alert_budget_high_fraction: float = Field(
         0.2,
         gt=0,
         le=1,
-        description="the share of that budget the high-priority model pages may use (the "
-        "high threshold)",
+        description="the share of that budget the high-priority pages may use (the high "
+        "threshold; where the NEWS2 >= 7 pages alone exceed it, the model's own high pages "
+        "are held to it)",
+    )
+    alert_budget_stable_first_day_fraction: float = Field(
+        0.05,
+        gt=0,
+        le=1,
+        description="share of patients without an outcome the pages may reach within their "
+        "first 24 h of monitoring (counted with the NEWS2 >= 7 pages, which always page): "
+        "`wardwatch train` keeps its 95 % upper bound on the calibration split within this "
+        "as far as the sensitivity floor allows",
     )
     promotion_min_shadow_h: float = Field(
         0.0,

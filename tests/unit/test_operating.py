@@ -9,7 +9,7 @@ import pytest
 from alerts import PolicyConfig
 from trainer.dataset import PatientSeq
 from trainer.operating import choose_operating_points, count_pages
-from trainer.stats import garwood_upper
+from trainer.stats import clopper_pearson_lower, clopper_pearson_upper, garwood_upper
 
 
 def patient(
@@ -129,3 +129,77 @@ def test_a_budget_nothing_meets_leaves_the_trigger_silent() -> None:
     op = choose_operating_points(pats, scores, budget=1e-3)
     assert op["medium"] == op["high"] == 1.0 and op["pages"] == 0
     assert not op["meets_budget"]  # even zero pages cannot show so small a rate
+
+
+def test_news2_high_pages_whatever_the_model() -> None:
+    # a low model risk throughout, NEWS2 7 for two sets: the NEWS2 trigger opens high
+    risks = [0.1] * 12
+    p = patient(risks)
+    n2 = np.zeros(12, np.int16)
+    n2[4:6] = 7
+    p = PatientSeq("p", p.x, p.y, n2, p.t_h, None, 1)
+    c = count_pages([p], [np.array(risks)], 0.3, 0.6)
+    assert (c.pages, c.high_pages) == (1, 1)
+    assert (c.stable_first_day, c.without_outcome) == (1, 1)
+    # the model trigger alone (how versions before counted) sees nothing
+    alone = count_pages([p], [np.array(risks)], 0.3, 0.6, news2_high=None)
+    assert (alone.pages, alone.high_pages, alone.stable_first_day) == (0, 0, 0)
+    # a model page in the NEWS2 high episode is no page of its own
+    risks2 = [0.1] * 5 + [0.4] * 3 + [0.1] * 4
+    assert count_pages([p], [np.array(risks2)], 0.3, 0.6).pages == 1
+    # NEWS2 >= 7 escalates a medium episode the model opened
+    risks3 = [0.4] * 12
+    c3 = count_pages([p], [np.array(risks3)], 0.3, 0.6)
+    assert (c3.pages, c3.high_pages) == (2, 1)
+
+
+def test_first_day_counts_the_first_page_within_24_h() -> None:
+    hourly = 60.0
+    risks = [0.1] * 30
+    for at, counted in ((23, True), (24, True), (25, False)):
+        r = list(risks)
+        r[at] = 0.4
+        p = patient(r, every_min=hourly)
+        c = count_pages([p], [np.array(r)], 0.3, 0.6)
+        assert c.pages == 1 and c.stable_first_day == int(counted)
+    # a patient with an outcome is not among those counted
+    r = list(risks)
+    r[2] = 0.4
+    p = patient(r, every_min=hourly, outcome_h=29.0)
+    c = count_pages([p], [np.array(r)], 0.3, 0.6)
+    assert (c.stable_first_day, c.without_outcome, c.with_outcome) == (0, 0, 1)
+
+
+def test_the_stable_first_day_budget_binds() -> None:
+    pats, scores = _cohort()
+    kw = {"budget": 2.0, "high_fraction": 0.05, "sensitivity_floor": 0.01}
+    loose = choose_operating_points(pats, scores, stable_first_day_fraction=None, **kw)
+    op = choose_operating_points(pats, scores, stable_first_day_fraction=0.2, **kw)
+    assert op["medium"] > loose["medium"]  # the pages budget alone would go lower
+    assert op["meets_stable_first_day"] and not op["medium_held_by_floor"]
+    c = count_pages(pats, scores, op["medium"], op["high"])
+    assert c.stable_first_day_upper() <= 0.2
+    assert op["stable_first_day_upper_bound"] == pytest.approx(c.stable_first_day_upper(), abs=1e-4)
+    exact = clopper_pearson_upper(c.stable_first_day, c.without_outcome)
+    assert op["stable_first_day_upper_bound"] == pytest.approx(exact, abs=1e-4)
+    assert op["patients_without_outcome"] == sum(p.outcome_h is None for p in pats)
+    # a visibly lower medium threshold breaks it
+    lower = count_pages(pats, scores, op["medium"] * 0.9, op["high"])
+    assert lower.stable_first_day_upper() > 0.2
+    assert op["counting"]["news2_high"] == 7 and "NEWS2 >= 7" in op["counting"]["trigger"]
+
+
+def test_the_first_day_budget_yields_to_the_sensitivity_floor() -> None:
+    pats, scores = _cohort()
+    # (NEWS2 >= 5 detects every patient of this cohort: a set floor that can be shown)
+    kw = {"budget": 2.0, "high_fraction": 0.05, "sensitivity_floor": 0.5}
+    free = choose_operating_points(pats, scores, stable_first_day_fraction=None, **kw)
+    # a limit no threshold meets: raised only as far as the floor allows
+    op = choose_operating_points(pats, scores, stable_first_day_fraction=1e-4, **kw)
+    assert op["medium_held_by_floor"] and op["meets_floor"]
+    assert not op["meets_stable_first_day"]
+    assert free["medium"] < op["medium"] < 1.0
+    assert op["sensitivity_lower_bound"] >= 0.5
+    # one candidate higher would fall under the floor
+    higher = count_pages(pats, scores, op["medium"] + 0.02, op["high"])
+    assert clopper_pearson_lower(higher.detected, higher.with_outcome) < op["sensitivity_floor"]

@@ -438,3 +438,40 @@ def test_html_report_has_roc_and_calibration_plots() -> None:
     page = report_html(metrics, meta, {"datasets": {"support2": {"n": 10, "prevalence": 0.3}}})
     assert page.count("<svg") == 2 and "ROC" in page and "Calibration" in page
     assert "support2" in page and f"{meta['metrics']['model']['auroc']:.4g}" in page
+
+
+@pytest.mark.slow
+def test_operating_points_only_registers_a_candidate_without_retraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from cli.main import main
+    from trainer import workflows as cli
+
+    cli.train(True, tmp_path, seed=3, n_patients=150, epochs=3, parity_n=50)
+    assert cli.promote(tmp_path, "v1", force=True)["promoted"]
+    monkeypatch.setenv("WARDWATCH_MODEL_REGISTRY", str(tmp_path))
+    monkeypatch.setenv("WARDWATCH_ALERT_BUDGET_STABLE_FIRST_DAY_FRACTION", "0.02")
+    capsys.readouterr()
+    assert main(["train", "--operating-points-only", "--base", "v1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["version"] == "v2" and out["base"] == "v1"
+    m1 = reg.load_metadata(tmp_path, "deterioration", "v1")
+    m2 = reg.load_metadata(tmp_path, "deterioration", "v2")
+    # the same network, stacking and data; new operating points under today's budgets
+    assert m2["sha256"] == m1["sha256"] and reg.verify(tmp_path, "deterioration", "v2")
+    assert m2["fusion"] == m1["fusion"] and m2["training_data"] == m1["training_data"]
+    op = m2["operating_points"]
+    assert op["counting"]["news2_high"] == 7 and op["stable_first_day_fraction_budget"] == 0.02
+    assert op["patients"] == m1["operating_points"]["patients"]
+    assert op["meets_stable_first_day"] == (op["stable_first_day_upper_bound"] <= 0.02)
+    assert op["medium"] >= m1["operating_points"]["medium"] or op["medium_held_by_floor"]
+    assert m2["operating_points_from"]["base_version"] == "v1"
+    assert m2["operating_points_from"]["base_sha256"] == m1["sha256"]
+    assert m2["metrics"]["fused"]["auroc"] == m1["metrics"]["fused"]["auroc"]
+    assert m2["metrics"]["operating"]["patients"] == m1["metrics"]["operating"]["patients"]
+    # a candidate like any other: compared with the promoted version on its test patients
+    vs = reg.read_vs_promoted(tmp_path, "deterioration", "v2")
+    assert vs is not None and vs["promoted_version"] == "v1" and vs["difference"] == 0
+    gated = reg.gate(tmp_path, "deterioration", "v2")
+    assert not gated.candidate["rules"]["beats_promoted"]  # the same ranking cannot beat it
+    assert main(["train", "--operating-points-only", "--base", "v9"]) == 2
