@@ -23,6 +23,9 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   exceeds its share), or when the 95 % lower bound of the patient-level sensitivity is
   under the floor (NEWS2 >= 5's on the same patients, or a set floor); a version without
   operating points: its alerts per patient-day must be within ``alert_budget``;
+* for operating points counted with NEWS2 >= 7's pages (``counting.news2_high``), the
+  budget rules hold the model trigger's own pages (``model_trigger_alone``): NEWS2 >= 7
+  pages the same with any model or none;
 * it beats the promoted version's test AUROC (fused where both have one), measured on the
   same patients: :func:`trainer.workflows.train` (or ``wardwatch evaluate --model vN
   --against-promoted``) scores the promoted version on the candidate's test patients and
@@ -36,6 +39,9 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   refit dropped the model term (ranking as NEWS2) also passes this rule when the base's
   fused risk is not shown better than NEWS2 on those patients (the paired interval of
   base − NEWS2 reaches 0): falling back to NEWS2 then gives up nothing shown;
+* a version whose operating points were chosen again (``operating_points_from``) has its
+  base's risks, so no AUROC ranks it: it replaces the promoted version only when that is
+  its base, with the same ONNX file (sha256) and stacking;
 * with ``min_shadow_h`` > 0 (``promotion_min_shadow_h``): it ran in shadow beside the live
   model, recorded by ``wardwatch validate --shadow`` in its ``shadow.json``, over a window
   of at least that many hours, and its shadow pages per patient-day held the budget.
@@ -188,6 +194,8 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
         "alerts_per_patient_day": m.get("model", {}).get("alerts_per_patient_day"),
         "operating_points": meta.get("operating_points"),
         "recalibration": _recalibration(meta),
+        "operating_points_from": meta.get("operating_points_from"),
+        "stacking": (meta.get("fusion") or {}).get("stacking"),
         "sha256": meta.get("sha256"),
         "fingerprint": (meta.get("training_data") or {}).get("fingerprint"),
     }
@@ -220,6 +228,9 @@ def _promoted_rules(
     base's on the same held-out patients (and the base must be the promoted version)."""
     mine = _primary(cand)
     rc = cand.get("recalibration")
+    same = _same_network_as(cand, current, cur_v)
+    if same is not None:
+        return [same]
     if rc is None:
         vs = cand.get("vs_promoted")
         if isinstance(vs, dict) and vs.get("promoted_version") == cur_v:
@@ -280,6 +291,33 @@ def _promoted_rules(
     ]
 
 
+def _same_network_as(
+    cand: dict[str, Any], current: dict[str, Any], cur_v: str
+) -> tuple[str, bool, str] | None:
+    """For a version whose operating points were chosen again from the promoted one
+    (``operating_points_from``): its risks are the promoted version's, so no AUROC can
+    rank the two; it may replace it when it is that network and stacking exactly, and
+    then only its operating points differ, which the budget and floor rules judge. None:
+    not such a version."""
+    src = cand.get("operating_points_from")
+    if not isinstance(src, dict):
+        return None
+    same = (
+        src.get("base_version") == cur_v
+        and src.get("base_sha256") == current.get("sha256") == cand.get("sha256")
+        and cand.get("stacking") == current.get("stacking")
+    )
+    return (
+        "beats_promoted",
+        same,
+        f"operating points chosen again from {src.get('base_version')}, but the promoted "
+        f"version is {cur_v}"
+        if src.get("base_version") != cur_v
+        else f"operating points chosen again from {cur_v}, but its network or stacking "
+        f"differ from the promoted {cur_v}'s",
+    )
+
+
 def _primary(summary: dict[str, Any]) -> float | None:
     """The AUROC a version is ranked by: its fused risk's, else its model's (v1)."""
     fused = summary.get("fused_auroc")
@@ -318,7 +356,24 @@ def _budget_rules(
         return [
             ("alert_budget", ok, f"alerts per patient-day {apd} over the budget {alert_budget}")
         ]
-    ub, high_ub = op.get("upper_bound"), op.get("high_upper_bound")
+    # counted with NEWS2 >= 7's pages (``counting.news2_high``), the bounds the budget holds
+    # are of the model's own pages, the trigger it answers for: NEWS2 >= 7 pages the same
+    # with any model or none (the combined figures are the operating points' choice)
+    own = op.get("model_trigger_alone")
+    src = own if isinstance(own, dict) else op
+    ub, high_ub = src.get("upper_bound"), src.get("high_upper_bound")
+    days = op.get("patient_days")
+    rate = (
+        round(own["pages"] / days, 4)
+        if isinstance(own, dict) and isinstance(days, int | float) and days > 0
+        else op.get("pages_per_patient_day")
+    )
+    high_rate = (
+        round(own["high_pages"] / days, 4)
+        if isinstance(own, dict) and isinstance(days, int | float) and days > 0
+        else op.get("high_pages_per_patient_day")
+    )
+    whose = "the model's own pages" if isinstance(own, dict) else "pages"
     high_budget = pages_budget * high_fraction
     floor = op.get("news2_ge5_sensitivity") if sensitivity_floor is None else sensitivity_floor
     source = "NEWS2 >= 5's" if sensitivity_floor is None else "the set floor"
@@ -346,13 +401,12 @@ def _budget_rules(
         (
             "pages_budget",
             ub is not None and ub <= pages_budget,
-            f"pages per patient-day {op.get('pages_per_patient_day')}: upper bound {ub} over "
-            f"the budget {pages_budget}",
+            f"{whose} per patient-day {rate}: upper bound {ub} over the budget {pages_budget}",
         ),
         (
             "high_pages_budget",
             high_ub is not None and high_ub <= high_budget + 1e-12,
-            f"high pages per patient-day {op.get('high_pages_per_patient_day')}: upper bound "
+            f"high {whose} per patient-day {high_rate}: upper bound "
             f"{high_ub} over {high_fraction:g} of the budget ({high_budget:g})",
         ),
         floor_rule,

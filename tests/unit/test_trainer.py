@@ -232,6 +232,62 @@ def test_gate_on_operating_points_and_the_fused_interval(tmp_path: Path) -> None
     assert not out["promoted"] and out["reasons"] == ["AUROC 0.74 does not beat promoted v6's 0.9"]
 
 
+def test_gate_holds_the_model_s_own_pages_and_admits_new_points_on_the_promoted_network(
+    tmp_path: Path,
+) -> None:
+    _stacked_version(tmp_path, "v1")
+    assert reg.promote(tmp_path, "m", "v1")["promoted"]
+    base = reg.load_metadata(tmp_path, "m", "v1")
+    onnx = (tmp_path / "m" / "v1" / "model.onnx").read_bytes()
+
+    def rechosen(version: str, own_ub: float, onnx_bytes: bytes, **meta_changes: Any) -> None:
+        op = {
+            **base["operating_points"],
+            "counting": {"news2_high": 7},
+            # with NEWS2 >= 7's pages: over the budget, as NEWS2 alone nearly is
+            "pages_per_patient_day": 0.33,
+            "upper_bound": 0.34,
+            "high_pages_per_patient_day": 0.2,
+            "high_upper_bound": 0.21,
+            "patient_days": 100.0,
+            "model_trigger_alone": {
+                "pages": 20,
+                "high_pages": 3,
+                "upper_bound": own_ub,
+                "high_upper_bound": 0.05,
+            },
+        }
+        meta = {
+            "metrics": base["metrics"],
+            "parity": {"passed": True},
+            "operating_points": op,
+            "operating_points_from": {"base_version": "v1", "base_sha256": base["sha256"]},
+            **meta_changes,
+        }
+        reg.write_version(tmp_path, "m", version, onnx_bytes, meta, "# r\n")
+
+    rechosen("v2", 0.27, onnx)
+    ok = reg.gate(tmp_path, "m", "v2")
+    assert ok.passed, ok.reasons  # no better AUROC (the same risks), the same network
+    rechosen("v3", 0.31, onnx)
+    (why,) = reg.gate(tmp_path, "m", "v3").reasons
+    assert why == "the model's own pages per patient-day 0.2: upper bound 0.31 over the budget 0.3"
+    rechosen("v4", 0.27, b"another network")
+    (why,) = reg.gate(tmp_path, "m", "v4").reasons
+    assert "network or stacking differ from the promoted v1's" in why
+    rechosen(
+        "v5",
+        0.27,
+        onnx,
+        fusion={"stacking": {"tag": "news2-logit-v1", "a": 0.0, "b": 1.0, "c": 0.0}},
+    )
+    (why,) = reg.gate(tmp_path, "m", "v5").reasons
+    assert "network or stacking differ" in why
+    assert reg.promote(tmp_path, "m", "v2")["promoted"]
+    (why,) = reg.gate(tmp_path, "m", "v3").reasons[-1:]
+    assert "chosen again from v1, but the promoted version is v2" in why
+
+
 def test_gate_ranks_versions_from_other_cohorts_only_on_the_same_patients(
     tmp_path: Path,
 ) -> None:
