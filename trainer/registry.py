@@ -160,7 +160,17 @@ def derived_metadata(base_meta: dict[str, Any], **changes: Any) -> dict[str, Any
     """The metadata of a version made from ``base_meta``'s network without retraining (a
     recalibration, operating points chosen again): the base's, without its identity,
     metrics and provenance, with a new creation time and code version, and ``changes``."""
-    drop = {"name", "version", "sha256", "metrics", "created_at", "code_version"}
+    # what a derivation records about itself is set by that derivation, never inherited
+    drop = {
+        "name",
+        "version",
+        "sha256",
+        "metrics",
+        "created_at",
+        "code_version",
+        "recalibration",
+        "operating_points_from",
+    }
     meta: dict[str, Any] = {k: v for k, v in base_meta.items() if k not in drop}
     meta.update(created_at=datetime.now(UTC).isoformat(), code_version=code_version(), **changes)
     return meta
@@ -228,7 +238,7 @@ def _promoted_rules(
     base's on the same held-out patients (and the base must be the promoted version)."""
     mine = _primary(cand)
     rc = cand.get("recalibration")
-    same = _same_network_as(cand, current, cur_v)
+    same = None if rc is not None else _same_network_as(cand, current, cur_v)
     if same is not None:
         return [same]
     if rc is None:
