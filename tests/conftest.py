@@ -90,3 +90,17 @@ def settings(kafka_url: str, redis_settings: Settings) -> Settings:
             "batch_within_s": 0.02,
         }
     )
+
+
+# Tests that load the whole machine (several worker processes, timed faults, benchmark
+# ratios) run one after another in the same test process, never beside each other; the
+# rest share the other process (pyproject.toml: `-n 2 --dist loadgroup`).
+HEAVY = ("tests/fault/", "tests/integration/test_bench_e2e.py", "tests/unit/test_benchmarks.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        rel = Path(str(item.path)).relative_to(root).as_posix()
+        if rel.startswith(HEAVY):
+            item.add_marker(pytest.mark.xdist_group("heavy"))
