@@ -135,6 +135,22 @@ def _server_stats(url: str, reset: bool = False) -> dict[str, float]:
     }
 
 
+def _pipeline(
+    store: Any, settings: Settings, model: DeteriorationModel, *, alerts: bool = True
+) -> ScoringPipeline:
+    """A scoring pipeline on ``store`` as the worker builds it from ``settings``."""
+    return ScoringPipeline(
+        store,
+        PolicyConfig.from_settings(settings),
+        late_window_s=settings.late_window_s,
+        stream_lateness_s=settings.stream_lateness_s,
+        stream_idle_s=settings.stream_idle_s,
+        partitions=settings.partitions,
+        models=ModelHolder(model),
+        alerts=alerts,
+    )
+
+
 async def _drive(
     url: str,
     batches: Sequence[Sequence[Incoming]],
@@ -143,15 +159,7 @@ async def _drive(
     profile: cProfile.Profile | None,
 ) -> dict[str, Any]:
     store = RedisStateStore.from_url(url, prefix=PREFIX, ttl_s=settings.state_ttl_s)
-    pipe = ScoringPipeline(
-        store,
-        PolicyConfig.from_settings(settings),
-        late_window_s=settings.late_window_s,
-        stream_lateness_s=settings.stream_lateness_s,
-        stream_idle_s=settings.stream_idle_s,
-        partitions=settings.partitions,
-        models=ModelHolder(model),
-    )
+    pipe = _pipeline(store, settings, model)
     timed = _Timed()
     timed.wrap(store, "load", "redis_load")
     timed.wrap(store, "commit", "redis_commit")
@@ -286,16 +294,7 @@ async def _drive_in_process(
     model: DeteriorationModel,
     alerts: bool,
 ) -> float:
-    pipe = ScoringPipeline(
-        MemoryStateStore(serialize=False),
-        PolicyConfig.from_settings(settings),
-        late_window_s=settings.late_window_s,
-        stream_lateness_s=settings.stream_lateness_s,
-        stream_idle_s=settings.stream_idle_s,
-        partitions=settings.partitions,
-        models=ModelHolder(model),
-        alerts=alerts,
-    )
+    pipe = _pipeline(MemoryStateStore(serialize=False), settings, model, alerts=alerts)
     await pipe.process(batches[0])  # outside the clock, as in _drive
     cpu0 = time.process_time()
     for batch in batches[1:]:
