@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote
 
 import numpy as np
 import numpy.typing as npt
@@ -64,6 +65,20 @@ class CTSeries:
     study_instance_uid: str
     series_instance_uid: str
     files_ignored: int = 0  # files in the directory that are not DICOM
+
+
+def local_path(uri: str) -> Path:
+    """The local file or directory of an event's ``uri`` (an absolute path or ``file://``).
+
+    A DICOMweb / WADO-RS URL is valid in an event but not retrieved yet: it raises
+    :class:`~models.imaging.errors.StudyUnreadable`."""
+    if uri.startswith("/"):
+        return Path(uri)
+    scheme, _, rest = uri.partition("://")
+    if scheme.lower() == "file":
+        path = rest[len("localhost") :] if rest.startswith("localhost/") else rest
+        return Path(unquote(path))
+    raise StudyUnreadable(f"{scheme.lower()[:16]} URIs are not retrieved yet (local files only)")
 
 
 def load_ct_series(path: str | Path, series_instance_uid: str | None = None) -> CTSeries:

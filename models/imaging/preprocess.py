@@ -69,7 +69,7 @@ def resample(
     volume: F32, geometry: VolumeGeometry, spacing_mm: tuple[float, float, float]
 ) -> tuple[F32, VolumeGeometry]:
     """``volume`` on a grid of ``spacing_mm`` with the same origin and axes, by trilinear
-    interpolation (three separable linear passes). Along each axis the new grid covers
+    interpolation (three separable linear passes, the most shrinking axis first). Along each axis the new grid covers
     the old one's extent: ``floor((n - 1) * old / new) + 1`` points."""
     sizes = []
     for n, old, new in zip(volume.shape, geometry.spacing_mm, spacing_mm, strict=True):
@@ -77,10 +77,11 @@ def resample(
     if int(np.prod(sizes)) > MAX_RESAMPLED_VOXELS:
         raise StudyUnreadable(f"resampled grid of {sizes} voxels is too large")
     out = volume.astype(np.float32, copy=False)
-    for axis, (size, old, new) in enumerate(
-        zip(sizes, geometry.spacing_mm, spacing_mm, strict=True)
-    ):
-        out = _linear_along(out, axis, np.arange(size, dtype=np.float64) * (new / old))
+    # the axis that shrinks most first: the later passes then work on fewer voxels
+    ratios = [new / old for old, new in zip(geometry.spacing_mm, spacing_mm, strict=True)]
+    for axis in sorted(range(3), key=lambda a: -ratios[a]):
+        coords = np.arange(sizes[axis], dtype=np.float64) * ratios[axis]
+        out = _linear_along(out, axis, coords)
     return out, geometry.with_spacing(spacing_mm)
 
 

@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit
 
-from models.imaging.dicom import CTSeries, load_ct_series, series_uids
+from models.imaging.dicom import CTSeries, load_ct_series, local_path, series_uids
 from models.imaging.errors import (
     ImagingError,
     SeriesGap,
@@ -342,3 +344,26 @@ def test_any_file_order_loads_the_same_volume_and_any_inner_missing_slice_is_a_g
     write_series(ph, holed, slices=[k for k in range(9) if k != drop], shuffle_seed=seed)
     with pytest.raises(SeriesGap):
         load_ct_series(holed, ph.series_uid)
+
+
+def test_compressed_pixel_data_without_a_decoder_is_unreadable(tmp_path: Path) -> None:
+    ph = Phantom(n_slices=2)
+    paths = write_series(ph, tmp_path)
+    ds = pydicom.dcmread(paths[0])
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.PixelData = encapsulate([b"\xff\xd8 not a JPEG \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(paths[0])
+    detail = _raises(StudyUnreadable, ImagingReason.STUDY_UNREADABLE, tmp_path, ph.series_uid)
+    assert "cannot be decoded" in detail and "JPEG" in detail
+
+
+def test_event_uris_name_local_paths(tmp_path: Path) -> None:
+    assert local_path("/pacs/study") == Path("/pacs/study")
+    assert local_path("file:///pacs/a%20b") == Path("/pacs/a b")
+    assert local_path("file://localhost/pacs/x") == Path("/pacs/x")
+    with pytest.raises(StudyUnreadable, match="https URIs are not retrieved yet"):
+        local_path("https://pacs.example.org/dicom-web/studies/1")
+    ph = Phantom(n_slices=3)
+    write_series(ph, tmp_path)
+    assert load_ct_series(local_path(tmp_path.as_uri()), ph.series_uid).hu.shape[0] == 3
