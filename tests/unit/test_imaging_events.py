@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from models.imaging import errors
+from wardwatch.errors import WardwatchError
 from wardwatch.ingest import (
     MAX_IMAGING_EVENT_BYTES,
     ImagingRejection,
@@ -207,3 +210,15 @@ def test_a_dead_letter_carries_an_imaging_reason() -> None:
 
 def test_the_topic_is_named() -> None:
     assert TopicNames().imaging_studies == "imaging-studies"
+
+
+def test_docs_list_every_imaging_reason_and_error() -> None:
+    text = (Path(__file__).parents[2] / "docs" / "imaging.md").read_text(encoding="utf-8")
+    assert [r for r in ImagingReason if f"`{r.value}`" not in text] == []
+    classes = [c for c in vars(errors).values() if isinstance(c, type)]
+    tree = [c for c in classes if issubclass(c, errors.ImagingError)]
+    assert len(tree) == 7 and all(issubclass(c, WardwatchError) for c in tree)
+    assert [c.__name__ for c in tree if f"`{c.__name__}`" not in text] == []
+    assert {c.reason for c in tree if c is not errors.ImagingError} == {
+        r for r in ImagingReason if r.startswith(("study", "series"))
+    }
