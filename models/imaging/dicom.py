@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from models.imaging.errors import (
+    ImagingError,
     SeriesGap,
     SeriesInconsistent,
     SeriesNotFound,
@@ -46,6 +47,35 @@ MAX_FILES: Final = 4096
 """The most files read for one study (a chest CT has a few hundred slices)."""
 
 _DICOMDIR: Final = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
+
+HEADER_TAGS: Final = (
+    "SeriesInstanceUID",
+    "StudyInstanceUID",
+    "Modality",
+    "Rows",
+    "Columns",
+    "PixelSpacing",
+    "ImageOrientationPatient",
+    "ImagePositionPatient",
+    "SliceThickness",
+    "SpacingBetweenSlices",
+)
+"""The only elements of a header that are parsed: the patient module (name, id, birth date)
+never is, so no patient value can reach a warning or a log line."""
+
+PIXEL_TAGS: Final = (
+    *HEADER_TAGS,
+    "SamplesPerPixel",
+    "PhotometricInterpretation",
+    "NumberOfFrames",
+    "BitsAllocated",
+    "BitsStored",
+    "HighBit",
+    "PixelRepresentation",
+    "RescaleSlope",
+    "RescaleIntercept",
+    "PixelData",
+)
 
 _REQUIRED: Final = (
     "Rows",
@@ -86,8 +116,18 @@ def load_ct_series(path: str | Path, series_instance_uid: str | None = None) -> 
 
     Without a UID the instances must all belong to one series. Raises an
     :class:`~models.imaging.errors.ImagingError` subclass for an unreadable, non-CT,
-    truncated, missing or inconsistent series."""
-    headers, ignored = _read_headers(Path(path))
+    truncated, missing or inconsistent series, and nothing else: pydicom reads values
+    lazily, so a corrupt element may fail anywhere, and is then unreadable."""
+    try:
+        return _load(Path(path), series_instance_uid)
+    except ImagingError:
+        raise
+    except Exception as exc:
+        raise StudyUnreadable(f"the series cannot be read ({type(exc).__name__})") from None
+
+
+def _load(path: Path, series_instance_uid: str | None) -> CTSeries:
+    headers, ignored = _read_headers(path)
     uids = {str(ds.get("SeriesInstanceUID", "")) for _, ds in headers}
     if series_instance_uid is None:
         if len(uids) > 1:
@@ -104,11 +144,11 @@ def load_ct_series(path: str | Path, series_instance_uid: str | None = None) -> 
         modality = str(ds.get("Modality", "")).strip().upper()
         if modality != "CT":
             raise StudyNotCT(f"{f.name}: Modality {modality[:16] or '(none)'!r}, not CT")
-    geometry, order = _geometry([ds for _, ds in chosen], [f for f, _ in chosen])
-    slices = [_hounsfield(*chosen[n]) for n in order]
     studies = {str(ds.get("StudyInstanceUID", "")) for _, ds in chosen}
     if len(studies) > 1:
         raise SeriesInconsistent("the instances of the series name different studies")
+    geometry, order = _geometry([ds for _, ds in chosen], [f for f, _ in chosen])
+    slices = [_hounsfield(*chosen[n]) for n in order]
     hu = np.stack(slices).astype(np.float32, copy=False)
     return CTSeries(hu, geometry, studies.pop(), str(series_instance_uid), ignored)
 
@@ -133,7 +173,7 @@ def _read_headers(path: Path) -> tuple[list[tuple[Path, Dataset]], int]:
     ignored = 0
     for f in files:
         try:
-            ds = pydicom.dcmread(f, stop_before_pixels=True)
+            ds = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=list(HEADER_TAGS))
         except InvalidDicomError:
             if path.is_file():
                 raise StudyUnreadable(f"{f.name}: not a DICOM file") from None
@@ -264,7 +304,7 @@ def _expected_bytes(ds: Dataset) -> int:
 def _hounsfield(f: Path, header: Dataset) -> npt.NDArray[np.float32]:
     """One slice in Hounsfield units (stored value x RescaleSlope + RescaleIntercept)."""
     try:
-        ds = pydicom.dcmread(f)
+        ds = pydicom.dcmread(f, specific_tags=list(PIXEL_TAGS))
     except Exception as exc:
         raise StudyTruncated(
             f"{f.name}: pixel data cannot be read ({type(exc).__name__})"

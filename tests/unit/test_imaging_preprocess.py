@@ -4,6 +4,7 @@ geometry back to patient coordinates, the fixed-size volume, and every error pat
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,13 @@ from pydicom.data import get_testdata_file
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit
 
-from models.imaging.dicom import CTSeries, load_ct_series, local_path, series_uids
+from models.imaging.dicom import (
+    PIXEL_TAGS,
+    CTSeries,
+    load_ct_series,
+    local_path,
+    series_uids,
+)
 from models.imaging.errors import (
     ImagingError,
     SeriesGap,
@@ -269,7 +276,7 @@ def test_slices_of_another_size_or_orientation_are_inconsistent(tmp_path: Path) 
     a = Phantom(n_slices=4)
     write_series(a, tmp_path / "size", slices=[0, 1])
     write_series(
-        Phantom(n_slices=4, rows=80, series_uid=a.series_uid),
+        Phantom(n_slices=4, rows=80, series_uid=a.series_uid, study_uid=a.study_uid),
         tmp_path / "size",
         slices=[2, 3],
         name_prefix="b",
@@ -278,12 +285,27 @@ def test_slices_of_another_size_or_orientation_are_inconsistent(tmp_path: Path) 
         SeriesInconsistent, ImagingReason.SERIES_INCONSISTENT, tmp_path / "size"
     )
     tilted = Phantom(
-        n_slices=4, row_dir=(C30, S30, 0.0), col_dir=(-S30, C30, 0.0), series_uid=a.series_uid
+        n_slices=4,
+        row_dir=(C30, S30, 0.0),
+        col_dir=(-S30, C30, 0.0),
+        series_uid=a.series_uid,
+        study_uid=a.study_uid,
     )
     write_series(a, tmp_path / "iop", slices=[0, 1])
     write_series(tilted, tmp_path / "iop", slices=[2, 3], name_prefix="b")
     assert "ImageOrientationPatient" in _raises(
         SeriesInconsistent, ImagingReason.SERIES_INCONSISTENT, tmp_path / "iop"
+    )
+
+
+def test_a_series_across_two_studies_is_inconsistent(tmp_path: Path) -> None:
+    a = Phantom(n_slices=4)
+    write_series(a, tmp_path, slices=[0, 1])
+    write_series(
+        Phantom(n_slices=4, series_uid=a.series_uid), tmp_path, slices=[2, 3], name_prefix="b"
+    )
+    assert "different studies" in _raises(
+        SeriesInconsistent, ImagingReason.SERIES_INCONSISTENT, tmp_path, a.series_uid
     )
 
 
@@ -367,3 +389,54 @@ def test_event_uris_name_local_paths(tmp_path: Path) -> None:
     ph = Phantom(n_slices=3)
     write_series(ph, tmp_path)
     assert load_ct_series(local_path(tmp_path.as_uri()), ph.series_uid).hu.shape[0] == 3
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_a_corrupted_file_loads_or_raises_an_imaging_error(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Bytes of one file overwritten anywhere (header or pixels): the series loads, or
+    fails with an ImagingError and its reason, never with another exception."""
+    d = tmp_path_factory.mktemp("corrupt")
+    ph = Phantom(n_slices=3, rows=8, cols=8, first_mm=(-3.0, -3.0, -2.0))
+    paths = write_series(ph, d)
+    raw = bytearray(paths[1].read_bytes())
+    at = int(data.draw(st.floats(0, 1)) * (len(raw) - 1))  # UIDs vary the file's length
+    patch = data.draw(st.binary(min_size=1, max_size=16))
+    raw[at : at + len(patch)] = patch
+    if data.draw(st.booleans()):
+        raw = raw[: int(data.draw(st.floats(0, 1)) * len(raw))]
+    paths[1].write_bytes(bytes(raw))
+    try:
+        load_ct_series(d, ph.series_uid)
+    except ImagingError as err:
+        assert isinstance(err.reason, ImagingReason)
+
+
+def test_patient_values_never_reach_a_warning_or_a_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Invalid patient elements (an age or sex that breaks its VR) may warn, with the
+    value, when parsed: the loader parses only the image's elements."""
+    ph = Phantom(n_slices=3)
+    paths = write_series(ph, tmp_path)
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.PatientAge = "SYNTHETIC"
+        ds.PatientSex = "SYNTHETIC-X"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ds.save_as(p)
+    caplog.clear()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        series = load_ct_series(tmp_path, ph.series_uid)
+        preprocess(series)
+    assert series.hu.shape[0] == 3
+    assert not [w for w in seen if "SYNTHETIC" in str(w.message)]
+    assert "SYNTHETIC" not in caplog.text
+    # only image elements are parsed, never the patient module
+    assert not {"PatientName", "PatientID", "PatientAge", "PatientSex"} & set(PIXEL_TAGS)
