@@ -148,7 +148,7 @@ def _load(path: Path, series_instance_uid: str | None) -> CTSeries:
     if len(studies) > 1:
         raise SeriesInconsistent("the instances of the series name different studies")
     geometry, order = _geometry([ds for _, ds in chosen], [f for f, _ in chosen])
-    slices = [_hounsfield(*chosen[n]) for n in order]
+    slices = [_hounsfield(chosen[n][0]) for n in order]
     hu = np.stack(slices).astype(np.float32, copy=False)
     return CTSeries(hu, geometry, studies.pop(), str(series_instance_uid), ignored)
 
@@ -157,7 +157,7 @@ def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise StudyUnreadable(f"{path.name or path}: no such file or directory")
+        raise StudyUnreadable("the URI names no file or directory")
     files = sorted(p for p in path.rglob("*") if p.is_file())
     if len(files) > MAX_FILES:
         raise StudyUnreadable(f"{len(files)} files, more than the {MAX_FILES} read for a study")
@@ -301,7 +301,7 @@ def _expected_bytes(ds: Dataset) -> int:
     return int(ds.Rows) * int(ds.Columns) * frames * samples * bits // 8
 
 
-def _hounsfield(f: Path, header: Dataset) -> npt.NDArray[np.float32]:
+def _hounsfield(f: Path) -> npt.NDArray[np.float32]:
     """One slice in Hounsfield units (stored value x RescaleSlope + RescaleIntercept)."""
     try:
         ds = pydicom.dcmread(f, specific_tags=list(PIXEL_TAGS))
