@@ -7,11 +7,19 @@ machine-readable :class:`RejectReason` for the dead-letter topic.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+)
 
 
 def _not_a_boolean(value: Any) -> Any:
@@ -102,10 +110,31 @@ class FailureReason(StrEnum):
     PAGE_EXPIRED = "page_expired"  # the page could not be delivered within page_max_age_s
 
 
+class ImagingReason(StrEnum):
+    """Why an imaging study went to the dead-letter topic (stable, machine-readable), beside
+    the general :class:`RejectReason` codes (malformed JSON, schema, missing patient id or
+    timestamp, future timestamp) that its decoder shares with vitals."""
+
+    # the event
+    MISSING_FIELD = "missing_field"  # a required field other than patient_id, acquired_at
+    BAD_UID = "bad_uid"  # a Study/Series Instance UID that is not a DICOM UID
+    UNSUPPORTED_MODALITY = "unsupported_modality"  # not CT
+    UNSUPPORTED_BODY_PART = "unsupported_body_part"  # not the chest
+    PIXELS_INLINE = "pixels_inline"  # pixel data in the message (a field, a data: URI, size)
+    BAD_URI = "bad_uri"  # not an absolute path, file://, http:// or https://
+    # the study: loading and pre-processing (models.imaging)
+    STUDY_UNREADABLE = "study_unreadable"  # not DICOM, corrupt, or pixel data undecodable
+    STUDY_NOT_CT = "study_not_ct"  # an instance whose Modality is not CT
+    STUDY_TRUNCATED = "study_truncated"  # less pixel data than Rows x Columns x bits
+    SERIES_NOT_FOUND = "series_not_found"  # no instance of the announced series
+    SERIES_INCONSISTENT = "series_inconsistent"  # mixed geometry, duplicates, mixed series
+    SERIES_GAP = "series_gap"  # a missing slice (positions further apart than the spacing)
+
+
 class DeadLetter(BaseModel):
     """What the dead-letter topic carries for each rejected input."""
 
-    reason: RejectReason | FailureReason
+    reason: RejectReason | FailureReason | ImagingReason
     detail: str
     source_topic: str
     source_partition: int | None = None
@@ -168,11 +197,92 @@ class ModelPromotion(BaseModel):
     promoted_at: AwareDatetime
 
 
-class ImagingStudy(BaseModel):
-    """A new imaging study announced by PACS (URI points at DICOM data)."""
+DICOM_UID_MAX_LEN = 64
+"""A DICOM UID is at most 64 characters (PS3.5 9.1)."""
 
-    patient_id: str
-    ts: AwareDatetime
-    study_instance_uid: str
-    modality: str = "CT"
-    uri: str
+_DICOM_UID = re.compile(r"(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*")
+
+
+def _dicom_uid(value: Any) -> Any:
+    """A DICOM UID (PS3.5 9.1): numeric components (no leading zero unless the component
+    is ``0``) joined by dots, at most 64 characters."""
+    if isinstance(value, str):
+        if len(value) > DICOM_UID_MAX_LEN:
+            raise ValueError(f"a DICOM UID has at most 64 characters, not {len(value)}")
+        if not _DICOM_UID.fullmatch(value):
+            raise ValueError("a DICOM UID is digits and dots, without leading zeros")
+    return value
+
+
+DicomUid = Annotated[str, AfterValidator(_dicom_uid)]
+
+IMAGING_MODALITIES: frozenset[str] = frozenset({"CT"})
+"""The modalities an imaging study may have to be scored (DICOM Modality, upper case)."""
+
+IMAGING_BODY_PARTS: frozenset[str] = frozenset({"CHEST", "LUNG", "THORAX"})
+"""The body parts (DICOM BodyPartExamined, upper case) an imaging study may have."""
+
+IMAGING_URI_SCHEMES: frozenset[str] = frozenset({"file", "http", "https"})
+"""Where pixel data may be: a local file or directory (``file://`` or an absolute path), or a
+DICOMweb / WADO-RS URL."""
+
+
+def _code_string(value: Any) -> Any:
+    """A DICOM code string, compared upper case and without padding."""
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+def _modality(value: str) -> str:
+    if value not in IMAGING_MODALITIES:
+        raise ValueError(f"modality {value[:16]!r} is not scored (only CT)")
+    return value
+
+
+def _body_part(value: str) -> str:
+    if value not in IMAGING_BODY_PARTS:
+        raise ValueError(f"body part {value[:16]!r} is not the chest")
+    return value
+
+
+def _pixel_uri(value: Any) -> Any:
+    """An absolute path, a ``file://`` URI, or an ``http(s)://`` URL with a host."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("/"):
+        return value
+    scheme, sep, rest = value.partition(":")
+    scheme = scheme.lower()
+    if not sep or not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        raise ValueError("not an absolute path or a URI with a scheme")
+    if scheme not in IMAGING_URI_SCHEMES:
+        raise ValueError(f"URI scheme {scheme[:16]!r} not supported (file, http, https)")
+    if not rest.startswith("//"):
+        raise ValueError(f"a {scheme} URI starts with {scheme}://")
+    if scheme == "file":
+        if not rest[2:].lstrip("/") or not rest[2:].startswith(("/", "localhost/")):
+            raise ValueError("a file URI names an absolute local path (file:///...)")
+    elif not rest[2:].split("/", 1)[0]:
+        raise ValueError(f"a {scheme} URL has a host")
+    return value
+
+
+class ImagingStudyEvent(BaseModel):
+    """A new imaging study announced by PACS on ``imaging-studies``, keyed by patient id.
+
+    The pixel data never travel in the message: ``uri`` points at them (a directory or file
+    of DICOM instances, or a DICOMweb / WADO-RS URL). Only chest CT is scored; the decoder
+    (:func:`wardwatch.ingest.decode_imaging_study`) dead-letters anything else with an
+    :class:`ImagingReason`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    patient_id: str = Field(min_length=1, max_length=128)
+    study_instance_uid: DicomUid
+    series_instance_uid: DicomUid
+    modality: Annotated[str, BeforeValidator(_code_string), AfterValidator(_modality)]
+    body_part: Annotated[str, BeforeValidator(_code_string), AfterValidator(_body_part)]
+    acquired_at: AwareDatetime
+    uri: Annotated[str, Field(min_length=1, max_length=2048), AfterValidator(_pixel_uri)]
+
+    def acquired_at_ms(self) -> int:
+        return int(self.acquired_at.timestamp() * 1000)

@@ -1,4 +1,5 @@
-"""Ingest decoder: one raw message value (bytes) -> validated vitals events or a rejection.
+"""Ingest decoders: one raw message value (bytes) -> validated vitals events, or an imaging
+study announcement, or a rejection.
 
 The public API of the decoder; ``docs/ingest.md`` describes the accepted inputs, the
 rejection reasons and the warning codes.
@@ -7,6 +8,7 @@ rejection reasons and the warning codes.
 from wardwatch.ingest.codes import LOINC_TO_FIELD
 from wardwatch.ingest.decode import decode_vitals
 from wardwatch.ingest.fhir import FHIR_BUNDLE_TYPES
+from wardwatch.ingest.imaging import MAX_IMAGING_EVENT_BYTES, ImagingRejection, decode_imaging_study
 from wardwatch.ingest.json_events import json_kind
 from wardwatch.ingest.limits import VITAL_LIMITS, VitalLimits, extreme_readings
 from wardwatch.ingest.result import (
@@ -28,6 +30,7 @@ from wardwatch.ingest.validate import (
 __all__ = [
     "FHIR_BUNDLE_TYPES",
     "LOINC_TO_FIELD",
+    "MAX_IMAGING_EVENT_BYTES",
     "OXYGEN_FLOW_RANGE_L_PER_MIN",
     "PLAUSIBLE_RANGES",
     "STALE_AFTER_S",
@@ -36,10 +39,12 @@ __all__ = [
     "W_VERIFY_READING",
     "Checked",
     "Decoded",
+    "ImagingRejection",
     "IngestUsageError",
     "ReadingFlag",
     "Rejection",
     "VitalLimits",
+    "decode_imaging_study",
     "decode_vitals",
     "extreme_readings",
     "json_kind",
