@@ -6,8 +6,8 @@
     alert-commands ──► commands agent (agents.commands) ──► alerts
     timers ──► escalation of owned patients' alerts; outbox sweep
     alerts ──► pager (its own consumer group, agents.pager) ──► paging webhook
-    (shadow_model_version set) candidate beside the live model ──► alerts-shadow, never
-        paged (agents.shadow)
+    (shadow_model_version set) candidate beside the live model, its alerts ticked by the
+        same timers ──► alerts-shadow, never paged (agents.shadow)
     control ──► model promotions (agents.control)
 
 Several workers with the same app id share the partitions of ``vitals``; each patient
