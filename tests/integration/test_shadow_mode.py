@@ -289,3 +289,58 @@ async def test_shadow_timers_on_redis_once_across_a_restart(
         assert "held" in await shadow_store.watched()
     finally:
         await store.close()
+
+
+def test_worker_ticks_the_shadow_alert_of_a_silent_patient(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A worker with the live model as its candidate (the two agree): a patient's last
+    reading is held as a possible artifact and nothing follows, while another patient's
+    readings move the partition's event time past the hold; the escalation timer raises it
+    on ``alerts`` and the shadow timer the same transition on ``alerts-shadow``."""
+    from tests.integration.helpers import STABLE, vitals
+    from tests.unit.test_shadow_timers import _decided
+    from wardwatch.topics import partition_for
+
+    root = tmp_path / "registry"
+    shutil.copytree(SHIPPED, root)
+    (root / "deterioration" / "PROMOTED").write_text("v2\n")
+    settings = settings.model_copy(update={"model_registry": root, "shadow_model_version": "v2"})
+    ensure_topics(settings)
+    start = hours_ago(3).replace(microsecond=0)
+    n = settings.partitions
+    clock_pid = "clock-0"
+    held_pid = next(
+        p
+        for p in (f"held-{i}" for i in range(100))
+        if partition_for(p, n) == partition_for(clock_pid, n)
+    )
+    drop = vitals(held_pid, start + timedelta(minutes=62), **{**STABLE, "spo2_pct": 84})
+    held = [*stable(held_pid, start, steps=4), drop]
+    # in the log after the held reading: event time goes on without the held patient
+    items = [(held_pid, v) for v in held] + [(clock_pid, v) for v in stable(clock_pid, start)]
+
+    def raised(ms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            m for m in ms if m["patient_id"] == held_pid and "unacknowledged" not in m["reason"]
+        ]
+
+    worker = start_worker(settings, tmp_path)
+    try:
+        publish(settings, settings.topics.vitals, items)
+        shadow = consume(
+            settings, settings.topics.alerts_shadow, until=lambda ms: bool(raised(ms)), timeout_s=90
+        )
+        time.sleep(1)
+        metrics = worker.metrics()
+    finally:
+        worker.stop()
+    live = consume(settings, settings.topics.alerts, until=lambda ms: False, timeout_s=4)
+    live_held = list({m["transition_id"]: m for m in raised(live)}.values())
+    shadow_held = list({m["transition_id"]: m for m in raised(shadow)}.values())
+    assert live_held and live_held[0]["explanation"]["confirmation"]["status"] == "unconfirmed"
+    assert _decided(shadow_held) == _decided(live_held)
+    assert all(m["shadow"] is True and m["model_version"] == "v2" for m in shadow_held)
+    timer = "wardwatch_shadow_timer_transitions_total"
+    assert metrics[f'{timer}{{kind="held_reading"}}'] == 1
+    assert sum(v for k, v in metrics.items() if k.startswith("wardwatch_shadow_errors_total")) == 0
