@@ -566,8 +566,22 @@ class ScoringPipeline:
     async def discharge(self, pid: str) -> BatchResult:
         """The patient was discharged or transferred out: close the alert (RESOLVED,
         ``discharged``); until a new admission's context, their vitals are scored for the
-        record without the alert policy."""
-        return await self._act([pid], lambda p, st, now: policy_discharge(p, st, now), retries=3)
+        record without the alert policy. The shadow's alert, if any, is closed alike
+        (``shadow_emitted``), after the live one."""
+        result = await self._act([pid], lambda p, st, now: policy_discharge(p, st, now), retries=3)
+        shadow = self.shadow if self.alerts else None
+        if shadow is not None:
+            async with self._writing:
+                now = self.policy_now_ms()
+                model = self.models.current if self.models is not None else None
+                done = await shadow.discharge(
+                    pid,
+                    now,
+                    lambda ev: alert_message(ev, None, now),
+                    model.version if model is not None else None,
+                )
+            result.shadow_emitted, result.shadow_outbox_ids = done.emitted, done.outbox_ids
+        return result
 
     async def _act(
         self,

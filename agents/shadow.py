@@ -54,6 +54,7 @@ from typing import Any, Protocol
 
 from agents.model_stage import ModelStage, Staged, version_policy
 from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
+from alerts import discharge as policy_discharge
 from alerts import tick as policy_tick
 from alerts.webhook import should_page
 from models.news2 import News2Result
@@ -588,30 +589,68 @@ class Shadow:
         of them): held readings and overdue repeats on each patient's event time
         (``event_now``), as the live timer runs them; no re-pages. Never raises (a
         failure is logged and counted, the shadow's tick is skipped)."""
-        try:
-            return await self._tick(pids, now_ms, event_now, policy, message, live_version)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - the shadow never stops the live path
-            log.exception("shadow timers failed; shadow skips this tick")
-            self._error("store")
+        model = self.holder.current
+        if model is None:
             return ShadowResult()
+        shadow_policy = version_policy(policy, model)
 
-    async def _tick(
+        def timers(pid: str, st: AlertState) -> tuple[AlertState, list[AlertEvent]]:
+            return policy_tick(pid, st, now_ms, shadow_policy, event_now(pid), repages=False)
+
+        result = await self._act(pids, timers, message, live_version, "shadow timers")
+        if self.on_timer is not None:
+            for e in result.emitted:
+                self.on_timer(_timer_kind(e))
+        return result
+
+    async def discharge(
         self,
-        pids: Sequence[str],
+        pid: str,
         now_ms: int,
-        event_now: Callable[[str], int],
-        policy: PolicyConfig,
         message: Callable[[AlertEvent], dict[str, Any]],
         live_version: str | None,
     ) -> ShadowResult:
+        """The patient left the ward: their shadow alert is closed as the live one is
+        (RESOLVED, ``discharged``; nothing held any more), so that no shadow timer runs on
+        it. Never raises."""
+
+        def close(p: str, st: AlertState) -> tuple[AlertState, list[AlertEvent]]:
+            return policy_discharge(p, st, now_ms)
+
+        return await self._act([pid], close, message, live_version, "shadow discharge")
+
+    async def _act(
+        self,
+        pids: Sequence[str],
+        fn: Callable[[str, AlertState], tuple[AlertState, list[AlertEvent]]],
+        message: Callable[[AlertEvent], dict[str, Any]],
+        live_version: str | None,
+        what: str,
+    ) -> ShadowResult:
+        try:
+            return await self._act_once(pids, fn, message, live_version)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the shadow never stops the live path
+            log.exception("%s failed; the shadow skips them this time", what)
+            self._error("store")
+            return ShadowResult()
+
+    async def _act_once(
+        self,
+        pids: Sequence[str],
+        fn: Callable[[str, AlertState], tuple[AlertState, list[AlertEvent]]],
+        message: Callable[[AlertEvent], dict[str, Any]],
+        live_version: str | None,
+    ) -> ShadowResult:
+        """``fn`` on the patients' shadow alert states: one load, one guarded commit of
+        those it changed (conditional on the state loaded), and the patients left with
+        nothing to time out of the timer index."""
         model = self.holder.current
         if model is None or not pids:
             return ShadowResult()
         fence = int(time.time() * 1000) - 1  # a commit after this load keeps its entry
         loaded = await self.store.load(pids)
-        shadow_policy = version_policy(policy, model)
         writes: list[ShadowWrite] = []
         idle: list[str] = []  # nothing to time (or no shadow state left): out of the index
         for pid, st in loaded.items():
@@ -619,10 +658,8 @@ class Shadow:
                 idle.append(pid)
                 continue
             before = AlertState.from_json(st.alert)
-            after, evs = policy_tick(
-                pid, before, now_ms, shadow_policy, event_now(pid), repages=False
-            )
-            if not evs:
+            after, evs = fn(pid, before)
+            if after is before:  # unchanged
                 if not _watching(before):
                     idle.append(pid)
                 continue
@@ -630,9 +667,6 @@ class Shadow:
             msgs = [self._message(message(ev), model, live_version, None) for ev in evs]
             writes.append(ShadowWrite(pid, st, msgs, _watching(after)))
         result = await self._commit(writes) if writes else ShadowResult()
-        if self.on_timer is not None:
-            for e in result.emitted:
-                self.on_timer(_timer_kind(e))
         if idle:
             await self.store.unwatch(idle, fence)
         return result

@@ -486,6 +486,8 @@ class Worker:
             await self.retrying(
                 "publish", lambda: self.outbox.publish_alerts(result.emitted, result.outbox_ids)
             )
+            if self.shadow_publisher is not None:  # never raises: left for the sweep
+                await self.shadow_publisher.publish(result.shadow_emitted, result.shadow_outbox_ids)
 
     async def _dead_letter_page(
         self,

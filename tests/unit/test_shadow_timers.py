@@ -14,6 +14,7 @@ import pytest
 from agents.model_stage import Incoming, ModelHolder
 from agents.pipeline import BatchResult, ScoringPipeline
 from agents.shadow import MemoryShadowStore, Shadow, ShadowHolder
+from alerts import AlertState
 from models.runtime import DeteriorationModel
 from tests.unit.observations import NORMAL
 from tests.unit.test_alert_policy import N5
@@ -175,3 +176,43 @@ async def test_an_overdue_repeat_pages_on_both_sides_and_the_idle_leave_the_inde
     shadow_store.watch["clock"] = 0  # a stale entry: nothing to time
     await pipe.shadow_tick(await shadow_store.watched())
     assert "clock" not in shadow_store.watch and {"held", "medium"} <= set(shadow_store.watch)
+
+
+async def test_a_discharge_closes_the_shadow_alert_too_and_no_timer_runs_on_it(
+    model: DeteriorationModel,
+) -> None:
+    """Discharged after the first part (an open alert, a held reading): the shadow closes
+    the alert as the live side does (RESOLVED, ``discharged``) and drops what was held;
+    its later ticks raise nothing, and the patients leave its timer index."""
+    store = MemoryStateStore()
+    shadow_store = MemoryShadowStore("v2")
+    counts = Counts()
+    shadow = Shadow(shadow_store, ShadowHolder("v2", model), store, on_error=counts.error)
+    pipe = ScoringPipeline(store, models=ModelHolder(model), clock=_clock, shadow=shadow)
+    first, rest = silent_after_hold()
+    live: list[dict[str, Any]] = []
+    shadowed: list[dict[str, Any]] = []
+    r = await pipe.process(first)
+    live += r.emitted
+    shadowed += r.shadow_emitted
+    for pid in ("held", "medium"):
+        await store.set_context(pid, {"patient_id": pid, "discharged": True})
+        r = await pipe.discharge(pid)
+        live += r.emitted
+        shadowed += r.shadow_emitted
+    (closed,) = [m for m in shadowed if m["transition"] == "RESOLVED"]
+    assert closed["patient_id"] == "medium" and closed["reason"] == ["discharged"]
+    assert closed["shadow"] is True and closed["would_page"] is False
+    r = await pipe.process(rest)
+    live += r.emitted
+    shadowed += r.shadow_emitted
+    live += (await pipe.tick(sorted(store.watch))).emitted
+    ticked = await pipe.shadow_tick(await shadow_store.watched())
+    assert ticked.shadow_emitted == []
+    medium = [m for m in live if m["patient_id"] == "medium"]
+    assert _decided(shadowed) == _decided(medium) and counts.errors == {}
+    # nothing is held for the discharged patient on the shadow side any more
+    assert [m for m in shadowed if m["patient_id"] == "held"] == []
+    loaded = await shadow_store.load(["held"])
+    assert AlertState.from_json(loaded["held"].alert).pending_candidate is None
+    assert not {"held", "medium"} & set(shadow_store.watch)
