@@ -23,9 +23,10 @@ timer, a held reading whose hold is over is raised and a medium alert whose repe
 observation is overdue is paged, committed through the same guarded commit into the
 shadow outbox and published on ``alerts-shadow`` like the batch's. Nobody acknowledges
 shadow alerts, so they are never re-paged (``unacknowledged``); the comparison leaves
-those out on both sides. Which patients have shadow timers is kept in the shadow's own
-``watch`` index (a superset, like the live one: the tick drops those with nothing to
-time).
+those out on both sides. A discharge closes the shadow alert as it closes the live one
+(:meth:`Shadow.discharge`), so no shadow timer runs on a patient who has left. Which
+patients have shadow timers is kept in the shadow's own ``watch`` index (a superset,
+like the live one: the tick drops those with nothing to time).
 
 The shadow never changes what the live path reads or writes: its keys are its own
 namespace, its failures (load, model, Redis, Kafka) are logged and counted in
