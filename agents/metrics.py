@@ -211,6 +211,13 @@ class Metrics:
             ["priority"],
             registry=r,
         )
+        self.shadow_timer_transitions = Counter(
+            "wardwatch_shadow_timer_transitions_total",
+            "Shadow transitions the escalation timer made (held_reading: a held reading "
+            "raised at the end of its hold; no_repeat_observation: an overdue repeat paged)",
+            ["kind"],
+            registry=r,
+        )
         self.shadow_errors = Counter(
             "wardwatch_shadow_errors_total",
             "Shadow failures, by reason (load, model_error, no_model, conflict, store, "

@@ -529,6 +529,30 @@ class ScoringPipeline:
 
         return await self._act(pids, timers, now_ms=now_ms)
 
+    async def shadow_tick(self, pids: Sequence[str], now_ms: int | None = None) -> BatchResult:
+        """The same timers on the shadow alert states of ``pids`` (see ``Shadow.tick``):
+        the same clocks as :meth:`tick`, one load and one commit for all of them; the
+        would-be transitions in ``shadow_emitted``. Never raises, never writes the live
+        state; without a shadow, nothing."""
+        result = BatchResult()
+        shadow = self.shadow if self.alerts else None
+        if shadow is None or not pids:
+            return result
+        n = self.partitions
+        async with self._writing:
+            now = self.policy_now_ms() if now_ms is None else now_ms
+            model = self.models.current if self.models is not None else None
+            done = await shadow.tick(
+                list(dict.fromkeys(pids)),
+                now,
+                lambda pid: self.event_now(partition_for(pid, n)),
+                self.policy,
+                lambda ev: alert_message(ev, None, now),
+                model.version if model is not None else None,
+            )
+        result.shadow_emitted, result.shadow_outbox_ids = done.emitted, done.outbox_ids
+        return result
+
     async def acknowledge(self, pid: str, actor: str, now_ms: int | None = None) -> BatchResult:
         return await self._act(
             [pid], lambda p, st, now: policy_acknowledge(p, st, actor, now), 3, now_ms
@@ -542,8 +566,22 @@ class ScoringPipeline:
     async def discharge(self, pid: str) -> BatchResult:
         """The patient was discharged or transferred out: close the alert (RESOLVED,
         ``discharged``); until a new admission's context, their vitals are scored for the
-        record without the alert policy."""
-        return await self._act([pid], lambda p, st, now: policy_discharge(p, st, now), retries=3)
+        record without the alert policy. The shadow's alert, if any, is closed alike
+        (``shadow_emitted``), after the live one."""
+        result = await self._act([pid], lambda p, st, now: policy_discharge(p, st, now), retries=3)
+        shadow = self.shadow if self.alerts else None
+        if shadow is not None:
+            async with self._writing:
+                now = self.policy_now_ms()
+                model = self.models.current if self.models is not None else None
+                done = await shadow.discharge(
+                    pid,
+                    now,
+                    lambda ev: alert_message(ev, None, now),
+                    model.version if model is not None else None,
+                )
+            result.shadow_emitted, result.shadow_outbox_ids = done.emitted, done.outbox_ids
+        return result
 
     async def _act(
         self,

@@ -17,11 +17,20 @@ Per batch, with ``shadow_model_version`` set, the scoring pipeline also:
    published again at start-up and by the outbox sweep (at least once, keyed by
    transition id).
 
+The worker's escalation timer also ticks the shadow alert states of the patients it owns
+(:meth:`Shadow.tick`, after the live tick): on the same event-time clock as the live
+timer, a held reading whose hold is over is raised and a medium alert whose repeat
+observation is overdue is paged, committed through the same guarded commit into the
+shadow outbox and published on ``alerts-shadow`` like the batch's. Nobody acknowledges
+shadow alerts, so they are never re-paged (``unacknowledged``); the comparison leaves
+those out on both sides. A discharge closes the shadow alert as it closes the live one
+(:meth:`Shadow.discharge`), so no shadow timer runs on a patient who has left. Which
+patients have shadow timers is kept in the shadow's own ``watch`` index (a superset,
+like the live one: the tick drops those with nothing to time).
+
 The shadow never changes what the live path reads or writes: its keys are its own
 namespace, its failures (load, model, Redis, Kafka) are logged and counted in
-``wardwatch_shadow_errors_total`` and the live batch goes on. No timer runs on shadow
-alerts (no one acknowledges them, so re-pages for unacknowledged alerts would mean
-nothing); held readings are raised at the patient's next observation.
+``wardwatch_shadow_errors_total`` and the live batch goes on.
 
 Redis keys, ``{ns}`` = ``{prefix}:shadow:{version}`` (a version has its own state)::
 
@@ -30,6 +39,7 @@ Redis keys, ``{ns}`` = ``{prefix}:shadow:{version}`` (a version has its own stat
     {ns}:v2:ob:{tag}         stream shadow transitions committed, not yet on Kafka
     {ns}:v2:aid:{tag}:{tid}  string NX guard per shadow transition id
     {ns}:v2:outbox           zset   pid -> time of the latest commit with transitions
+    {ns}:v2:watch            zset   pid -> time of the latest commit leaving timers to run
 """
 
 from __future__ import annotations
@@ -44,7 +54,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from agents.model_stage import ModelStage, Staged, version_policy
-from alerts import AlertState, Observation, PolicyConfig, evaluate
+from alerts import AlertEvent, AlertState, Observation, PolicyConfig, evaluate
+from alerts import discharge as policy_discharge
+from alerts import tick as policy_tick
 from alerts.webhook import should_page
 from models.news2 import News2Result
 from models.runtime import DeteriorationModel
@@ -59,19 +71,21 @@ from wardwatch.store_commit import dumps as _dumps
 log = logging.getLogger("wardwatch.shadow")
 
 # KEYS: p, ob, then the NX guard of each transition. ARGV: 1 expected watermark, 2 new
-# watermark, 3 model state JSON, 4 alert state JSON, 5 TTL, 6 guard TTL, then per
-# transition: its id, its event JSON. Returns {0} when the stored watermark is not the
-# expected one (another writer: nothing written), else {1, {index, stream id, ...}}.
+# watermark, 3 model state JSON, 4 alert state JSON, 5 TTL, 6 guard TTL, 7 expected alert
+# state JSON, then per transition: its id, its event JSON. Returns {0} when the stored
+# watermark or alert state is not the one loaded (another writer: nothing written; a
+# timer's commit leaves the watermark as it is), else {1, {index, stream id, ...}}.
 SHADOW_COMMIT_LUA = r"""
-local w = tonumber(redis.call('HGET', KEYS[1], 'w') or '-1')
-if w ~= tonumber(ARGV[1]) then return {0} end
+local stored = redis.call('HMGET', KEYS[1], 'w', 'a')
+if tonumber(stored[1] or '-1') ~= tonumber(ARGV[1]) then return {0} end
+if (stored[2] or '') ~= ARGV[7] then return {0} end
 local ttl = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'w', ARGV[2], 'm', ARGV[3], 'a', ARGV[4])
 redis.call('EXPIRE', KEYS[1], ttl)
 local accepted = {}
 local j = 0
-while 7 + 2 * j <= #ARGV do
-  local a = 7 + 2 * j
+while 8 + 2 * j <= #ARGV do
+  local a = 8 + 2 * j
   if redis.call('SET', KEYS[3 + j], '1', 'NX', 'EX', ARGV[6]) then
     local sid = redis.call('XADD', KEYS[2], '*', 'tid', ARGV[a], 'event', ARGV[a + 1])
     redis.call('EXPIRE', KEYS[2], ttl)
@@ -87,12 +101,14 @@ _COMMIT = Lua(SHADOW_COMMIT_LUA)
 
 @dataclass
 class ShadowState:
-    """One patient's shadow: as loaded (``loaded_ms`` is the commit's condition)."""
+    """One patient's shadow: as loaded (``loaded_ms`` and ``loaded_alert`` are the
+    commit's condition)."""
 
     watermark_ms: int = -1
     model: dict[str, Any] | None = None
     alert: str | None = None
     loaded_ms: int = -1
+    loaded_alert: str | None = None
 
 
 @dataclass
@@ -100,6 +116,7 @@ class ShadowWrite:
     pid: str
     state: ShadowState
     events: list[dict[str, Any]] = field(default_factory=list)
+    watch: bool | None = None  # its alert state has timers to run (None: not known)
 
 
 class ShadowStore(Protocol):
@@ -114,6 +131,13 @@ class ShadowStore(Protocol):
     ) -> list[tuple[str, dict[str, Any]]]: ...
     async def outbox_patients(self) -> list[str]: ...
     async def done(self, outbox_ids: Sequence[str]) -> None: ...
+    async def watched(self) -> list[str]: ...
+    async def unwatch(self, pids: Sequence[str], before_ms: int) -> None: ...
+
+
+def _watching(alert: AlertState) -> bool:
+    """Whether a shadow alert state has timers to run (see :meth:`Shadow.tick`)."""
+    return alert.status in ("open", "acknowledged") or alert.pending_candidate is not None
 
 
 def _state_json(model: dict[str, Any] | None) -> str:
@@ -162,7 +186,8 @@ class RedisShadowStore:
         for pid, (w, m, a) in zip(unique, rows, strict=True):
             wm = int(w) if w is not None else -1
             model = json.loads(m) if m else None
-            out[pid] = ShadowState(wm, model, _str(a) if a else None, wm)
+            alert = _str(a) if a else None
+            out[pid] = ShadowState(wm, model, alert, wm, alert)
         return out
 
     async def commit(
@@ -176,6 +201,10 @@ class RedisShadowStore:
         now = int(time.time() * 1000)
         intents = [a for w in writes if w.events for a in (now, w.pid)]
         first = [Call(("ZADD", self.key("outbox"), "GT", *intents))] if intents else []
+        # into the timer index before the commit (a superset: the tick drops the rest)
+        timed = [a for w in writes if w.watch for a in (now, w.pid)]
+        if timed:
+            first.append(Call(("ZADD", self.key("watch"), "GT", *timed)))
         scripts = []
         for w in writes:
             keys = [self.key("p", w.pid), self.key("ob", w.pid)]
@@ -188,6 +217,7 @@ class RedisShadowStore:
                 s.alert or "",
                 self.ttl_s,
                 self.guard_ttl_s,
+                s.loaded_alert or "",
             ]
             for e in w.events:
                 args += [e["transition_id"], _dumps(e)]
@@ -234,6 +264,17 @@ class RedisShadowStore:
                 ]
             )
 
+    async def watched(self) -> list[str]:
+        """Patients whose shadow alert state may have timers to run (a superset)."""
+        return [_str(v) for v in await self.r.zrange(self.key("watch"), 0, -1)]
+
+    async def unwatch(self, pids: Sequence[str], before_ms: int) -> None:
+        """Drop ``pids`` from the timer index, fenced by ``before_ms``: a commit since
+        that left timers to run keeps its entry."""
+        if pids:
+            args = [a for p in pids for a in (p, before_ms)]
+            await self._run([Call(tuple(args), FENCED_ZREM, [self.key("watch")])])
+
     async def trim(self, pids: Sequence[str], before_ms: int) -> None:
         """Drop from the outbox index the patients among ``pids`` whose shadow outbox is
         empty (fenced by ``before_ms``: a commit since keeps its entry)."""
@@ -253,6 +294,7 @@ class MemoryShadowStore:
         self.states: dict[str, str] = {}
         self.guards: set[tuple[str, str]] = set()
         self.pending: dict[str, dict[str, Any]] = {}  # outbox id -> event, commit order
+        self.watch: dict[str, int] = {}  # pid -> time of the latest commit watching it
         self._n = 0
 
     async def load(self, pids: Sequence[str]) -> dict[str, ShadowState]:
@@ -262,7 +304,8 @@ class MemoryShadowStore:
             d = json.loads(raw) if raw else {}
             wm = int(d.get("w", -1))
             m = d.get("m")
-            out[pid] = ShadowState(wm, json.loads(m) if m else None, d.get("a") or None, wm)
+            a = d.get("a") or None
+            out[pid] = ShadowState(wm, json.loads(m) if m else None, a, wm, a)
         return out
 
     async def commit(
@@ -270,9 +313,16 @@ class MemoryShadowStore:
     ) -> tuple[list[str], list[tuple[str, dict[str, Any]]]]:
         conflicts: list[str] = []
         accepted: list[tuple[str, dict[str, Any]]] = []
+        now = int(time.time() * 1000)
+        for w in writes:
+            if w.watch:
+                self.watch[w.pid] = max(now, self.watch.get(w.pid, now))
         for w in writes:
             raw = self.states.get(w.pid)
-            if int(json.loads(raw).get("w", -1) if raw else -1) != w.state.loaded_ms:
+            stored = json.loads(raw) if raw else {}
+            if int(stored.get("w", -1)) != w.state.loaded_ms or (stored.get("a") or "") != (
+                w.state.loaded_alert or ""
+            ):
                 conflicts.append(w.pid)
                 continue
             s = w.state
@@ -308,6 +358,19 @@ class MemoryShadowStore:
         for oid in outbox_ids:
             self.pending.pop(oid, None)
 
+    async def watched(self) -> list[str]:
+        return list(self.watch)
+
+    async def unwatch(self, pids: Sequence[str], before_ms: int) -> None:
+        for pid in pids:
+            if self.watch.get(pid, before_ms + 1) <= before_ms:
+                del self.watch[pid]
+
+
+def _timer_kind(msg: dict[str, Any]) -> str:
+    """What a shadow timer transition was: a held reading raised, or an overdue repeat."""
+    return "no_repeat_observation" if "no_repeat_observation" in msg["reason"] else "held_reading"
+
 
 @dataclass
 class ShadowHolder:
@@ -340,6 +403,7 @@ class Shadow:
         on_error: ErrorCount | None = None,
         on_scored: Callable[[int], None] | None = None,
         on_would_page: Callable[[str], None] | None = None,
+        on_timer: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.holder = holder
@@ -347,6 +411,7 @@ class Shadow:
         self.on_error = on_error
         self.on_scored = on_scored
         self.on_would_page = on_would_page
+        self.on_timer = on_timer  # a shadow timer transition committed, by kind
         # its own model stage: contributions are not computed (one ONNX call per wave)
         self.stage = ModelStage(
             states,
@@ -460,12 +525,7 @@ class Shadow:
             after, evs = evaluate(pid, before, obs, shadow_policy, sms)
             alerts[pid] = after
             for ev in evs:
-                msg = message(ev, it.item.source_ts_ms)
-                msg["shadow"] = True
-                msg["model_version"] = model.version
-                msg["live_model_version"] = live_version
-                msg["fused_risk"] = None if fused is None else round(float(fused), 6)
-                msg["would_page"] = should_page(msg, self.min_priority)
+                msg = self._message(message(ev, it.item.source_ts_ms), model, live_version, fused)
                 events.setdefault(pid, []).append(msg)
         if self.on_scored is not None:
             self.on_scored(len(todo))
@@ -473,9 +533,14 @@ class Shadow:
         for pid, proxy in proxies.items():
             st = loaded[pid]
             st.model = proxy.model
+            watch = None
             if pid in alerts:
                 st.alert = alerts[pid].to_json()
-            writes.append(ShadowWrite(pid, st, events.get(pid, [])))
+                watch = _watching(alerts[pid])
+            writes.append(ShadowWrite(pid, st, events.get(pid, []), watch))
+        return await self._commit(writes)
+
+    async def _commit(self, writes: Sequence[ShadowWrite]) -> ShadowResult:
         conflicts, accepted = await self.store.commit(writes)
         if conflicts:
             self._error("conflict", len(conflicts))
@@ -483,6 +548,129 @@ class Shadow:
             if e["would_page"] and self.on_would_page is not None:
                 self.on_would_page(str(e["priority"]))
         return ShadowResult([e for _, e in accepted], [oid for oid, _ in accepted])
+
+    def _message(
+        self,
+        msg: dict[str, Any],
+        model: DeteriorationModel,
+        live_version: str | None,
+        fused: float | None,
+    ) -> dict[str, Any]:
+        msg["shadow"] = True
+        msg["model_version"] = model.version
+        msg["live_model_version"] = live_version
+        msg["fused_risk"] = None if fused is None else round(float(fused), 6)
+        msg["would_page"] = should_page(msg, self.min_priority)
+        return msg
+
+    async def watched(self) -> list[str]:
+        """The patients whose shadow alert state may have timers to run (a superset), or
+        none (counted) when the shadow idles or the index cannot be read."""
+        if self.holder.current is None:
+            return []
+        try:
+            return await self.store.watched()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the shadow never stops the live path
+            log.exception("shadow timer index not readable; shadow timers skip this tick")
+            self._error("store")
+            return []
+
+    async def tick(
+        self,
+        pids: Sequence[str],
+        now_ms: int,
+        event_now: Callable[[str], int],
+        policy: PolicyConfig,
+        message: Callable[[AlertEvent], dict[str, Any]],
+        live_version: str | None,
+    ) -> ShadowResult:
+        """The timers of the patients' shadow alert states (one load, one commit for all
+        of them): held readings and overdue repeats on each patient's event time
+        (``event_now``), as the live timer runs them; no re-pages. Never raises (a
+        failure is logged and counted, the shadow's tick is skipped)."""
+        model = self.holder.current
+        if model is None:
+            return ShadowResult()
+        shadow_policy = version_policy(policy, model)
+
+        def timers(pid: str, st: AlertState) -> tuple[AlertState, list[AlertEvent]]:
+            return policy_tick(pid, st, now_ms, shadow_policy, event_now(pid), repages=False)
+
+        result = await self._act(pids, timers, message, live_version, "shadow timers")
+        if self.on_timer is not None:
+            for e in result.emitted:
+                self.on_timer(_timer_kind(e))
+        return result
+
+    async def discharge(
+        self,
+        pid: str,
+        now_ms: int,
+        message: Callable[[AlertEvent], dict[str, Any]],
+        live_version: str | None,
+    ) -> ShadowResult:
+        """The patient left the ward: their shadow alert is closed as the live one is
+        (RESOLVED, ``discharged``; nothing held any more), so that no shadow timer runs on
+        it. Never raises."""
+
+        def close(p: str, st: AlertState) -> tuple[AlertState, list[AlertEvent]]:
+            return policy_discharge(p, st, now_ms)
+
+        return await self._act([pid], close, message, live_version, "shadow discharge")
+
+    async def _act(
+        self,
+        pids: Sequence[str],
+        fn: Callable[[str, AlertState], tuple[AlertState, list[AlertEvent]]],
+        message: Callable[[AlertEvent], dict[str, Any]],
+        live_version: str | None,
+        what: str,
+    ) -> ShadowResult:
+        try:
+            return await self._act_once(pids, fn, message, live_version)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the shadow never stops the live path
+            log.exception("%s failed; the shadow skips them this time", what)
+            self._error("store")
+            return ShadowResult()
+
+    async def _act_once(
+        self,
+        pids: Sequence[str],
+        fn: Callable[[str, AlertState], tuple[AlertState, list[AlertEvent]]],
+        message: Callable[[AlertEvent], dict[str, Any]],
+        live_version: str | None,
+    ) -> ShadowResult:
+        """``fn`` on the patients' shadow alert states: one load, one guarded commit of
+        those it changed (conditional on the state loaded), and the patients left with
+        nothing to time out of the timer index."""
+        model = self.holder.current
+        if model is None or not pids:
+            return ShadowResult()
+        fence = int(time.time() * 1000) - 1  # a commit after this load keeps its entry
+        loaded = await self.store.load(pids)
+        writes: list[ShadowWrite] = []
+        idle: list[str] = []  # nothing to time (or no shadow state left): out of the index
+        for pid, st in loaded.items():
+            if st.alert is None:
+                idle.append(pid)
+                continue
+            before = AlertState.from_json(st.alert)
+            after, evs = fn(pid, before)
+            if after is before:  # unchanged
+                if not _watching(before):
+                    idle.append(pid)
+                continue
+            st.alert = after.to_json()
+            msgs = [self._message(message(ev), model, live_version, None) for ev in evs]
+            writes.append(ShadowWrite(pid, st, msgs, _watching(after)))
+        result = await self._commit(writes) if writes else ShadowResult()
+        if idle:
+            await self.store.unwatch(idle, fence)
+        return result
 
 
 class ShadowPublisher:

@@ -6,8 +6,8 @@
     alert-commands ──► commands agent (agents.commands) ──► alerts
     timers ──► escalation of owned patients' alerts; outbox sweep
     alerts ──► pager (its own consumer group, agents.pager) ──► paging webhook
-    (shadow_model_version set) candidate beside the live model ──► alerts-shadow, never
-        paged (agents.shadow)
+    (shadow_model_version set) candidate beside the live model, its alerts ticked by the
+        same timers ──► alerts-shadow, never paged (agents.shadow)
     control ──► model promotions (agents.control)
 
 Several workers with the same app id share the partitions of ``vitals``; each patient
@@ -180,6 +180,8 @@ class Worker:
             return None
         for reason in ("load", "model_error", "conflict", "store", "publish"):
             self.metrics.shadow_errors.labels(reason).inc(0)
+        for kind in ("held_reading", "no_repeat_observation"):
+            self.metrics.shadow_timer_transitions.labels(kind).inc(0)
         holder = ShadowHolder(settings.shadow_model_version)
         self.shadow_control = ShadowControl(settings, holder, self._shadow_error)
         self.shadow_control.load()
@@ -198,6 +200,7 @@ class Worker:
             on_error=self._shadow_error,
             on_scored=self.metrics.shadow_scored.inc,
             on_would_page=lambda priority: self.metrics.shadow_would_page.labels(priority).inc(),
+            on_timer=lambda kind: self.metrics.shadow_timer_transitions.labels(kind).inc(),
         )
 
     def _shadow_error(self, reason: str, n: int = 1) -> None:
@@ -233,6 +236,8 @@ class Worker:
         @app.timer(interval=tick_s)
         async def escalate() -> None:
             await in_background("escalation", self.escalate_due, self._failed)
+            if self.shadow_publisher is not None:  # after the live pages, same clocks
+                await in_background("escalation", self.shadow_timers, self._failed)
 
         @app.timer(interval=s.outbox_sweep_s)
         async def sweep() -> None:
@@ -430,6 +435,19 @@ class Worker:
         result = await self.pipeline.tick(watched)
         await self.outbox.publish_alerts(result.emitted, result.outbox_ids)
 
+    async def shadow_timers(self) -> None:
+        """The shadow's timers for the owned patients it watches (after the live ones, on
+        the same clocks), their would-be transitions on ``alerts-shadow``. Never raises:
+        a failure is counted and left for the next tick or the shadow outbox sweep."""
+        shadow, publisher = self.pipeline.shadow, self.shadow_publisher
+        if shadow is None or publisher is None:
+            return
+        watched = self.owned(await shadow.watched())
+        if not watched:
+            return
+        result = await self.pipeline.shadow_tick(watched)
+        await publisher.publish(result.shadow_emitted, result.shadow_outbox_ids)
+
     async def submit_command(self, command: AlertCommand) -> None:
         """Publish a care-team command keyed by patient; returns once the broker has it."""
         fut = await self.commands_topic.send(
@@ -468,6 +486,8 @@ class Worker:
             await self.retrying(
                 "publish", lambda: self.outbox.publish_alerts(result.emitted, result.outbox_ids)
             )
+            if self.shadow_publisher is not None:  # never raises: left for the sweep
+                await self.shadow_publisher.publish(result.shadow_emitted, result.shadow_outbox_ids)
 
     async def _dead_letter_page(
         self,

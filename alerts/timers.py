@@ -165,9 +165,13 @@ def tick(
     now_ms: int,
     config: PolicyConfig,
     stream_ms: int | None = None,
+    *,
+    repages: bool = True,
 ) -> tuple[AlertState, list[AlertEvent]]:
     """Time-driven transitions: re-pages at ``now_ms`` (wall clock), held readings at
     ``stream_ms`` (event time; ``now_ms`` when not given, e.g. a replay on event time).
+    With ``repages`` False only the transitions event time decides run (a shadow's
+    alerts, which nobody acknowledges).
 
     * a held artifact candidate older than ``artifact_max_wait_s`` is raised;
     * a medium/high alert that is open and not acknowledged for ``escalate_unacked_s``
@@ -181,13 +185,17 @@ def tick(
     candidate_due = cand is not None and _hold_over(cand, event_now, config)
     repeat_due = _repeat_overdue(state, event_now, config)
     # the common case: nothing to do, no copy
-    if not candidate_due and not repeat_due and not _repage_due(state, now_ms, config):
+    if (
+        not candidate_due
+        and not repeat_due
+        and not (repages and _repage_due(state, now_ms, config))
+    ):
         return state, []
     st = state.copy()
     events = promote_expired_candidate(patient_id, st, event_now, config)
     events += page_overdue_repeat(patient_id, st, event_now, config)
     # a page that just went out is not re-paged by the same late timer run
-    if not any(e.pages for e in events) and _repage_due(st, now_ms, config):
+    if repages and not any(e.pages for e in events) and _repage_due(st, now_ms, config):
         assert st.last_page_ts_ms is not None
         # a new priority level gets its own re-pages (counted only when one is sent, so
         # the state does not depend on whether a timer or the data raised a held reading)

@@ -86,7 +86,8 @@ async def test_live_redis_state_is_byte_identical_with_shadow(redis_settings: Se
         assert loaded["sick-1"].model and loaded["sick-1"].model["version"] == "v1"
         keys = [k.decode() for k in await store.r.keys(f"{other.redis_prefix}:shadow:*")]
         assert keys and all(k.startswith(f"{other.redis_prefix}:shadow:v1:v2:") for k in keys)
-        assert all("{" in k for k in keys if ":outbox" not in k)  # the patient's hash tag
+        # each patient's keys in the patient's hash tag; the indexes are the shadow's own
+        assert all("{" in k for k in keys if not k.endswith((":outbox", ":watch")))
         pending = await shadow_store.outbox()
         assert pending and all(e["shadow"] for _, e in pending)
         # a writer that loaded an older shadow state (a zombie) changes nothing
@@ -227,3 +228,119 @@ def test_worker_in_shadow_mode_then_validate_shadow(settings: Settings, tmp_path
     # the gate reads it: a window of a few hours is not a 72 h shadow period
     result = reg.gate(root, "deterioration", "v1", min_shadow_h=72)
     assert any(r.startswith("shadow record covers") for r in result.reasons)
+
+
+@pytest.mark.parametrize("redis", ["server", "cluster"])
+@pytest.mark.parametrize("crash", ["after_commit", "before_commit"])
+async def test_shadow_timers_on_redis_once_across_a_restart(
+    redis: str, crash: str, redis_settings: Settings, request: pytest.FixtureRequest
+) -> None:
+    """A held reading whose patient then goes silent: the shadow timer raises it as the
+    live one does; a worker dying after the shadow timer's commit (before publishing) or
+    before it ran, and its successor on the same Redis, leave it on ``alerts-shadow``
+    exactly once."""
+    from agents.shadow import ShadowPublisher
+    from tests.unit.test_shadow import Topic
+    from tests.unit.test_shadow_timers import _clock, _decided, silent_after_hold
+
+    url, cluster = redis_settings.redis_url or "", False
+    if redis == "cluster":
+        url, cluster = request.getfixturevalue("redis_cluster").url, True
+    prefix = redis_settings.redis_prefix
+    model = _model("v2")
+
+    def worker() -> tuple[RedisStateStore, RedisShadowStore, ScoringPipeline]:
+        store = RedisStateStore.from_url(url, cluster=cluster, prefix=prefix)
+        shadow_store = RedisShadowStore(store.r, prefix=prefix, version="v2", cluster=cluster)
+        shadow = Shadow(shadow_store, ShadowHolder("v2", model), store)  # the two agree
+        pipe = ScoringPipeline(store, models=ModelHolder(model), clock=_clock, shadow=shadow)
+        return store, shadow_store, pipe
+
+    first_part, rest = silent_after_hold()
+    store, shadow_store, pipe = worker()
+    await pipe.process(first_part)
+    assert (await pipe.shadow_tick(await shadow_store.watched())).shadow_emitted == []
+    await pipe.process(rest)
+    live = (await pipe.tick(await store.watched())).emitted
+    (raised,) = [m for m in live if m["patient_id"] == "held"]
+    if crash == "after_commit":
+        ticked = await pipe.shadow_tick(await shadow_store.watched())
+        assert _decided(ticked.shadow_emitted) == _decided(live)
+    await store.close()  # the worker dies: nothing of this tick was published
+
+    store, shadow_store, pipe = worker()
+    try:
+        pipe.restore_stream(await store.stream_times())  # event time resumes as stored
+        again = await pipe.shadow_tick(await shadow_store.watched())
+        if crash == "after_commit":
+            assert again.shadow_emitted == []  # committed before the crash
+        else:
+            assert _decided(again.shadow_emitted) == _decided(live)
+        topic = Topic()
+        await ShadowPublisher(topic, shadow_store, list, 0.0).flush()  # start-up
+        sent = [json.loads(v) for _, v in topic.sent]
+        assert [m["transition_id"] for m in sent].count(raised["transition_id"]) == 1
+        (shadow_raised,) = [m for m in sent if m["transition_id"] == raised["transition_id"]]
+        assert shadow_raised["shadow"] is True and shadow_raised["model_version"] == "v2"
+        assert _decided([shadow_raised]) == _decided([raised])
+        # later ticks add nothing; the patient stays watched while the alert is open
+        assert (await pipe.shadow_tick(await shadow_store.watched())).shadow_emitted == []
+        assert await shadow_store.outbox() == []
+        assert "held" in await shadow_store.watched()
+    finally:
+        await store.close()
+
+
+def test_worker_ticks_the_shadow_alert_of_a_silent_patient(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """A worker with the live model as its candidate (the two agree): a patient's last
+    reading is held as a possible artifact and nothing follows, while another patient's
+    readings move the partition's event time past the hold; the escalation timer raises it
+    on ``alerts`` and the shadow timer the same transition on ``alerts-shadow``."""
+    from tests.integration.helpers import STABLE, vitals
+    from tests.unit.test_shadow_timers import _decided
+    from wardwatch.topics import partition_for
+
+    root = tmp_path / "registry"
+    shutil.copytree(SHIPPED, root)
+    (root / "deterioration" / "PROMOTED").write_text("v2\n")
+    settings = settings.model_copy(update={"model_registry": root, "shadow_model_version": "v2"})
+    ensure_topics(settings)
+    start = hours_ago(3).replace(microsecond=0)
+    n = settings.partitions
+    clock_pid = "clock-0"
+    held_pid = next(
+        p
+        for p in (f"held-{i}" for i in range(100))
+        if partition_for(p, n) == partition_for(clock_pid, n)
+    )
+    drop = vitals(held_pid, start + timedelta(minutes=62), **{**STABLE, "spo2_pct": 84})
+    held = [*stable(held_pid, start, steps=4), drop]
+    # in the log after the held reading: event time goes on without the held patient
+    items = [(held_pid, v) for v in held] + [(clock_pid, v) for v in stable(clock_pid, start)]
+
+    def raised(ms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            m for m in ms if m["patient_id"] == held_pid and "unacknowledged" not in m["reason"]
+        ]
+
+    worker = start_worker(settings, tmp_path)
+    try:
+        publish(settings, settings.topics.vitals, items)
+        shadow = consume(
+            settings, settings.topics.alerts_shadow, until=lambda ms: bool(raised(ms)), timeout_s=90
+        )
+        time.sleep(1)
+        metrics = worker.metrics()
+    finally:
+        worker.stop()
+    live = consume(settings, settings.topics.alerts, until=lambda ms: False, timeout_s=4)
+    live_held = list({m["transition_id"]: m for m in raised(live)}.values())
+    shadow_held = list({m["transition_id"]: m for m in raised(shadow)}.values())
+    assert live_held and live_held[0]["explanation"]["confirmation"]["status"] == "unconfirmed"
+    assert _decided(shadow_held) == _decided(live_held)
+    assert all(m["shadow"] is True and m["model_version"] == "v2" for m in shadow_held)
+    timer = "wardwatch_shadow_timer_transitions_total"
+    assert metrics[f'{timer}{{kind="held_reading"}}'] == 1
+    assert sum(v for k, v in metrics.items() if k.startswith("wardwatch_shadow_errors_total")) == 0
