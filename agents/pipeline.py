@@ -568,7 +568,9 @@ class ScoringPipeline:
         ``discharged``); until a new admission's context, their vitals are scored for the
         record without the alert policy. The shadow's alert, if any, is closed alike
         (``shadow_emitted``), after the live one."""
-        result = await self._act([pid], lambda p, st, now: policy_discharge(p, st, now), retries=3)
+        result = await self._act(
+            [pid], lambda p, st, now: policy_discharge(p, st, now), retries=3, keep_silent=True
+        )
         shadow = self.shadow if self.alerts else None
         if shadow is not None:
             async with self._writing:
@@ -589,9 +591,10 @@ class ScoringPipeline:
         fn: Callable[[str, AlertState, int], tuple[AlertState, list[AlertEvent]]],
         retries: int = 1,
         now_ms: int | None = None,
+        keep_silent: bool = False,
     ) -> BatchResult:
         async with self._writing:
-            return await self._act_locked(pids, fn, retries, now_ms)
+            return await self._act_locked(pids, fn, retries, now_ms, keep_silent)
 
     async def _act_locked(
         self,
@@ -599,7 +602,10 @@ class ScoringPipeline:
         fn: Callable[[str, AlertState, int], tuple[AlertState, list[AlertEvent]]],
         retries: int,
         now_ms: int | None,
+        keep_silent: bool = False,
     ) -> BatchResult:
+        """``keep_silent``: a change ``fn`` makes without a transition is written back too
+        (a discharge dropping a held reading); otherwise only transitions are."""
         result = BatchResult()
         todo = list(dict.fromkeys(pids))
         for _ in range(retries):
@@ -612,10 +618,16 @@ class ScoringPipeline:
             gone: list[str] = []  # no stored state (expired): nothing to write back
             for pid in todo:
                 state = loaded[pid].state
-                alert_state, events = fn(pid, AlertState.from_json(state.alert), now)
+                before = AlertState.from_json(state.alert)
+                alert_state, events = fn(pid, before, now)
                 if not events:
                     if state.version == 0:
                         gone.append(pid)
+                    elif keep_silent and alert_state is not before and alert_state != before:
+                        # changed without a transition (a discharge dropping a held
+                        # reading): written back, or the timer would still raise it
+                        state.alert = alert_state.to_json()
+                        updates.append(Update(pid, state.version, state, watch=_watch(state)))
                     elif not _watch(state):  # nothing left to time: stop watching
                         updates.append(Update(pid, state.version, state, watch=False))
                     continue

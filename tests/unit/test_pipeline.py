@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from agents.model_stage import Incoming
 from agents.pipeline import ScoringPipeline
+from alerts import AlertState
+from tests.unit.observations import NORMAL
 from wardwatch.ingest import Decoded, decode_vitals
 from wardwatch.schemas import VitalsEvent
 from wardwatch.store import MemoryStateStore
@@ -160,6 +162,37 @@ async def test_discharge_closes_the_alert_and_later_vitals_are_scored_without_al
     await store.set_context("p", {"patient_id": "p", "discharged": False})
     readmitted = await pipe.process([Incoming(ev(600, **sick), "600")])
     assert [m["transition"] for m in readmitted.emitted] == ["OPEN"]
+
+
+async def test_a_reading_held_at_discharge_never_pages_afterwards() -> None:
+    """A discharge with a reading held as a possible artifact and no alert open has no
+    transition to publish, but what it dropped is written back: the timer, once the hold
+    has run out, raises nothing for the patient who left."""
+    store = MemoryStateStore()
+    pipe = ScoringPipeline(store)
+    normal = [Incoming(ev(15 * i, **NORMAL), f"n{i}", partition=0) for i in range(4)]
+    held = Incoming(ev(62, **{**NORMAL, "spo2_pct": 84}), "held", partition=0)
+    out = await pipe.process([*normal, held])
+    assert out.emitted == []
+
+    async def held_now() -> object:
+        alert = (await store.load(["p"]))["p"].state.alert
+        return AlertState.from_json(alert).pending_candidate
+
+    assert await held_now() is not None
+    await store.set_context("p", {"patient_id": "p", "discharged": True})
+    assert (await pipe.discharge("p")).emitted == []
+    assert await held_now() is None
+    # event time moves on past the hold (another patient of the partition)
+    clock = [
+        Incoming(
+            ev(90 + 15 * i, **NORMAL).model_copy(update={"patient_id": "q"}), f"q{i}", partition=0
+        )
+        for i in range(8)
+    ]
+    await pipe.process(clock)
+    later = await pipe.tick(["p"], now_ms=int((T0 + timedelta(hours=4)).timestamp() * 1000))
+    assert later.emitted == []
 
 
 async def test_every_transition_says_how_old_its_data_were_when_it_was_emitted() -> None:
