@@ -272,6 +272,13 @@ def cmd_score(args: argparse.Namespace, settings: Settings) -> int:
     return run_score(sys.stdin.buffer, sys.stdout, settings, args.model)
 
 
+# ---- imaging --------------------------------------------------------------------------
+def cmd_imaging(args: argparse.Namespace, settings: Settings) -> int:
+    from cli.imaging import cmd_imaging as run
+
+    return run(args, settings)
+
+
 # ---- validate -------------------------------------------------------------------------
 def cmd_validate(args: argparse.Namespace, settings: Settings) -> int:
     from cli.validate import run_validate, run_validate_shadow
@@ -446,6 +453,10 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("score", help="replay vitals JSON lines through the worker's scoring")
     sc.add_argument("--model", default=None, help="registry version (default: promoted)")
     sc.set_defaults(fn=cmd_score)
+
+    from cli.imaging import add_parsers as imaging_parsers
+
+    imaging_parsers(sub, cmd_imaging)
 
     va = sub.add_parser("validate", help="silent mode: replay an export, report vs outcomes")
     va.add_argument("--export", default=None, help="export folder (YAIB task(s) or generic)")

@@ -1,0 +1,477 @@
+"""The lung-nodule model's runtime, finding and heatmap, on tiny ONNX graphs that keep the
+contract, registered in a temporary registry, scoring synthetic DICOM series."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+from cli.main import main
+from models.imaging.errors import ImagingError, StudyNotCT
+from models.imaging.finding import (
+    build_finding,
+    equivalent_diameter_mm,
+    heatmap_rgb,
+    region_above,
+    upsample_cam,
+)
+from models.imaging.pipeline import infer, post_process, prepare_study, score_study
+from models.imaging.preprocess import PreprocessConfig
+from models.imaging.runtime import LungNoduleModel
+from models.registry import RegistryError
+from tests.imaging_series import Phantom, write_series
+from trainer.registry import write_version
+
+INPUT = (32, 64, 64)  # small: the tests' volumes
+CAM = (8, 16, 16)  # a cell per 4 x 4 x 4 voxels
+SPACING = (1.5, 1.5, 1.5)
+BLOB = (3, 10, 5)  # the fixed map's peak cell
+NAME = "lung-nodule"
+
+
+def _blob(shape: tuple[int, int, int], at: tuple[int, int, int], sigma: float) -> np.ndarray:
+    k, j, i = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
+    d2 = (k - at[0]) ** 2 + (j - at[1]) ** 2 + (i - at[2]) ** 2
+    g = np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+    return g / g.max()
+
+
+def fixed_blob_model(
+    input_shape: tuple[int, int, int] = INPUT,
+    cam_shape: tuple[int, int, int] = CAM,
+    *,
+    outputs: tuple[str, str] = ("probability", "cam"),
+) -> bytes:
+    """probability = sigmoid(8 * (mean of the central box - 0.5)); cam = a fixed Gaussian
+    blob at ``BLOB`` (the same for every volume of the batch)."""
+    d, h, w = input_shape
+    box = [(n // 4, 3 * n // 4) for n in input_shape]
+    inits = [
+        numpy_helper.from_array(
+            np.array([0, 0, box[0][0], box[1][0], box[2][0]], np.int64), "starts"
+        ),
+        numpy_helper.from_array(
+            np.array([1 << 30, 1, box[0][1], box[1][1], box[2][1]], np.int64), "ends"
+        ),
+        numpy_helper.from_array(np.float32(8.0), "gain"),
+        numpy_helper.from_array(np.float32(0.5), "half"),
+        numpy_helper.from_array(np.float32(0.0), "zero"),
+        numpy_helper.from_array(np.array([-1, 1, 1, 1], np.int64), "bshape"),
+        numpy_helper.from_array(_blob(cam_shape, BLOB, 1.0)[None], "blob"),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["volume", "starts", "ends"], ["region"]),
+        helper.make_node("ReduceMean", ["region"], ["mean"], axes=[1, 2, 3, 4], keepdims=0),
+        helper.make_node("Sub", ["mean", "half"], ["centred"]),
+        helper.make_node("Mul", ["centred", "gain"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], [outputs[0]]),
+        helper.make_node("Mul", ["mean", "zero"], ["nil"]),
+        helper.make_node("Reshape", ["nil", "bshape"], ["nil4"]),
+        helper.make_node("Add", ["nil4", "blob"], [outputs[1]]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fixed-blob",
+        [helper.make_tensor_value_info("volume", TensorProto.FLOAT, ["N", 1, d, h, w])],
+        [
+            helper.make_tensor_value_info(outputs[0], TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info(outputs[1], TensorProto.FLOAT, ["N", *cam_shape]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def dense_cam_model(input_shape: tuple[int, int, int] = INPUT) -> bytes:
+    """A map that follows the data: cam = the share of each 4-voxel block denser than the
+    window's 0.96 (denser than soft tissue: the phantom's sphere), scaled by its max;
+    probability = sigmoid(20 * (max block share - 0.1))."""
+    d, h, w = input_shape
+    cam_shape = [d // 4, h // 4, w // 4]
+    inits = [
+        numpy_helper.from_array(np.float32(0.96), "level"),
+        numpy_helper.from_array(np.float32(1e-6), "eps"),
+        numpy_helper.from_array(np.float32(0.1), "tenth"),
+        numpy_helper.from_array(np.float32(20.0), "gain"),
+        numpy_helper.from_array(np.array([1], np.int64), "chan"),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["volume", "level"], ["over"]),
+        helper.make_node("Sign", ["over"], ["sgn"]),
+        helper.make_node("Relu", ["sgn"], ["dense"]),
+        helper.make_node(
+            "AveragePool", ["dense"], ["pooled5"], kernel_shape=[4, 4, 4], strides=[4, 4, 4]
+        ),
+        helper.make_node("Squeeze", ["pooled5", "chan"], ["pooled"]),
+        helper.make_node("ReduceMax", ["pooled"], ["top"], axes=[1, 2, 3], keepdims=1),
+        helper.make_node("Max", ["top", "eps"], ["denom"]),
+        helper.make_node("Div", ["pooled", "denom"], ["cam"]),
+        helper.make_node("ReduceMax", ["pooled"], ["top1"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Sub", ["top1", "tenth"], ["c"]),
+        helper.make_node("Mul", ["c", "gain"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["probability"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "dense-cam",
+        [helper.make_tensor_value_info("volume", TensorProto.FLOAT, ["N", 1, d, h, w])],
+        [
+            helper.make_tensor_value_info("probability", TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info("cam", TensorProto.FLOAT, ["N", *cam_shape]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def contract_meta(
+    input_shape: tuple[int, int, int] = INPUT, cam_shape: tuple[int, int, int] = CAM
+) -> dict[str, Any]:
+    return {
+        "kind": "ct-nodule-cnn",
+        "inputs": {"volume": {"dtype": "float32", "shape": ["N", 1, *input_shape]}},
+        "outputs": {
+            "probability": {"dtype": "float32", "shape": ["N"]},
+            "cam": {"dtype": "float32", "shape": ["N", *cam_shape]},
+        },
+        "input_shape": list(input_shape),
+        "cam_shape": list(cam_shape),
+        "preprocess": {
+            "spacing_mm": list(SPACING),
+            "shape": list(input_shape),
+            "window_center_hu": -600.0,
+            "window_width_hu": 1500.0,
+        },
+        "threshold": {"value": 0.5, "chosen": "test fixture"},
+        "metrics": {"auroc": None},
+        "parity": {"passed": True},
+        "training": {"data": "none: a fixed graph"},
+        "code_version": {"wardwatch": "test"},
+        "created_at": "2026-01-01T00:00:00+00:00",
+    }
+
+
+def register(
+    root: Path, onnx_bytes: bytes, meta: dict[str, Any], version: str = "v1", promote: bool = True
+) -> Path:
+    d = write_version(root, NAME, version, onnx_bytes, meta, "# test model\n")
+    if promote:
+        (root / NAME / "PROMOTED").write_text(version + "\n")
+    return d
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("registry")
+    register(root, fixed_blob_model(), contract_meta())
+    register(
+        root,
+        dense_cam_model(),
+        contract_meta(cam_shape=(INPUT[0] // 4, INPUT[1] // 4, INPUT[2] // 4)),
+        "v2",
+        promote=False,
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def model(registry: Path) -> LungNoduleModel:
+    return LungNoduleModel.from_registry(registry)
+
+
+@pytest.fixture(scope="module")
+def series_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Phantom, Path]:
+    ph = Phantom(n_slices=30, rows=80, cols=80, slice_mm=2.5)
+    d = tmp_path_factory.mktemp("ct")
+    write_series(ph, d, shuffle_seed=3)
+    return ph, d
+
+
+# ---- runtime ------------------------------------------------------------------------------
+def test_loads_promoted_version_on_cpu(model: LungNoduleModel) -> None:
+    assert "CUDAExecutionProvider" not in ort.get_available_providers()  # this machine
+    assert model.version == "v1"
+    assert model.session.provider == "CPUExecutionProvider"
+    assert model.threshold == 0.5
+    assert model.preprocess == PreprocessConfig(spacing_mm=SPACING, shape=INPUT)
+
+
+def test_batched_scoring_is_one_call_of_n(
+    model: LungNoduleModel, series_dir: tuple[Phantom, Path]
+) -> None:
+    study = prepare_study(series_dir[1], model)
+    volumes = [study.volume] * 3
+    calls = []
+    real_run = model.session.run
+
+    def counting(feeds: Any) -> Any:
+        calls.append(feeds["volume"].shape)
+        return real_run(feeds)
+
+    model.session.run = counting  # type: ignore[method-assign]
+    try:
+        prob, cam = model.score(volumes)
+    finally:
+        del model.session.run
+    assert calls == [(3, 1, *INPUT)]
+    assert prob.shape == (3,) and prob.dtype == np.float32
+    assert cam.shape == (3, *CAM)
+    assert np.allclose(prob, prob[0]) and 0 < prob[0] < 1
+    empty_p, empty_c = model.score([])
+    assert empty_p.shape == (0,) and empty_c.shape == (0, *CAM)
+
+
+def test_volume_prepared_otherwise_is_refused(
+    model: LungNoduleModel, series_dir: tuple[Phantom, Path]
+) -> None:
+    from models.imaging.dicom import load_ct_series
+    from models.imaging.preprocess import preprocess
+    from wardwatch.errors import ModelError
+
+    other = preprocess(
+        load_ct_series(series_dir[1]), PreprocessConfig(spacing_mm=(2.0, 2.0, 2.0), shape=INPUT)
+    )
+    with pytest.raises(ModelError, match="prepared with"):
+        model.score([other])
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda m: m.pop("cam_shape"), "lacks cam_shape"),
+        (lambda m: m.pop("threshold"), "lacks threshold"),
+        (lambda m: m.pop("parity"), "lacks parity"),
+        (lambda m: m.update(kind="gru-deterioration"), "'kind'"),
+        (lambda m: m.update(input_shape=[32, 64]), "'input_shape' must be three"),
+        (lambda m: m.update(input_shape=[32, 64, 32]), "'preprocess.shape'"),
+        (lambda m: m.update(cam_shape=[8, 16, 8]), "cam_shape"),
+        (lambda m: m.update(threshold=1.5), "'threshold'"),
+        (lambda m: m.update(threshold="high"), "'threshold'"),
+        (lambda m: m["preprocess"].pop("window_center_hu"), "lacks window_center_hu"),
+        (lambda m: m["preprocess"].update(spacing_mm=[1.5, -1, 1.5]), "'preprocess'"),
+        (lambda m: m.update(outputs={"probability": {}}), "'outputs' must name"),
+        (lambda m: m.update(inputs=["features"]), "'inputs' must name 'volume'"),
+    ],
+)
+def test_contract_refuses_bad_metadata(tmp_path: Path, change: Any, match: str) -> None:
+    meta = contract_meta()
+    change(meta)
+    register(tmp_path, fixed_blob_model(), meta)
+    with pytest.raises(RegistryError, match=match):
+        LungNoduleModel.from_registry(tmp_path)
+
+
+def test_graph_that_breaks_the_contract_is_refused(tmp_path: Path) -> None:
+    register(tmp_path, fixed_blob_model(outputs=("prob", "cam")), contract_meta())
+    with pytest.raises(RegistryError, match="returns"):
+        LungNoduleModel.from_registry(tmp_path)
+    # the metadata says another input size than the graph reads
+    register(tmp_path, fixed_blob_model((16, 64, 64)), contract_meta(), "v2")
+    with pytest.raises(RegistryError, match="the graph's 'volume'"):
+        LungNoduleModel.from_registry(tmp_path, version="v2")
+
+
+def test_tampered_file_and_missing_model(tmp_path: Path) -> None:
+    with pytest.raises(RegistryError, match="no lung-nodule model is registered"):
+        LungNoduleModel.from_registry(tmp_path)
+    d = register(tmp_path, fixed_blob_model(), contract_meta(), promote=False)
+    with pytest.raises(RegistryError, match=r"no promoted version .*registered: v1"):
+        LungNoduleModel.from_registry(tmp_path)
+    assert LungNoduleModel.from_registry(tmp_path, version="v1").version == "v1"
+    with (d / "model.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(RegistryError, match="sha256 mismatch"):
+        LungNoduleModel.from_registry(tmp_path, version="v1")
+
+
+# ---- finding ------------------------------------------------------------------------------
+def test_upsampled_cell_centres_sit_at_block_centres() -> None:
+    cam = np.zeros(CAM, np.float32)
+    cam[BLOB] = 1.0
+    up = upsample_cam(cam, INPUT)
+    assert up.shape == INPUT
+    # cell c covers voxels 4c .. 4c + 3: its centre 4c + 1.5, a tie of 4c + 1 and 4c + 2
+    for axis, c in enumerate(BLOB):
+        profile = up.max(axis=tuple(a for a in range(3) if a != axis))
+        assert set(np.flatnonzero(profile == profile.max())) == {4 * c + 1, 4 * c + 2}
+    flat = upsample_cam(np.ones(CAM, np.float32), INPUT)
+    assert np.allclose(flat, 1.0)
+
+
+def test_region_and_equivalent_diameter() -> None:
+    vol = np.zeros((20, 20, 20), np.float32)
+    k, j, i = np.mgrid[0:20, 0:20, 0:20]
+    vol[(k - 10) ** 2 + (j - 10) ** 2 + (i - 10) ** 2 <= 16] = 1.0
+    vol[0, 0, 0] = 1.0  # above the level but not connected
+    region = region_above(vol, (10, 10, 10), 0.5)
+    assert region.sum() == (vol > 0.5).sum() - 1
+    d = equivalent_diameter_mm(int(region.sum()), (1.5, 1.5, 1.5))
+    assert d == pytest.approx(1.5 * (6 * region.sum() / math.pi) ** (1 / 3))
+    assert 7.5 * 1.5 < d < 8.5 * 1.5  # a ball of radius 4 voxels: 8 across
+
+
+def test_finding_maps_the_blob_to_patient_coordinates(
+    model: LungNoduleModel, series_dir: tuple[Phantom, Path]
+) -> None:
+    ph, d = series_dir
+    study = prepare_study(d, model)
+    (inferred,) = infer(model, [study])
+    finding, up = build_finding(
+        inferred.probability,
+        inferred.cam,
+        study.volume,
+        study.series.geometry,
+        threshold=model.threshold,
+        model={"name": model.name, "version": model.version},
+    )
+    json.dumps(finding)
+    blob_voxel = [4 * c + 1.5 for c in BLOB]
+    expected = study.volume.geometry.to_patient(blob_voxel)
+    got = np.asarray(finding["location_patient_mm"])
+    assert np.all(np.abs(got - expected) <= np.asarray(SPACING) + 1e-6)
+    # the series' slice through it: slice 0 at the lowest position along the normal
+    z0 = ph.position(0)[2]
+    assert finding["slice_index"] == round((expected[2] - z0) / ph.slice_mm)
+    assert finding["probability"] == pytest.approx(inferred.probability, abs=1e-6)
+    assert finding["suspicious"] == (inferred.probability >= 0.5)
+    # the blob (sigma one cell) above half its peak: a ball of radius ~1.18 cells
+    assert 10 < finding["estimated_size_mm"] < 20
+    assert finding["model"] == {"name": NAME, "version": "v1"}
+    assert up.shape == INPUT
+
+
+def test_data_driven_map_finds_the_sphere(
+    registry: Path, series_dir: tuple[Phantom, Path], tmp_path: Path
+) -> None:
+    """Independent of the runtime's own geometry: the map peaks at the phantom's dense
+    sphere, whose centre the series was written around."""
+    ph, d = series_dir
+    dense = LungNoduleModel.from_registry(registry, version="v2")
+    finding = score_study(d, dense, tmp_path)
+    got = np.asarray(finding["location_patient_mm"])
+    cell = 4 * SPACING[0]
+    assert np.all(np.abs(got - np.asarray(ph.sphere_centre)) <= cell / 2 + SPACING[0])
+    assert finding["suspicious"] is True
+    assert 6 <= finding["estimated_size_mm"] <= 24  # a 12 mm sphere, at 6 mm cells
+    z0 = ph.position(0)[2]
+    assert abs(finding["slice_index"] - (ph.sphere_centre[2] - z0) / ph.slice_mm) <= 2.5
+
+
+def test_heatmap_png_and_sidecar(
+    model: LungNoduleModel, series_dir: tuple[Phantom, Path], tmp_path: Path
+) -> None:
+    study = prepare_study(series_dir[1], model)
+    (inferred,) = infer(model, [study])
+    finding = post_process(model, study, inferred, tmp_path / "out")
+    png, sidecar = Path(finding["heatmap_png"]), Path(finding["heatmap_json"])
+    assert png.parent == sidecar.parent == tmp_path / "out"
+    assert study.series.series_instance_uid not in png.name
+    with Image.open(png) as im:
+        im.load()
+        assert im.format == "PNG" and im.mode == "RGB"
+        assert im.size == (INPUT[2] * 3, INPUT[1] * 3)
+        pixels = np.asarray(im)
+    doc = json.loads(sidecar.read_text())
+    k = doc["volume_slice"]
+    assert k == round(finding["volume_index"][0])
+    assert doc["slice_index"] == finding["slice_index"]
+    cam = np.frombuffer(base64.b64decode(doc["cam_slice"]["data"]), np.uint8).reshape(
+        doc["cam_slice"]["shape"]
+    )
+    assert cam.shape == INPUT[1:]
+    # the map's hottest pixel is the blob's row and column; the overlay is coloured there
+    j, i = np.unravel_index(int(np.argmax(cam)), cam.shape)
+    assert abs(j - (4 * BLOB[1] + 1.5)) <= 1 and abs(i - (4 * BLOB[2] + 1.5)) <= 1
+    hot = pixels[j * 3 + 1, i * 3 + 1]
+    assert not (hot[0] == hot[1] == hot[2])
+    corner = pixels[0, 0]
+    assert corner[0] == corner[1] == corner[2]  # no map there: plain grey
+    origin = np.asarray(doc["slice_geometry"]["origin_mm"])
+    assert np.allclose(origin, study.volume.geometry.to_patient((k, 0, 0)), atol=1e-3)
+    assert doc["finding"]["probability"] == finding["probability"]
+
+
+def test_overlay_blend() -> None:
+    grey = np.full((4, 4), 0.5, np.float32)
+    cam = np.zeros((4, 4), np.float32)
+    cam[1, 2] = 1.0
+    rgb = heatmap_rgb(grey, cam)
+    assert rgb.shape == (4, 4, 3) and rgb.dtype == np.uint8
+    assert (rgb[0, 0] == 128).all()
+    # top of the colour map (252, 255, 164) at half weight over grey 127.5
+    assert rgb[1, 2].tolist() == [190, 191, 146]
+
+
+def test_unusable_study_is_an_imaging_error(
+    model: LungNoduleModel, series_dir: tuple[Phantom, Path], tmp_path: Path
+) -> None:
+    write_series(Phantom(n_slices=4), tmp_path / "mr", modality="MR")
+    with pytest.raises(StudyNotCT) as err:
+        score_study(tmp_path / "mr", model, tmp_path / "out")
+    assert err.value.reason == "study_not_ct"
+    with pytest.raises(ImagingError):
+        score_study(tmp_path / "nothing-here", model, None)
+    assert not (tmp_path / "out").exists()
+
+
+# ---- CLI ----------------------------------------------------------------------------------
+def test_cli_scores_a_series(
+    registry: Path,
+    series_dir: tuple[Phantom, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    out = tmp_path / "findings"
+    code = main(
+        ["imaging", "score", str(series_dir[1]), "--registry", str(registry), "--out", str(out)]
+    )
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    finding = json.loads(captured.out)
+    assert finding["model"] == {"name": NAME, "version": "v1"}
+    assert Path(finding["heatmap_png"]).is_file() and Path(finding["heatmap_json"]).is_file()
+    assert set(finding) >= {
+        "probability",
+        "suspicious",
+        "location_patient_mm",
+        "slice_index",
+        "estimated_size_mm",
+    }
+    # one file of the series, and another version
+    one = sorted(series_dir[1].iterdir())[0]
+    args = ["imaging", "score", str(one), "--registry", str(registry), "--out", str(out)]
+    assert main([*args, "--model-version", "v2"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"]["version"] == "v2"
+
+
+def test_cli_exit_2_without_model_or_study(
+    registry: Path,
+    series_dir: tuple[Phantom, Path],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    empty = tmp_path / "empty-registry"
+    empty.mkdir()
+    code = main(["imaging", "score", str(series_dir[1]), "--registry", str(empty)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "no lung-nodule model is registered" in captured.err
+    code = main(["imaging", "score", str(tmp_path / "absent"), "--registry", str(registry)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert "study_unreadable" in captured.err
+    assert str(tmp_path) not in captured.err
