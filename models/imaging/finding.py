@@ -79,24 +79,42 @@ def peak_index(volume: F32) -> npt.NDArray[np.float64]:
 
 
 def region_above(volume: F32, seed: tuple[int, int, int], level: float) -> npt.NDArray[np.bool_]:
-    """The voxels above ``level`` connected (6-neighbourhood) to ``seed``."""
+    """The voxels above ``level`` connected (6-neighbourhood) to ``seed``.
+
+    Grown a whole run at a time: each pass along an axis takes in every run of voxels
+    above ``level`` on a line that touches the region, so a pass count follows the turns
+    of the region, not its size in voxels."""
     mask = volume > level
     region = np.zeros_like(mask)
     if not mask[seed]:
         return region
     region[seed] = True
+    count = 1
     while True:
-        grown = region.copy()
-        grown[1:] |= region[:-1]
-        grown[:-1] |= region[1:]
-        grown[:, 1:] |= region[:, :-1]
-        grown[:, :-1] |= region[:, 1:]
-        grown[:, :, 1:] |= region[:, :, :-1]
-        grown[:, :, :-1] |= region[:, :, 1:]
-        grown &= mask
-        if np.array_equal(grown, region):
+        for axis in range(3):
+            region = _runs_touching(mask, region, axis)
+        grown = int(region.sum())
+        if grown == count:
             return region
-        region = grown
+        count = grown
+
+
+def _runs_touching(
+    mask: npt.NDArray[np.bool_], region: npt.NDArray[np.bool_], axis: int
+) -> npt.NDArray[np.bool_]:
+    """``region`` with every run of ``mask`` along ``axis`` that it touches filled in."""
+    m = np.moveaxis(mask, axis, -1)
+    shape = m.shape
+    rows = m.reshape(-1, shape[-1])
+    starts = rows.copy()
+    starts[:, 1:] &= ~rows[:, :-1]
+    numbers = np.cumsum(starts.ravel())
+    labels = numbers * rows.ravel()  # run number, 0 outside the mask
+    hit = np.zeros(int(numbers[-1]) + 1 if numbers.size else 1, dtype=bool)
+    hit[labels[np.moveaxis(region, axis, -1).ravel()]] = True
+    hit[0] = False
+    out = hit[labels].reshape(shape)
+    return np.moveaxis(out, -1, axis) | region
 
 
 def equivalent_diameter_mm(n_voxels: int, spacing_mm: tuple[float, float, float]) -> float:

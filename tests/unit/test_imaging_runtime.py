@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,33 @@ def test_region_and_equivalent_diameter() -> None:
     d = equivalent_diameter_mm(int(region.sum()), (1.5, 1.5, 1.5))
     assert d == pytest.approx(1.5 * (6 * region.sum() / math.pi) ** (1 / 3))
     assert 7.5 * 1.5 < d < 8.5 * 1.5  # a ball of radius 4 voxels: 8 across
+
+
+def _flood(mask: np.ndarray, seed: tuple[int, int, int]) -> np.ndarray:
+    """A plain breadth-first flood fill (6-neighbourhood), for comparison."""
+    seen = np.zeros_like(mask)
+    seen[seed] = True
+    queue = deque([seed])
+    while queue:
+        p = queue.popleft()
+        for axis in range(3):
+            for step in (-1, 1):
+                n = list(p)
+                n[axis] += step
+                q = (n[0], n[1], n[2])
+                if 0 <= q[axis] < mask.shape[axis] and mask[q] and not seen[q]:
+                    seen[q] = True
+                    queue.append(q)
+    return seen
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_region_is_the_connected_component(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    vol = rng.random((9, 11, 13)).astype(np.float32)
+    vol[4, 5, 6] = 1.0
+    region = region_above(vol, (4, 5, 6), 0.45)
+    assert np.array_equal(region, _flood(vol > 0.45, (4, 5, 6)))
 
 
 def test_finding_maps_the_blob_to_patient_coordinates(
