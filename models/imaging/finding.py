@@ -207,9 +207,12 @@ def write_heatmap(
     prepared: PreparedVolume,
     out_dir: Path,
     stem: str,
-) -> tuple[Path, Path]:
-    """The PNG overlay of the slice of the prepared volume through the map's peak, and its
-    JSON sidecar (``<stem>.png``, ``<stem>.json`` in ``out_dir``); returns both paths."""
+    study_instance_uid: str | None = None,
+) -> dict[str, Path]:
+    """The PNG overlay of the slice of the prepared volume through the map's peak and its
+    JSON sidecar (``<stem>.png``, ``<stem>.json`` in ``out_dir``); with the study's UID,
+    also the overlay as a DICOM Secondary Capture of that study (``<stem>.dcm``). Returns
+    the paths by kind (``png``, ``json``, ``dcm``)."""
     from PIL import Image  # only the post-processing stage draws
 
     k = int(np.clip(round(finding["volume_index"][0]), 0, cam_volume.shape[0] - 1))
@@ -217,7 +220,8 @@ def write_heatmap(
     cam = cam_volume[k]
     out_dir.mkdir(parents=True, exist_ok=True)
     png, sidecar = out_dir / f"{stem}.png", out_dir / f"{stem}.json"
-    image = Image.fromarray(heatmap_rgb(grey, cam))
+    rgb = heatmap_rgb(grey, cam)
+    image = Image.fromarray(rgb)
     if PNG_SCALE > 1:
         h, w = grey.shape
         image = image.resize((w * PNG_SCALE, h * PNG_SCALE), Image.Resampling.BILINEAR)
@@ -253,5 +257,71 @@ def write_heatmap(
             )
         },
     }
+    paths = {"png": png, "json": sidecar}
+    if study_instance_uid is not None:
+        pixel_mm = (prepared.geometry.spacing_mm[1], prepared.geometry.spacing_mm[2])
+        dcm = out_dir / f"{stem}.dcm"
+        write_secondary_capture(
+            np.asarray(image), study_instance_uid, dcm, finding, pixel_mm, PNG_SCALE
+        )
+        paths["dcm"] = dcm
+        doc["dcm"] = dcm.name
     sidecar.write_text(json.dumps(doc, indent=1) + "\n")
-    return png, sidecar
+    return paths
+
+
+def write_secondary_capture(
+    rgb: U8,
+    study_instance_uid: str,
+    path: Path,
+    finding: dict[str, Any],
+    pixel_mm: tuple[float, float],
+    scale: int,
+) -> None:
+    """``rgb`` (``[H, W, 3]`` uint8) as a DICOM Secondary Capture image of the study, in a
+    new series: the patient module's elements are present and empty (nothing of the
+    patient's is read or written; a PACS files it by the StudyInstanceUID)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.PatientBirthDate = ""
+    ds.PatientSex = ""
+    ds.StudyInstanceUID = study_instance_uid
+    ds.StudyDate = ""
+    ds.StudyTime = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyID = ""
+    ds.AccessionNumber = ""
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SeriesNumber = 9901
+    ds.InstanceNumber = 1
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    model = finding.get("model") or {}
+    ds.SeriesDescription = "Lung nodule heatmap"
+    ds.DerivationDescription = (
+        f"{model.get('name', '')} {model.get('version', '')}: class activation map over "
+        f"the axial slice {finding['slice_index']}, probability {finding['probability']:.3f}"
+    )[:1024]
+    ds.PixelSpacing = [f"{pixel_mm[0] / scale:.6g}", f"{pixel_mm[1] / scale:.6g}"]
+    ds.Rows, ds.Columns = int(rgb.shape[0]), int(rgb.shape[1])
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "RGB"
+    ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8
+    ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PixelData = np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    ds.save_as(path, enforce_file_format=True)

@@ -67,8 +67,8 @@ def post_process(
     inferred: Inferred,
     out_dir: Path | None,
 ) -> dict[str, Any]:
-    """The finding; with ``out_dir``, the heatmap PNG and JSON written there and named in
-    it (``heatmap_png``, ``heatmap_json``)."""
+    """The finding; with ``out_dir``, the heatmap PNG, JSON and DICOM Secondary Capture
+    written there and named in it (``heatmap_png``, ``heatmap_json``, ``heatmap_dcm``)."""
     finding, cam_volume = build_finding(
         inferred.probability,
         inferred.cam,
@@ -78,11 +78,16 @@ def post_process(
         model={"name": model.name, "version": model.version},
     )
     if out_dir is not None:
-        png, sidecar = write_heatmap(
-            finding, cam_volume, study.volume, out_dir, heatmap_stem(study)
+        paths = write_heatmap(
+            finding,
+            cam_volume,
+            study.volume,
+            out_dir,
+            heatmap_stem(study),
+            study.series.study_instance_uid,
         )
-        finding["heatmap_png"] = str(png)
-        finding["heatmap_json"] = str(sidecar)
+        for kind, path in paths.items():
+            finding[f"heatmap_{kind}"] = str(path)
     return finding
 
 

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 import onnx
 import onnxruntime as ort
+import pydicom
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
+from pydicom.uid import SecondaryCaptureImageStorage
 
 from cli.main import main
 from models.imaging.errors import ImagingError, StudyNotCT
@@ -431,6 +433,15 @@ def test_heatmap_png_and_sidecar(
     origin = np.asarray(doc["slice_geometry"]["origin_mm"])
     assert np.allclose(origin, study.volume.geometry.to_patient((k, 0, 0)), atol=1e-3)
     assert doc["finding"]["probability"] == finding["probability"]
+    # the same overlay as a Secondary Capture of the study, nothing of the patient in it
+    sc = pydicom.dcmread(finding["heatmap_dcm"])
+    assert sc.SOPClassUID == SecondaryCaptureImageStorage
+    assert sc.StudyInstanceUID == study.series.study_instance_uid
+    assert sc.SeriesInstanceUID != study.series.series_instance_uid
+    assert sc.PatientID == "" and str(sc.PatientName) == ""
+    assert sc.Modality == "OT" and sc.PhotometricInterpretation == "RGB"
+    assert np.array_equal(sc.pixel_array, pixels)
+    assert doc["dcm"] == Path(finding["heatmap_dcm"]).name
 
 
 def test_overlay_blend() -> None:
@@ -471,7 +482,9 @@ def test_cli_scores_a_series(
     assert code == 0, captured.err
     finding = json.loads(captured.out)
     assert finding["model"] == {"name": NAME, "version": "v1"}
-    assert Path(finding["heatmap_png"]).is_file() and Path(finding["heatmap_json"]).is_file()
+    for kind in ("png", "json", "dcm"):
+        assert Path(finding[f"heatmap_{kind}"]).is_file()
+    assert finding["provider"] == "CPUExecutionProvider"
     assert set(finding) >= {
         "probability",
         "suspicious",
