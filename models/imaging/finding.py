@@ -144,26 +144,31 @@ def build_finding(
     ``cam`` is one volume's ``[d, h, w]`` map; ``source_geometry`` the series' (its slice
     0 first along the normal, as :func:`models.imaging.dicom.load_ct_series` orders it)."""
     up = upsample_cam(cam, prepared.config.shape)
-    peak = peak_index(up)
-    location = prepared.geometry.to_patient(peak)
     top = float(up.max())
-    size = 0.0
-    if top > 0:
-        k0, j0, i0 = np.unravel_index(int(np.argmax(up)), up.shape)
-        seed = (int(k0), int(j0), int(i0))
-        region = region_above(up, seed, HALF_PEAK * top)
-        size = equivalent_diameter_mm(int(region.sum()), prepared.config.spacing_mm)
     finding: dict[str, Any] = {
         "probability": round(float(probability), 6),
         "suspicious": bool(probability >= threshold),
         "threshold": threshold,
-        "location_patient_mm": [round(float(c), 2) for c in location],
-        "slice_index": source_slice(location, source_geometry, prepared.source_shape[0]),
-        "estimated_size_mm": round(size, 1),
+        # an empty map points nowhere: no location, slice or size
+        "location_patient_mm": None,
+        "slice_index": None,
+        "estimated_size_mm": 0.0,
         "cam_peak": round(top, 6),
-        "volume_index": [round(float(c), 2) for c in peak],
+        "volume_index": None,
         "model": dict(model),
     }
+    if top > 0:
+        peak = peak_index(up)
+        location = prepared.geometry.to_patient(peak)
+        k0, j0, i0 = np.unravel_index(int(np.argmax(up)), up.shape)
+        region = region_above(up, (int(k0), int(j0), int(i0)), HALF_PEAK * top)
+        size = equivalent_diameter_mm(int(region.sum()), prepared.config.spacing_mm)
+        finding.update(
+            location_patient_mm=[round(float(c), 2) for c in location],
+            slice_index=source_slice(location, source_geometry, prepared.source_shape[0]),
+            estimated_size_mm=round(size, 1),
+            volume_index=[round(float(c), 2) for c in peak],
+        )
     return finding, up
 
 
@@ -215,7 +220,10 @@ def write_heatmap(
     the paths by kind (``png``, ``json``, ``dcm``)."""
     from PIL import Image  # only the post-processing stage draws
 
-    k = int(np.clip(round(finding["volume_index"][0]), 0, cam_volume.shape[0] - 1))
+    index = finding["volume_index"]
+    if index is None:  # an empty map: the slice through the body's centre
+        index = prepared.geometry.to_index(prepared.body_centre_mm)
+    k = int(np.clip(round(index[0]), 0, cam_volume.shape[0] - 1))
     grey = prepared.voxels[k]
     cam = cam_volume[k]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -312,7 +320,12 @@ def write_secondary_capture(
     ds.SeriesDescription = "Lung nodule heatmap"
     ds.DerivationDescription = (
         f"{model.get('name', '')} {model.get('version', '')}: class activation map over "
-        f"the axial slice {finding['slice_index']}, probability {finding['probability']:.3f}"
+        + (
+            f"the series' slice {finding['slice_index']}"
+            if finding.get("slice_index") is not None
+            else "the slice through the body's centre (empty map)"
+        )
+        + f", probability {finding['probability']:.3f}"
     )[:1024]
     ds.PixelSpacing = [f"{pixel_mm[0] / scale:.6g}", f"{pixel_mm[1] / scale:.6g}"]
     ds.Rows, ds.Columns = int(rgb.shape[0]), int(rgb.shape[1])

@@ -28,7 +28,7 @@ from models.imaging.finding import (
     region_above,
     upsample_cam,
 )
-from models.imaging.pipeline import infer, post_process, prepare_study, score_study
+from models.imaging.pipeline import Inferred, infer, post_process, prepare_study, score_study
 from models.imaging.preprocess import PreprocessConfig
 from models.imaging.runtime import LungNoduleModel
 from models.registry import RegistryError
@@ -382,6 +382,23 @@ def test_finding_maps_the_blob_to_patient_coordinates(
     assert 10 < finding["estimated_size_mm"] < 20
     assert finding["model"] == {"name": NAME, "version": "v1"}
     assert up.shape == INPUT
+
+
+def test_empty_map_points_nowhere(
+    model: LungNoduleModel, series_dir: tuple[Phantom, Path], tmp_path: Path
+) -> None:
+    study = prepare_study(series_dir[1], model)
+    empty = Inferred(0.1, np.zeros(CAM, np.float32))
+    finding = post_process(model, study, empty, tmp_path)
+    assert finding["location_patient_mm"] is None and finding["slice_index"] is None
+    assert finding["estimated_size_mm"] == 0.0 and finding["suspicious"] is False
+    doc = json.loads(Path(finding["heatmap_json"]).read_text())
+    assert doc["slice_index"] is None
+    centre_k = study.volume.geometry.to_index(study.volume.body_centre_mm)[0]
+    assert doc["volume_slice"] == round(centre_k)
+    with Image.open(finding["heatmap_png"]) as im:
+        rgb = np.asarray(im)
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
 
 
 def test_data_driven_map_finds_the_sphere(
