@@ -529,5 +529,7 @@ def test_operating_points_only_registers_a_candidate_without_retraining(
     vs = reg.read_vs_promoted(tmp_path, "deterioration", "v2")
     assert vs is not None and vs["promoted_version"] == "v1" and vs["difference"] == 0
     gated = reg.gate(tmp_path, "deterioration", "v2")
-    assert not gated.candidate["rules"]["beats_promoted"]  # the same ranking cannot beat it
+    # the same ranking cannot beat it, but it is the promoted network and stacking exactly:
+    # only its operating points differ, which the budget and floor rules judge
+    assert gated.candidate["rules"]["beats_promoted"]
     assert main(["train", "--operating-points-only", "--base", "v9"]) == 2
