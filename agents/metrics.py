@@ -28,6 +28,7 @@ SCORED_BUCKETS = (
     30,
     60,
 )
+IMAGING_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
@@ -223,6 +224,38 @@ class Metrics:
             "Shadow failures, by reason (load, model_error, no_model, conflict, store, "
             "publish); live scoring and paging are never affected",
             ["reason"],
+            registry=r,
+        )
+        self.imaging_consumed = Counter(
+            "wardwatch_imaging_studies_consumed_total",
+            "Imaging-study messages consumed",
+            registry=r,
+        )
+        self.imaging_scored = Counter(
+            "wardwatch_imaging_studies_scored_total",
+            "Imaging studies scored and their finding acknowledged by the broker, by "
+            "suspicion (true: at or over the model's threshold)",
+            ["suspicious"],
+            registry=r,
+        )
+        self.imaging_dead_lettered = Counter(
+            "wardwatch_imaging_studies_dead_lettered_total",
+            "Imaging-study messages sent to dead-letter, by reason (the event's decoder, "
+            "the study's loading, processing_error for a model failure)",
+            ["reason"],
+            registry=r,
+        )
+        self.imaging_seconds = Histogram(
+            "wardwatch_imaging_scoring_seconds",
+            "Scoring of one study off the event loop, by stage (load: DICOM reading and "
+            "pre-processing; infer: the ONNX call; post: finding and heatmap files)",
+            ["stage"],
+            buckets=IMAGING_BUCKETS,
+            registry=r,
+        )
+        self.imaging_in_flight = Gauge(
+            "wardwatch_imaging_studies_in_flight",
+            "Imaging studies being scored now",
             registry=r,
         )
         self.model_info = Info("wardwatch_model", "Active model", registry=r)

@@ -9,6 +9,9 @@
     (shadow_model_version set) candidate beside the live model, its alerts ticked by the
         same timers ──► alerts-shadow, never paged (agents.shadow)
     control ──► model promotions (agents.control)
+    imaging-studies ──► imaging agent (a lung-nodule model in the registry, agents.imaging):
+        scored in its own threads ──► imaging-findings; rejects, unloadable studies ──►
+        dead-letter
 
 Several workers with the same app id share the partitions of ``vitals``; each patient
 lives on one partition, so one worker owns a patient at a time.
@@ -36,6 +39,7 @@ from agents.batch import BatchScorer, Origin
 from agents.commands import CommandApplier
 from agents.control import ModelControl
 from agents.desk import WorkerDesk
+from agents.imaging import ImagingScorer, load_imaging_model
 from agents.metrics import Metrics
 from agents.model_stage import Incoming, ModelHolder
 from agents.outbox import AlertPublisher
@@ -51,6 +55,7 @@ from wardwatch.schemas import (
     AlertCommand,
     DeadLetter,
     FailureReason,
+    ImagingReason,
     PatientContext,
     RejectReason,
     VitalsEvent,
@@ -138,6 +143,29 @@ class Worker:
         self.dead_letter_topic = self.app.topic(
             t.dead_letter, value_serializer="raw", key_serializer="raw"
         )
+        self.imaging: ImagingScorer | None = None
+        imaging_model = load_imaging_model(settings, self.metrics)
+        if imaging_model is not None:
+            self.imaging_topic = self.app.topic(
+                t.imaging_studies, value_serializer="raw", key_serializer="raw"
+            )
+            self.findings_topic = self.app.topic(
+                t.imaging_findings, value_serializer="raw", key_serializer="raw"
+            )
+            self.imaging = ImagingScorer(
+                imaging_model,
+                settings,
+                self.metrics,
+                dead_letter=self.dead_letter,
+                retrying=self.retrying,
+                publish=self.publish_finding,
+            )
+            log.info(
+                "imaging on: %s %s, %d scoring thread(s)",
+                imaging_model.name,
+                imaging_model.version,
+                settings.imaging_workers,
+            )
         self.pager: Pager | None = None
         if settings.webhook_url:
             secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
@@ -224,6 +252,22 @@ class Worker:
         async def context(stream: faust.StreamT) -> None:
             async for event in stream.events():
                 await guarded("patient context", self.handle_context(event))
+
+        if self.imaging is not None:
+            imaging = self.imaging
+
+            # one actor per scoring thread, sharing the topic's queue; each message is
+            # acknowledged once its finding or dead letter is, so offsets are committed
+            # only up to the oldest study still being scored
+            @app.agent(self.imaging_topic, name="imaging", concurrency=s.imaging_workers)
+            async def imaging_studies(stream: faust.StreamT) -> None:
+                async for event in stream.events():
+                    msg = event.message
+                    raw = (
+                        event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+                    )
+                    origin = Origin(raw, msg.topic, msg.partition, msg.offset)
+                    await guarded("imaging study", imaging.handle(raw, origin))
 
         @app.agent(self.commands_topic, name="commands")
         async def commands(stream: faust.StreamT) -> None:
@@ -448,6 +492,11 @@ class Worker:
         result = await self.pipeline.shadow_tick(watched)
         await publisher.publish(result.shadow_emitted, result.shadow_outbox_ids)
 
+    async def publish_finding(self, patient_id: str, value: bytes) -> None:
+        """Publish an imaging finding keyed by patient; returns once the broker has it."""
+        fut = await self.findings_topic.send(key=patient_id.encode(), value=value)
+        await fut
+
     async def submit_command(self, command: AlertCommand) -> None:
         """Publish a care-team command keyed by patient; returns once the broker has it."""
         fut = await self.commands_topic.send(
@@ -501,7 +550,7 @@ class Worker:
         await self.dead_letter(Origin(raw, topic, partition, offset), reason, detail)
 
     async def dead_letter(
-        self, origin: Origin, reason: RejectReason | FailureReason, detail: str
+        self, origin: Origin, reason: RejectReason | FailureReason | ImagingReason, detail: str
     ) -> None:
         """Publish the message to ``dead-letter`` with its reason and wait for the broker
         to acknowledge it (retried like any Kafka write) before the message counts as done."""
@@ -517,7 +566,10 @@ class Worker:
 
 
 def dead_letter_value(
-    origin: Origin, reason: RejectReason | FailureReason, detail: str, at: datetime
+    origin: Origin,
+    reason: RejectReason | FailureReason | ImagingReason,
+    detail: str,
+    at: datetime,
 ) -> bytes:
     """The dead letter of ``origin``, serialized. An original longer than
     ``MAX_LETTER_ORIGINAL_BYTES`` travels cut to that length (``original_truncated``, its

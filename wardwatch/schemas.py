@@ -286,3 +286,40 @@ class ImagingStudyEvent(BaseModel):
 
     def acquired_at_ms(self) -> int:
         return int(self.acquired_at.timestamp() * 1000)
+
+
+class ImagingModelRef(BaseModel):
+    """The registry model and version a finding was scored with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    version: str
+
+
+class ImagingFinding(BaseModel):
+    """A scored study on ``imaging-findings``, keyed by patient id: the lung-nodule
+    runtime's finding (``models.imaging.finding.build_finding``) with the study it belongs
+    to, so that the worker owning the patient's partition can apply it to the patient's
+    state. Heatmap paths are files on the scoring worker's ``imaging_output_dir`` (named
+    by a digest of the series UID, never by an identifier)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    patient_id: str = Field(min_length=1, max_length=128)
+    study_instance_uid: DicomUid
+    series_instance_uid: DicomUid
+    acquired_at: AwareDatetime
+    scored_at: AwareDatetime
+    probability: float = Field(ge=0.0, le=1.0)
+    suspicious: bool
+    threshold: float = Field(ge=0.0, le=1.0)
+    location_patient_mm: tuple[float, float, float] | None
+    slice_index: int | None
+    estimated_size_mm: float = Field(ge=0.0)
+    cam_peak: float = Field(ge=0.0, le=1.0)
+    volume_index: tuple[float, float, float] | None
+    model: ImagingModelRef
+    heatmap_png: str | None = None
+    heatmap_json: str | None = None
+    heatmap_dcm: str | None = None

@@ -25,6 +25,11 @@ class TopicNames(BaseModel):
     imaging_studies: str = Field(
         "imaging-studies", description="new imaging studies (DICOM URI), keyed by patient id"
     )
+    imaging_findings: str = Field(
+        "imaging-findings",
+        description="lung-nodule findings of scored studies (JSON, heatmap paths), keyed by "
+        "patient id",
+    )
     patient_context: str = Field(
         "patient-context", description="ADT context (age band, SpO2 scale, ward), keyed by patient"
     )
@@ -216,6 +221,29 @@ class Settings(BaseSettings):
     model_name: str = Field("deterioration", description="registry name of the vitals model")
     onnx_provider: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="ONNX Runtime provider: auto = CUDA when available, else CPU"
+    )
+    imaging_enabled: bool | None = Field(
+        None,
+        description="score chest-CT studies from `imaging-studies`; unset: on when a "
+        "`lung-nodule` model is promoted in the registry, else off (one log line says so)",
+    )
+    imaging_model_version: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,63})?$",
+        description="registry version of the `lung-nodule` model the worker scores with; "
+        "empty: the promoted one",
+    )
+    imaging_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="threads scoring studies beside the event loop (studies in flight at "
+        "once); ONNX Runtime releases the GIL, so vitals are never held up by a CT",
+    )
+    imaging_output_dir: Path = Field(
+        Path("imaging-findings"),
+        description="directory the findings' heatmap files (PNG, JSON, DICOM Secondary "
+        "Capture) are written to",
     )
     require_model: bool = Field(
         True, description="/readyz fails without a loaded model (False: rules-only is ready)"

@@ -19,6 +19,7 @@ from wardwatch.ingest.result import (
     IngestUsageError,
     ReadingFlag,
     Rejection,
+    scrub_patient_ids,
 )
 from wardwatch.ingest.validate import (
     OXYGEN_FLOW_RANGE_L_PER_MIN,
@@ -48,5 +49,6 @@ __all__ = [
     "decode_vitals",
     "extreme_readings",
     "json_kind",
+    "scrub_patient_ids",
     "validate_event",
 ]

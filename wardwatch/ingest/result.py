@@ -136,6 +136,12 @@ def _scrub(detail: str, patient_ids: Iterable[str]) -> str:
     return detail
 
 
+def scrub_patient_ids(detail: str, patient_ids: Iterable[str]) -> str:
+    """``detail`` fit for a dead letter or a log line: the patient ids in it replaced,
+    shortened as the decoders' details are."""
+    return _scrub(detail, patient_ids)
+
+
 def _rejection(reason: RejectReason, detail: str, patient_ids: Iterable[str] = ()) -> Rejection:
     return Rejection(reason, _scrub(detail, patient_ids))
 
