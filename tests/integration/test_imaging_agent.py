@@ -41,9 +41,7 @@ def study(pid: str, ph: Phantom, uri: Path, **over: str) -> bytes:
 
 def keyed(settings: Settings, topic: str, timeout_s: float = 10) -> list[tuple[str, int, dict]]:
     """(key, partition, value) of every message on ``topic``."""
-    consumer = KafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap(), enable_auto_commit=False
-    )
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap(), enable_auto_commit=False)
     parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
     consumer.assign(parts)
     consumer.seek_to_beginning(*parts)
