@@ -59,6 +59,21 @@ def keyed(settings: Settings, topic: str, timeout_s: float = 10) -> list[tuple[s
     return out
 
 
+def committed(settings: Settings, topic: str) -> int:
+    """The offsets the worker's consumer group has committed on ``topic``, summed (read
+    without joining the group)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap(),
+        group_id=settings.app_id,
+        enable_auto_commit=False,
+    )
+    try:
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return sum(consumer.committed(tp) or 0 for tp in parts)
+    finally:
+        consumer.close()
+
+
 def _until(worker: WorkerProcess, name: str, n: float, timeout_s: float) -> dict[str, float]:
     deadline = time.monotonic() + timeout_s
     m = worker.metrics()
@@ -96,6 +111,10 @@ def test_studies_scored_beside_vitals(settings: Settings, tmp_path: Path) -> Non
         m = _until(worker, "wardwatch_events_scored_total", len(vitals), timeout_s=30)
         m = _until(worker, "wardwatch_imaging_studies_scored_total", 1, timeout_s=10)
         on_topic = keyed(s, s.topics.imaging_findings)
+        deadline = time.monotonic() + 15  # Faust commits acknowledged offsets every second
+        while committed(s, s.topics.imaging_studies) < len(studies):
+            assert time.monotonic() < deadline, "imaging-studies offsets not committed"
+            time.sleep(0.5)
     finally:
         worker.stop()
     log = worker.log_path.read_text()
