@@ -121,6 +121,16 @@ class ImagingScorer:
         self.metrics.imaging_in_flight.inc()
         try:
             finding = await loop.run_in_executor(self.executor, self.score, decoded)
+            message = ImagingFinding.model_validate(
+                {
+                    "patient_id": decoded.patient_id,
+                    "study_instance_uid": decoded.study_instance_uid,
+                    "series_instance_uid": decoded.series_instance_uid,
+                    "acquired_at": decoded.acquired_at,
+                    "scored_at": datetime.now(UTC),
+                    **finding,
+                }
+            )
         except ImagingError as exc:
             detail = scrub_patient_ids(str(exc), [decoded.patient_id])
             await self._reject(origin, exc.reason, detail)
@@ -132,16 +142,6 @@ class ImagingScorer:
             return
         finally:
             self.metrics.imaging_in_flight.dec()
-        message = ImagingFinding.model_validate(
-            {
-                "patient_id": decoded.patient_id,
-                "study_instance_uid": decoded.study_instance_uid,
-                "series_instance_uid": decoded.series_instance_uid,
-                "acquired_at": decoded.acquired_at,
-                "scored_at": datetime.now(UTC),
-                **finding,
-            }
-        )
         value = message.model_dump_json().encode()
         pid = decoded.patient_id
         await self.retrying("imaging-finding", lambda: self.publish(pid, value))

@@ -160,6 +160,26 @@ def test_every_failure_is_a_dead_letter_without_the_patient_id(
         assert got == want
 
 
+def test_a_failure_past_loading_is_a_processing_error(
+    registry: Path, series: tuple[Phantom, Path], tmp_path: Path
+) -> None:
+    ph, d = series
+    (tmp_path / "out").write_text("a file where the heatmap directory should be\n")
+    rec = Recorder()
+    agent, metrics = scorer(registry, tmp_path, rec)
+    try:
+        asyncio.run(agent.handle(event(ph, d.as_uri()), Origin(b"", "imaging-studies", 2, 5)))
+    finally:
+        agent.close()
+    assert rec.published == []
+    ((origin, reason, detail),) = rec.letters
+    assert (origin.offset, reason) == (5, "processing_error")
+    assert detail.startswith("scoring failed (") and PID not in detail
+    labels = {"reason": "processing_error"}
+    assert sample(metrics, "wardwatch_imaging_studies_dead_lettered_total", **labels) == 1
+    assert sample(metrics, "wardwatch_imaging_studies_in_flight") == 0
+
+
 def test_the_event_loop_runs_while_a_study_is_scored(registry: Path, tmp_path: Path) -> None:
     ph = Phantom(n_slices=120, rows=256, cols=256, pixel_mm=(0.7, 0.7), slice_mm=2.5)
     write_series(ph, tmp_path / "big")
