@@ -123,6 +123,7 @@ class SynthVolume:
     voxels: F32  # lung-windowed to [0, 1]: the model's input
     mask: npt.NDArray[np.bool_]  # nodule voxels
     nodules: tuple[Nodule, ...]
+    vessel_voxels: int = 0  # lung voxels a vessel made denser than -500 HU
 
     @property
     def label(self) -> int:
@@ -406,9 +407,9 @@ def _sample_nodules(
 ) -> list[Nodule]:
     fit = LIDC_FIT
     n = int(rng.choice([1, 2, 3], p=[0.75, 0.20, 0.05]))
-    dens = list(fit["density_share"])
+    dens: list[Density] = ["solid", "part_solid", "ground_glass"]
     dens_p = np.asarray([fit["density_share"][x] for x in dens])
-    marg = list(fit["margin_share"])
+    marg: list[Margin] = ["smooth", "lobulated", "spiculated"]
     marg_p = np.asarray([fit["margin_share"][x] for x in marg])
     spacing = cfg.preprocess.spacing_mm[0]
     lo, hi = cfg.diameter_mm_range
@@ -440,8 +441,8 @@ def _sample_nodules(
             Nodule(
                 centre=(float(k), float(j), float(i)),
                 diameter_mm=round(diam, 2),
-                density=density,  # type: ignore[arg-type]
-                margin=margin,  # type: ignore[arg-type]
+                density=density,
+                margin=margin,
                 hu=round(solid_hu, 1),
             )
         )
@@ -457,7 +458,8 @@ def generate(
     rng = np.random.default_rng(np.random.SeedSequence([_TAG, seed]))
     shape = cfg.preprocess.shape
     is_pos = bool(rng.uniform() < cfg.positive_fraction) if positive is None else positive
-    hu, _, lungs, scale = _anatomy(rng, shape)
+    hu, lung_mask, lungs, scale = _anatomy(rng, shape)
+    vessel_voxels = int((hu[lung_mask] > -500).sum())
     mask = np.zeros(shape, dtype=bool)
     nodules: list[Nodule] = []
     if is_pos:
@@ -467,19 +469,26 @@ def generate(
     hu += np.float32(cfg.noise_hu) * rng.standard_normal(shape).astype(np.float32)
     pp = cfg.preprocess
     voxels = lung_window(hu, pp.window_level_hu, pp.window_width_hu)
-    return SynthVolume(seed, hu, voxels, mask, tuple(nodules))
+    return SynthVolume(seed, hu, voxels, mask, tuple(nodules), vessel_voxels)
 
 
 def generate_batch(
-    seeds: Sequence[int], labels: Sequence[int], config: SynthConfig | None = None
-) -> tuple[F32, list[SynthVolume]]:
-    """Volumes for ``seeds`` with the given labels, stacked ``[N, 1, D, H, W]`` (their HU
-    arrays dropped to save memory: ``hu`` is empty in the returned records)."""
+    seeds: Sequence[int],
+    labels: Sequence[int],
+    config: SynthConfig | None = None,
+    dtype: type[np.floating[Any]] = np.float32,
+) -> tuple[npt.NDArray[Any], list[SynthVolume]]:
+    """Volumes for ``seeds`` with the given labels, stacked ``[N, 1, D, H, W]`` in
+    ``dtype``; the returned records keep the nodules and masks but not the arrays
+    (``hu`` and ``voxels`` empty), to save memory."""
+    cfg = config or SynthConfig()
+    x = np.empty((len(seeds), 1, *cfg.preprocess.shape), dtype=dtype)
     vols = []
-    for s, y in zip(seeds, labels, strict=True):
-        v = generate(int(s), bool(y), config)
-        vols.append(SynthVolume(v.seed, np.empty(0, np.float32), v.voxels, v.mask, v.nodules))
-    x = np.stack([v.voxels for v in vols])[:, None].astype(np.float32)
+    empty = np.empty(0, np.float32)
+    for n, (s, y) in enumerate(zip(seeds, labels, strict=True)):
+        v = generate(int(s), bool(y), cfg)
+        x[n, 0] = v.voxels
+        vols.append(SynthVolume(v.seed, empty, empty, v.mask, v.nodules, v.vessel_voxels))
     return x, vols
 
 

@@ -26,6 +26,7 @@ it on held-out ones, export it to ONNX with a parity check and register it as
 from __future__ import annotations
 
 import io
+import logging
 import math
 import time
 import warnings
@@ -68,6 +69,7 @@ PARITY_TOL_PROB: Final = 1e-4
 PARITY_TOL_CAM: Final = 1e-3
 SIZE_BANDS_MM: Final = ((4.0, 6.0), (6.0, 10.0), (10.0, 20.0), (20.0, 30.0))
 F32 = npt.NDArray[np.float32]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def _fit(
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         )
+        log.info("train-imaging epoch %s", history[-1])
     return history
 
 
@@ -241,8 +244,8 @@ def _metrics(
         for i in pos:
             largest = max(vols[i].nodules, key=lambda n: n.diameter_mm)
             groups.setdefault(str(getattr(largest, attr)), []).append(int(i))
-        for key, idx in sorted(groups.items()):
-            out[key] = _rate(int(flag[idx].sum()), len(idx))
+        for key, members in sorted(groups.items()):
+            out[key] = _rate(int(flag[members].sum()), len(members))
     hits = [_cam_hit(cams[i], vols[i], cfg.shape) for i in pos]
     found = [h for h, i in zip(hits, pos, strict=True) if flag[i]]
     return {
@@ -421,9 +424,7 @@ def train_imaging(
     scfg = _synth_config(cfg)
     splits = _split(cfg)
     t0 = time.perf_counter()
-    x_tr, _ = generate_batch(*splits["train"], scfg)
-    x_train = x_tr.astype(np.float16)
-    del x_tr
+    x_train, _ = generate_batch(*splits["train"], scfg, dtype=np.float16)
     y_train = np.asarray(splits["train"][1], np.float32)
     gen_s = time.perf_counter() - t0
     model = NoduleCNN(CHANNELS).to(device)
