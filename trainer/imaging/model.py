@@ -18,6 +18,11 @@ __all__ = ["CHANNELS", "NoduleCNN", "cam_shape"]
 
 CHANNELS = (8, 16, 32, 64)
 STRIDES = (2, 2, 1, 1)
+POOL_GAIN = 16.0
+"""The head reads ``POOL_GAIN * mean(A_k)``: a fixed reparametrisation of the linear
+weights (the effective ``w_k`` is ``POOL_GAIN * head.weight``, what the CAM is made of) so
+that a nodule filling a few of the 16,384 cells moves the logit; the CAM, scaled by its
+own maximum, does not depend on it."""
 
 
 def cam_shape(input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -48,14 +53,17 @@ class NoduleCNN(nn.Module):
     def logits_and_maps(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logit ``[N]`` and the last block's maps ``[N, K, d, h, w]``."""
         maps = self.features(volume)
-        logit = self.head(maps.mean(dim=(2, 3, 4))).squeeze(1)
+        logit = self.head(POOL_GAIN * maps.mean(dim=(2, 3, 4))).squeeze(1)
         return logit, maps
+
+    def class_map(self, maps: torch.Tensor) -> torch.Tensor:
+        """``sum_k w_k A_k`` per cell ``[N, d, h, w]`` (before the ReLU and scaling)."""
+        return torch.einsum("k,nkdhw->ndhw", POOL_GAIN * self.head.weight[0], maps)
 
     def forward(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(probability [N], cam [N, d, h, w])`` per the model contract."""
         logit, maps = self.logits_and_maps(volume)
-        weights = self.head.weight[0]  # [K]
-        cam = torch.relu(torch.einsum("k,nkdhw->ndhw", weights, maps))
+        cam = torch.relu(self.class_map(maps))
         peak = cam.amax(dim=(1, 2, 3), keepdim=True)
         cam = torch.where(peak > 0, cam / torch.clamp(peak, min=1e-12), torch.zeros_like(cam))
         return torch.sigmoid(logit), cam
