@@ -28,6 +28,7 @@ from trainer.imaging.train import (
     train_imaging,
     youden_threshold,
 )
+from trainer.workflows import list_models
 
 TINY = ImagingTrainConfig(
     n_train=16, n_val=8, n_test=8, epochs=1, batch_size=4, n_boot=50, shape=(32, 64, 64)
@@ -153,6 +154,8 @@ def test_tiny_training_run_registers_and_promotes(tmp_path: Path) -> None:
         assert key in meta
     assert (d / "model.onnx").stat().st_size < 5_000_000
     assert promoted_version(root, MODEL_NAME) == "v1"
+    (row,) = list_models(root)  # `wardwatch models`
+    assert row["name"] == MODEL_NAME and row["auroc"] == m["auroc"] and row["promoted"]
 
     # a second version is compared with the promoted one on the same test volumes
     out2 = train_imaging(root, TINY, promote=True)
