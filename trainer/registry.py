@@ -47,7 +47,8 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   of at least that many hours, and its shadow pages per patient-day held the budget.
 
 A lung-nodule CNN version (``kind: "ct-nodule-cnn"``, :mod:`trainer.imaging.train`) has
-its own rules (:func:`_imaging_gate`): ONNX parity passed, and its held-out AUROC beats
+its own rules (:func:`_imaging_gate`): ONNX parity passed, its held-out AUROC is shown
+better than chance (95 % interval above 0.5) and beats
 the promoted version's on the same synthetic test volumes (or none is promoted).
 
 The sensitivity floor rule says when it is untestable: with ``n`` patients with an
@@ -496,8 +497,8 @@ def _imaging_test_set(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _imaging_gate(root: Path, name: str, version: str, meta: dict[str, Any]) -> GateResult:
-    """The gate of a lung-nodule CNN version: ONNX parity passed, and its held-out AUROC
-    beats the promoted version's (or none is promoted), ranked by the paired comparison on
+    """The gate of a lung-nodule CNN version: ONNX parity passed, its held-out AUROC's
+    95 % interval is above 0.5 (better than chance), and that AUROC beats the promoted version's (or none is promoted), ranked by the paired comparison on
     the same test volumes stored at training (``vs_promoted``) when it names the promoted
     file, else by the stored AUROCs only when both were tested on the same synthetic
     volumes (same seed and split sizes)."""
@@ -513,8 +514,14 @@ def _imaging_gate(root: Path, name: str, version: str, meta: dict[str, Any]) -> 
     if cand["auroc"] is None:
         return GateResult(False, ["candidate has no test AUROC"], cand, None)
     parity = meta.get("parity", {})
+    ci = cand["auroc_ci95"]
     rules: list[tuple[str, bool, str]] = [
-        ("onnx_parity", bool(parity.get("passed")), f"ONNX parity not passed: {parity}")
+        ("onnx_parity", bool(parity.get("passed")), f"ONNX parity not passed: {parity}"),
+        (
+            "auroc_above_chance",
+            isinstance(ci, list) and len(ci) == 2 and ci[0] is not None and ci[0] > 0.5,
+            f"AUROC {cand['auroc']} is not shown better than chance: 95 % CI {ci}",
+        ),
     ]
     current: dict[str, Any] | None = None
     cur_v = promoted_version(root, name)

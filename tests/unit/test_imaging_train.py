@@ -135,7 +135,12 @@ def test_tiny_training_run_registers_and_promotes(tmp_path: Path) -> None:
     root = tmp_path / "registry"
     out = train_imaging(root, TINY, promote=True)
     assert out["registered"] and out["version"] == "v1"
-    assert out["promotion"]["promoted"], out["promotion"]
+    gate = out["promotion"]
+    assert gate["candidate"]["rules"]["onnx_parity"]
+    # 8 test volumes: the interval may well reach 0.5, the only rule that may refuse
+    if not gate["promoted"]:
+        assert gate["candidate"]["rules"] == {"onnx_parity": True, "auroc_above_chance": False}
+        assert reg.promote(root, MODEL_NAME, "v1", force=True)["promoted"]
     meta = load_metadata(root, MODEL_NAME, "v1")
     d = root / MODEL_NAME / "v1"
     assert meta["sha256"] == sha256_file(d / "model.onnx")
@@ -213,6 +218,10 @@ def test_gate_refuses_a_worse_version_and_failed_parity(tmp_path: Path) -> None:
     _write(root, "v4", 0.70, vs_promoted=better)
     assert reg.promote(root, MODEL_NAME, "v4")["promoted"]
     assert promoted_version(root, MODEL_NAME) == "v4"
+    # not shown better than chance: refused whatever the promoted version
+    _write(root, "v7", 0.53, vs_promoted={**better, "promoted_version": "v4", "auroc": 0.9})
+    out = reg.promote(root, MODEL_NAME, "v7")
+    assert not out["promoted"] and "better than chance" in out["reasons"][0]
     # compared with an older promoted version, on other volumes: not ranked
     _write(root, "v5", 0.99, seed=1, vs_promoted=better)
     out = reg.promote(root, MODEL_NAME, "v5")
@@ -227,8 +236,8 @@ def test_cli_train_imaging_quick(
 ) -> None:
     monkeypatch.setattr(train_mod, "QUICK", TINY)
     monkeypatch.setenv("WARDWATCH_MODEL_REGISTRY", str(tmp_path / "registry"))
-    assert main(["train-imaging", "--quick", "--seed", "3", "--promote"]) == 0
+    assert main(["train-imaging", "--quick", "--seed", "3"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["version"] == "v1" and out["promotion"]["promoted"]
+    assert out["version"] == "v1" and out["registered"] and "promotion" not in out
     meta = load_metadata(tmp_path / "registry", MODEL_NAME, "v1")
     assert meta["training"]["seed"] == 3
