@@ -438,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train-imaging",
         help="train the lung-nodule CT CNN on synthetic volumes (offline, needs [trainer])",
     )
-    ti.add_argument("--quick", action="store_true", help="small cohort, about a minute")
+    ti.add_argument(
+        "--quick", action="store_true", help="small cohort: 160 training volumes, 2 epochs"
+    )
     ti.add_argument("--seed", type=int, default=0)
     ti.add_argument("--promote", action="store_true", help="promote if the gate passes")
     ti.set_defaults(fn=cmd_train_imaging)
