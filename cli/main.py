@@ -221,6 +221,22 @@ def cmd_train(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_train_imaging(args: argparse.Namespace, settings: Settings) -> int:
+    from trainer.imaging.train import config_for, train_imaging
+
+    result = train_imaging(
+        settings.resolved_model_registry(),
+        config_for(args.quick, args.seed),
+        promote=args.promote,
+    )
+    print(json.dumps(result, indent=2, default=str))
+    if not result.get("registered"):
+        return 1
+    if args.promote and not (result.get("promotion") or {}).get("promoted"):
+        return 1
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from models.registry import load_metadata
     from trainer.report import report_html
@@ -424,6 +440,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --export or --operating-points-only: promote if the gate passes",
     )
     t.set_defaults(fn=cmd_train)
+
+    ti = sub.add_parser(
+        "train-imaging",
+        help="train the lung-nodule CT CNN on synthetic volumes (offline, needs [trainer])",
+    )
+    ti.add_argument(
+        "--quick", action="store_true", help="small cohort: 160 training volumes, 2 epochs"
+    )
+    ti.add_argument("--seed", type=int, default=0)
+    ti.add_argument("--promote", action="store_true", help="promote if the gate passes")
+    ti.set_defaults(fn=cmd_train_imaging)
 
     ev = sub.add_parser("evaluate", help="evaluate a registered model against NEWS2")
     ev.add_argument("--model", default=None, help="version (default: promoted)")

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+
+from trainer.imaging.dicom_series import CTSeriesSpec, ct_slice_dataset
 
 AIR_HU = -1000
 WALL_HU = 40
@@ -100,31 +102,15 @@ def write_series(
 def _dataset(
     ph: Phantom, k: int, modality: str, slope: float, intercept: float, series_uid: str
 ) -> Dataset:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = CTImageStorage
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.StudyInstanceUID = ph.study_uid
-    ds.SeriesInstanceUID = series_uid
-    ds.Modality = modality
-    ds.BodyPartExamined = "CHEST"
-    ds.PatientID = "SYNTHETIC"
-    ds.InstanceNumber = k + 1
-    ds.Rows, ds.Columns = ph.rows, ph.cols
-    ds.PixelSpacing = [f"{ph.pixel_mm[0]:g}", f"{ph.pixel_mm[1]:g}"]
-    ds.SliceThickness = f"{ph.slice_mm:g}"
-    ds.ImageOrientationPatient = [f"{v:.6f}" for v in (*ph.row_dir, *ph.col_dir)]
-    ds.ImagePositionPatient = [f"{v:.6f}" for v in ph.position(k)]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 0
-    ds.RescaleSlope = f"{slope:g}"
-    ds.RescaleIntercept = f"{intercept:g}"
-    return ds
+    spec = CTSeriesSpec(
+        study_uid=ph.study_uid,
+        series_uid=series_uid,
+        pixel_mm=ph.pixel_mm,
+        slice_mm=ph.slice_mm,
+        row_dir=ph.row_dir,
+        col_dir=ph.col_dir,
+        first_mm=ph.first_mm,
+    )
+    return ct_slice_dataset(
+        spec, k, ph.rows, ph.cols, modality=modality, slope=slope, intercept=intercept
+    )

@@ -46,6 +46,11 @@ Promotion is gated (:func:`gate`, :func:`promote`), one reason per rule that ref
   model, recorded by ``wardwatch validate --shadow`` in its ``shadow.json``, over a window
   of at least that many hours, and its shadow pages per patient-day held the budget.
 
+A lung-nodule CNN version (``kind: "ct-nodule-cnn"``, :mod:`trainer.imaging.train`) has
+its own rules (:func:`_imaging_gate`): ONNX parity passed, its held-out AUROC is shown
+better than chance (95 % interval above 0.5) and beats
+the promoted version's on the same synthetic test volumes (or none is promoted).
+
 The sensitivity floor rule says when it is untestable: with ``n`` patients with an
 outcome, the one-sided lower bound is at most ``alpha ** (1 / n)`` (all detected); when
 that is under the floor no operating point can show it, and the rule refuses with that
@@ -480,6 +485,94 @@ def _shadow_rules(
     ]
 
 
+IMAGING_KIND = "ct-nodule-cnn"
+"""``metadata["kind"]`` of the lung-nodule CNN (:mod:`trainer.imaging.train`)."""
+
+
+def _imaging_test_set(meta: dict[str, Any]) -> dict[str, Any]:
+    """What defines an imaging version's synthetic test volumes."""
+    cfg = (meta.get("training") or {}).get("config") or {}
+    keys = ("seed", "n_train", "n_val", "n_test", "shape")
+    return {k: cfg.get(k) for k in keys}
+
+
+def _imaging_gate(root: Path, name: str, version: str, meta: dict[str, Any]) -> GateResult:
+    """The gate of a lung-nodule CNN version: ONNX parity passed, its held-out AUROC's
+    95 % interval is above 0.5 (better than chance), and that AUROC beats the promoted version's (or none is promoted), ranked by the paired comparison on
+    the same test volumes stored at training (``vs_promoted``) when it names the promoted
+    file, else by the stored AUROCs only when both were tested on the same synthetic
+    volumes (same seed and split sizes)."""
+    m = meta.get("metrics") or {}
+    cand: dict[str, Any] = {
+        "version": version,
+        "kind": IMAGING_KIND,
+        "auroc": m.get("auroc"),
+        "auroc_ci95": m.get("auroc_ci95"),
+        "sha256": meta.get("sha256"),
+        "vs_promoted": meta.get("vs_promoted"),
+    }
+    if cand["auroc"] is None:
+        return GateResult(False, ["candidate has no test AUROC"], cand, None)
+    parity = meta.get("parity", {})
+    ci = cand["auroc_ci95"]
+    rules: list[tuple[str, bool, str]] = [
+        ("onnx_parity", bool(parity.get("passed")), f"ONNX parity not passed: {parity}"),
+        (
+            "auroc_above_chance",
+            isinstance(ci, list) and len(ci) == 2 and ci[0] is not None and ci[0] > 0.5,
+            f"AUROC {cand['auroc']} is not shown better than chance: 95 % CI {ci}",
+        ),
+    ]
+    current: dict[str, Any] | None = None
+    cur_v = promoted_version(root, name)
+    if cur_v is not None:
+        cur_meta = load_metadata(root, name, cur_v)
+        current = {
+            "version": cur_v,
+            "auroc": (cur_meta.get("metrics") or {}).get("auroc"),
+            "sha256": cur_meta.get("sha256"),
+        }
+        vs = meta.get("vs_promoted")
+        if cur_v == version:
+            rules.append(("not_promoted", False, f"{version} is already promoted"))
+        elif isinstance(vs, dict) and vs.get("promoted_version") == cur_v:
+            if vs.get("promoted_sha256") != current["sha256"]:
+                why = f"the comparison was computed against another {cur_v} file"
+                rules.append(("beats_promoted", False, why))
+            elif not vs.get("comparable"):
+                why = f"not comparable with promoted {cur_v}: {vs.get('reason')}"
+                rules.append(("beats_promoted", False, why))
+            else:
+                a, b = vs.get("auroc"), vs.get("promoted_auroc")
+                rules.append(
+                    (
+                        "beats_promoted",
+                        a is not None and (b is None or a > b),
+                        f"AUROC {a} does not beat promoted {cur_v}'s {b} on the same "
+                        f"{vs.get('test_volumes')} test volumes (difference "
+                        f"{vs.get('difference')}, 95 % CI {vs.get('difference_ci95')})",
+                    )
+                )
+        elif _imaging_test_set(meta) != _imaging_test_set(cur_meta):
+            why = (
+                f"tested on other synthetic volumes than promoted {cur_v} and not compared "
+                f"with it on the same ones: train it again while {cur_v} is promoted"
+            )
+            rules.append(("beats_promoted", False, why))
+        else:
+            a, b = cand["auroc"], current["auroc"]
+            rules.append(
+                (
+                    "beats_promoted",
+                    b is None or a > b,
+                    f"AUROC {a} does not beat promoted {cur_v}'s {b}",
+                )
+            )
+    reasons = [why for _, ok, why in rules if not ok]
+    cand["rules"] = {rule: ok for rule, ok, _ in rules}
+    return GateResult(not reasons, reasons or ["all gates passed"], cand, current)
+
+
 def gate(
     root: Path,
     name: str,
@@ -494,6 +587,8 @@ def gate(
     """Decide whether ``version`` may be promoted (see module docstring): one reason per
     rule that refuses, or "all gates passed"; ``rules`` has every rule's verdict."""
     meta = load_metadata(root, name, version)
+    if meta.get("kind") == IMAGING_KIND:
+        return _imaging_gate(root, name, version, meta)
     cand = _summary(meta)
     cand["vs_promoted"] = read_vs_promoted(root, name, version)
     if cand["auroc"] is None:

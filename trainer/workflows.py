@@ -770,7 +770,8 @@ def list_models(registry: Path) -> list[dict[str, Any]]:
                     "promoted": v == promoted,
                     "created_at": meta.get("created_at"),
                     "sha256": meta.get("sha256"),
-                    "auroc": m.get("model", {}).get("auroc"),
+                    # the lung-nodule CNN's test AUROC is at the top of its metrics
+                    "auroc": m.get("model", {}).get("auroc", m.get("auroc")),
                     "fused_auroc": (m.get("fused") or {}).get("auroc"),
                     "news2_auroc": m.get("news2", {}).get("auroc"),
                     "pages_per_patient_day": (meta.get("operating_points") or {}).get(
