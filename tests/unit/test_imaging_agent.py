@@ -222,6 +222,7 @@ def test_imaging_is_on_when_a_model_is_promoted(
     )
     empty = tmp_path / "empty"
     empty.mkdir()
+    caplog.clear()  # only this call's lines (an earlier test may have set INFO already)
     with caplog.at_level(logging.INFO, logger="wardwatch.imaging"):
         assert load_imaging_model(Settings(model_registry=empty), metrics) is None
     (line,) = [r.getMessage() for r in caplog.records if r.name == "wardwatch.imaging"]
