@@ -1,12 +1,15 @@
-"""The lung-nodule CNN: four 3-D convolution blocks, global average pooling and a linear
-head, whose forward returns the nodule probability and its class activation map.
+"""The lung-nodule CNN: four 3-D convolution blocks and a linear class map whose maximum is
+the logit; its forward returns the nodule probability and its class activation map.
 
 ``[N, 1, 64, 128, 128]`` -> block 1 (conv 3^3, stride 2, 8 channels) -> block 2 (stride
 2, 16) -> block 3 (32) -> block 4 (64 channels, the maps ``A_k`` at ``[16, 32, 32]``),
-each a convolution, batch normalisation and ReLU. The head is ``logit = b + sum_k w_k
-mean(A_k)``, so the class activation map ``CAM = ReLU(sum_k w_k A_k)`` needs no gradient
-(Zhou et al. 2016); each map is scaled to [0, 1] by its own maximum (zeros when that is
-0). ``probability = sigmoid(logit)``. Both are outputs of the exported ONNX graph.
+each a convolution, batch normalisation and ReLU. The class map is ``M = sum_k w_k A_k``
+per cell and the head is ``logit = b + max over cells of M``: a nodule fills a few of the
+16,384 cells, so an average over all of them (the global-average-pool head of Zhou et al.
+2016) drowns it, where the maximum is the nodule's own cell (multiple-instance pooling).
+The class activation map ``CAM = ReLU(M)`` needs no gradient; each map is scaled to
+[0, 1] by its own maximum (zeros when that is 0). ``probability = sigmoid(logit)``. Both
+are outputs of the exported ONNX graph.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ __all__ = ["CHANNELS", "NoduleCNN", "cam_shape"]
 CHANNELS = (8, 16, 32, 64)
 STRIDES = (2, 2, 1, 1)
 POOL_GAIN = 16.0
-"""The head reads ``POOL_GAIN * mean(A_k)``: a fixed reparametrisation of the linear
-weights (the effective ``w_k`` is ``POOL_GAIN * head.weight``, what the CAM is made of) so
-that a nodule filling a few of the 16,384 cells moves the logit; the CAM, scaled by its
-own maximum, does not depend on it."""
+"""A fixed reparametrisation of the linear weights: the effective ``w_k`` is
+``POOL_GAIN * head.weight`` (what the class map is made of), a larger step for the head's
+weights at the optimiser's learning rate; the CAM, scaled by its own maximum, does not
+depend on it."""
 
 
 def cam_shape(input_shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -53,7 +56,7 @@ class NoduleCNN(nn.Module):
     def logits_and_maps(self, volume: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The logit ``[N]`` and the last block's maps ``[N, K, d, h, w]``."""
         maps = self.features(volume)
-        logit = self.head(POOL_GAIN * maps.mean(dim=(2, 3, 4))).squeeze(1)
+        logit = self.class_map(maps).amax(dim=(1, 2, 3)) + self.head.bias[0]
         return logit, maps
 
     def class_map(self, maps: torch.Tensor) -> torch.Tensor:

@@ -496,7 +496,7 @@ def train_imaging(
         "architecture": {
             "channels": list(CHANNELS),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "head": "global average pool + linear; CAM = ReLU(sum_k w_k A_k), max-scaled",
+            "head": "max over cells of the class map sum_k w_k A_k, plus a bias; CAM = ReLU(sum_k w_k A_k), max-scaled",
         },
         "training": {
             "config": cfg.to_dict(),
