@@ -75,8 +75,11 @@ def _range_hint(field: str, v: float) -> str:
     elif field == "spo2_pct" and 0.0 < v <= 1.0:
         return "; looks like a fraction, expected percent (0.97 -> 97)"
     if v == 0.0:
-        return "; 0 usually means no signal (leads, probe or cuff off)"
+        return _ZERO_HINT
     return ""
+
+
+_ZERO_HINT: Final = "; 0 usually means no signal (leads, probe or cuff off)"
 
 
 def _check_now(now: datetime, max_future_skew_s: float) -> None:
@@ -196,7 +199,11 @@ def _validate(
             _fail(RejectReason.NO_VITALS, "no vital sign present (need at least one vitals field)")
         # nothing scoreable remains: the whole event, with every reading's reason
         impossible = any(f.tier == "impossible" for f in flags)
-        details = list(dict.fromkeys(f.detail for f in flags))
+        # the no-signal hint once, after every reading (repeated per reading it would
+        # push the last readings past the detail's length limit)
+        details = list(dict.fromkeys(f.detail.removesuffix(_ZERO_HINT) for f in flags))
+        if any(f.detail.endswith(_ZERO_HINT) for f in flags):
+            details[-1] += _ZERO_HINT
         reason = RejectReason.IMPOSSIBLE_VALUE if impossible else RejectReason.INCONSISTENT
         _fail(reason, "; ".join(details))
 
