@@ -24,10 +24,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic_core import from_json
-
 from wardwatch.ingest.fhir import _decode_fhir
-from wardwatch.ingest.json_events import _decode_json_event, _decode_plain_event, json_kind
+from wardwatch.ingest.json_events import _decode_json_event, _decode_plain_event, parse_json_object
 from wardwatch.ingest.result import W_TIMESTAMP_AHEAD, Decoded, Rejection, _Reject, _scrub
 from wardwatch.ingest.validate import _check_now
 from wardwatch.schemas import RejectReason
@@ -76,16 +74,9 @@ def _decode(raw: object, now: datetime, skew: float, full: bool) -> Decoded | Re
     fast = _decode_plain_event(raw, now, skew)
     if fast is not None:
         return fast
-    if not raw.strip():
-        return Rejection(RejectReason.MALFORMED_JSON, "empty message")
-    try:
-        obj = from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        return Rejection(RejectReason.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
-    if not isinstance(obj, dict):
-        return Rejection(
-            RejectReason.NOT_AN_OBJECT, f"top-level JSON value is {json_kind(obj)}, not an object"
-        )
+    obj = parse_json_object(raw)
+    if isinstance(obj, tuple):
+        return Rejection(*obj)
     if "resourceType" in obj:
         return _decode_fhir(obj, now, skew, full)
     return _decode_json_event(raw, obj, now, skew)

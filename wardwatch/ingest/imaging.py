@@ -16,9 +16,9 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import ValidationError
-from pydantic_core import ErrorDetails, from_json
+from pydantic_core import ErrorDetails
 
-from wardwatch.ingest.json_events import json_kind
+from wardwatch.ingest.json_events import parse_json_object
 from wardwatch.ingest.result import _scrub
 from wardwatch.ingest.validate import _check_now
 from wardwatch.schemas import ImagingReason, ImagingStudyEvent, RejectReason
@@ -82,16 +82,9 @@ def _decode(raw: object, now: datetime, skew: float) -> ImagingStudyEvent | Imag
             f"message of {len(raw)} bytes (at most {MAX_IMAGING_EVENT_BYTES}): pixel data "
             "travel by URI, never in the message",
         )
-    if not raw.strip():
-        return ImagingRejection(RejectReason.MALFORMED_JSON, "empty message")
-    try:
-        obj = from_json(raw, allow_inf_nan=False)
-    except ValueError as exc:
-        return ImagingRejection(RejectReason.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
-    if not isinstance(obj, dict):
-        return ImagingRejection(
-            RejectReason.NOT_AN_OBJECT, f"top-level JSON value is {json_kind(obj)}, not an object"
-        )
+    obj = parse_json_object(raw)
+    if isinstance(obj, tuple):
+        return ImagingRejection(*obj)
     pid = obj.get("patient_id")
     pids = (pid,) if isinstance(pid, str) else ()
     uri = obj.get("uri")

@@ -9,10 +9,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import from_json
 
 from wardwatch.ingest.result import Decoded, Rejection, _Reject, _rejection
 from wardwatch.ingest.validate import _classify_schema_errors, _validate
-from wardwatch.schemas import VitalsEvent
+from wardwatch.schemas import RejectReason, VitalsEvent
 
 
 def _decode_plain_event(raw: bytes | bytearray, now: datetime, skew: float) -> Decoded | None:
@@ -51,6 +52,23 @@ def _decode_json_event(
     except _Reject as r:
         return _rejection(r.reason, r.detail, pids)
     return Decoded([checked.event], checked.warnings, "json", checked.flags)
+
+
+def parse_json_object(raw: bytes | bytearray) -> dict[str, Any] | tuple[RejectReason, str]:
+    """A message's JSON object, or why it is not one (the reason and its detail): empty,
+    not UTF-8 JSON (no NaN or infinity), or another JSON value than an object."""
+    if not raw.strip():
+        return RejectReason.MALFORMED_JSON, "empty message"
+    try:
+        obj = from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        return RejectReason.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}"
+    if not isinstance(obj, dict):
+        return (
+            RejectReason.NOT_AN_OBJECT,
+            f"top-level JSON value is {json_kind(obj)}, not an object",
+        )
+    return obj
 
 
 def json_kind(value: object) -> str:
